@@ -1,0 +1,90 @@
+# cache - a cache engine in C for Lua.  See README.md.
+#
+#   make               build cache/core.so for Lua 5.4
+#   make LUA=luajit    the same source against LuaJIT 2.1 (OpenResty)
+#   make demo          install what is missing, build, run examples/demo.lua
+#   make test          install what is missing, build, run every spec with
+#                      its servers; ends with "N passed, N failed, N skipped"
+#   make bench         benchmarks beside their baselines
+#   make clean
+
+LUA       ?= lua5.4
+SANITIZE  ?= 0
+CC        ?= cc
+PKG       ?= pkg-config
+
+ifeq ($(LUA),luajit)
+  LUA_PC   := luajit
+  LUA_BIN  := luajit
+else
+  LUA_PC   := $(LUA)
+  LUA_BIN  := $(LUA)
+endif
+
+DEPS_PC   := hiredis msgpack libmemcached libcrypto
+WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+OPT       ?= -O2
+CFLAGS    ?= $(OPT) -g
+ALL_CFLAGS = -std=c11 -fPIC $(WARN) $(CFLAGS)
+ifeq ($(SANITIZE),1)
+  ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  SAN_LDFLAGS := -fsanitize=address,undefined
+endif
+DEP_CFLAGS := $(shell $(PKG) --cflags $(DEPS_PC) 2>/dev/null)
+DEP_LIBS   := $(shell $(PKG) --libs $(DEPS_PC) 2>/dev/null) -lpthread -lm
+LUA_CFLAGS := $(shell $(PKG) --cflags $(LUA_PC) 2>/dev/null)
+
+ENGINE_SRC  := $(wildcard engine/*.c) $(wildcard backends/*.c)
+BINDING_SRC := $(wildcard bindings/*.c)
+OBJDIR      := build/$(if $(filter 1,$(SANITIZE)),san,obj)
+ENGINE_OBJ  := $(ENGINE_SRC:%.c=$(OBJDIR)/%.o)
+BINDING_OBJ := $(BINDING_SRC:%.c=$(OBJDIR)/$(LUA)/%.o)
+ENGINE_LIB  := $(OBJDIR)/libcacheengine.a
+HEADERS     := $(wildcard engine/*.h backends/*.h bindings/*.h)
+
+.PHONY: all deps demo test bench clean check-build
+all: cache/core.so
+
+# The module is always refreshed from the build of the selected Lua, so
+# switching LUA= relinks what `require "cache.core"` loads.
+cache/core.so: $(OBJDIR)/$(LUA)/core.so
+	@mkdir -p cache
+	cp $< $@
+
+$(OBJDIR)/$(LUA)/core.so: $(BINDING_OBJ) $(ENGINE_LIB)
+	$(CC) -shared -o $@ $(BINDING_OBJ) $(ENGINE_LIB) $(DEP_LIBS) $(SAN_LDFLAGS)
+
+$(ENGINE_LIB): $(ENGINE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(OBJDIR)/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(DEP_CFLAGS) -Iengine -c $< -o $@
+
+$(OBJDIR)/$(LUA)/bindings/%.o: bindings/%.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LUA_CFLAGS) $(DEP_CFLAGS) -Iengine -c $< -o $@
+
+engine-lib: $(ENGINE_LIB)
+
+deps:
+	@tools/install-deps.sh all
+
+demo:
+	@tools/install-deps.sh build
+	@$(MAKE) --no-print-directory all >/dev/null
+	@LUA_PATH="lua/?.lua;;" LUA_CPATH="./?.so;;" $(LUA_BIN) examples/demo.lua
+
+test:
+	@tools/install-deps.sh all
+	@$(MAKE) --no-print-directory all engine-lib
+	@SANITIZE=$(SANITIZE) OBJDIR=$(OBJDIR) spec/run.sh
+
+bench:
+	@tools/install-deps.sh all
+	@$(MAKE) --no-print-directory all >/dev/null
+	@bench/run.sh
+
+clean:
+	rm -rf build cache

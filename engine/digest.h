@@ -1,0 +1,34 @@
+/*
+ * digest.h - message digests by name, on OpenSSL's libcrypto EVP interface.
+ */
+#ifndef CACHE_ENGINE_DIGEST_H
+#define CACHE_ENGINE_DIGEST_H
+
+#include <stddef.h>
+
+#define CACHE_DIGEST_MAX 64 /* sha512 */
+
+typedef enum {
+    CACHE_MD5,
+    CACHE_SHA1,
+    CACHE_SHA256,
+    CACHE_SHA512
+} cache_digest_kind;
+
+/* "md5", "sha1", "sha256", "sha512": 0 and *kind set, or -1 if unknown. */
+int cache_digest_lookup(const char *name, cache_digest_kind *kind);
+const char *cache_digest_name(cache_digest_kind kind);
+size_t cache_digest_size(cache_digest_kind kind);
+
+/* Digest of the concatenation of n parts. Returns the digest length, or 0
+ * on failure. */
+size_t cache_digest(cache_digest_kind kind, size_t n, const void *const *parts,
+                    const size_t *lens, unsigned char out[CACHE_DIGEST_MAX]);
+
+/* Lower-case hex of n bytes into out (2n chars plus NUL). */
+void cache_hex(const unsigned char *bytes, size_t n, char *out);
+/* Standard Base64 (A-Z a-z 0-9 + /, '=' padding) of n bytes into out
+ * (4 * ceil(n / 3) chars plus NUL). */
+void cache_base64(const unsigned char *bytes, size_t n, char *out);
+
+#endif

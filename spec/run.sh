@@ -1,0 +1,88 @@
+#!/bin/bash
+# The test suite: C unit tests, then the servers the specs need (each
+# spec/servers/*.sh started on free loopback ports in a temporary folder),
+# then every busted spec, then the servers stopped by PID. The last line is
+# "N passed, N failed, N skipped"; the exit status is non-zero on a failure.
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+OBJDIR=${OBJDIR:-build/obj}
+STATE=$(mktemp -d /tmp/cache-test.XXXXXX)
+chmod 755 "$STATE"
+COUNTS="$STATE/counts"
+: >"$COUNTS"
+export CACHE_TEST_STATE="$STATE" CACHE_TEST_COUNTS="$COUNTS" CACHE_ROOT="$ROOT"
+LUA_BIN=${LUA_BIN:-lua5.4}
+
+stop_servers() {
+    for s in spec/servers/*.sh; do
+        [ -e "$s" ] || continue
+        name=$(basename "$s" .sh)
+        [ -d "$STATE/servers/$name" ] && bash "$s" stop "$STATE/servers/$name" >/dev/null 2>&1
+    done
+}
+cleanup() {
+    stop_servers
+    [ -n "${KEEP_TEST_STATE:-}" ] || rm -rf "$STATE"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# 1. C unit tests of the engine (no Lua involved).
+mkdir -p "$STATE/c"
+for t in spec/c/test_*.c; do
+    [ -e "$t" ] || continue
+    name=$(basename "$t" .c)
+    if ! ${CC:-cc} -std=c11 -g -O1 -Wall -Wextra -Werror -Iengine -Ispec/c \
+        $( [ "${SANITIZE:-0}" = 1 ] && echo -fsanitize=address,undefined ) \
+        $(pkg-config --cflags hiredis msgpack libmemcached libcrypto) \
+        "$t" "$OBJDIR/libcacheengine.a" \
+        $(pkg-config --libs hiredis msgpack libmemcached libcrypto) -lpthread -lm \
+        -o "$STATE/c/$name" 2>"$STATE/c/$name.build"; then
+        echo "C test $name does not build:"; cat "$STATE/c/$name.build"
+        echo "0 1 0" >>"$COUNTS"; continue
+    fi
+    echo "== $name"
+    "$STATE/c/$name" | tee "$STATE/c/$name.out" | grep -v '^ok ' || true
+    last=$(tail -n 1 "$STATE/c/$name.out")
+    if [[ "$last" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed,\ ([0-9]+)\ skipped$ ]]; then
+        echo "${BASH_REMATCH[1]} ${BASH_REMATCH[2]} ${BASH_REMATCH[3]}" >>"$COUNTS"
+    else
+        echo "C test $name ended abnormally"; echo "0 1 0" >>"$COUNTS"
+    fi
+done
+
+# 2. Servers, started side by side. Each script prints `export VAR=...`
+#    lines for the specs; one that cannot start leaves its specs skipped.
+mkdir -p "$STATE/servers"
+pids=()
+for s in spec/servers/*.sh; do
+    [ -e "$s" ] || continue
+    name=$(basename "$s" .sh)
+    mkdir -p "$STATE/servers/$name"
+    ( bash "$s" start "$STATE/servers/$name" >"$STATE/servers/$name.env" \
+        2>"$STATE/servers/$name.err" || {
+          echo "server $name did not start (its specs are skipped):" >&2
+          tail -n 5 "$STATE/servers/$name.err" >&2; : >"$STATE/servers/$name.env"; } ) &
+    pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p"; done
+for s in spec/servers/*.sh; do
+    [ -e "$s" ] || continue
+    name=$(basename "$s" .sh)
+    # shellcheck disable=SC1090
+    . "$STATE/servers/$name.env"
+done
+
+# 3. The Lua specs.
+export LUA_PATH="$ROOT/lua/?.lua;$ROOT/spec/?.lua;;"
+export LUA_CPATH="$ROOT/?.so;;"
+echo "== busted ($LUA_BIN)"
+$LUA_BIN /usr/bin/busted --lua="$LUA_BIN" -o "$ROOT/spec/support/output.lua" \
+    --pattern=_spec "$ROOT/spec" || true
+
+# 4. The total.
+read -r passed failed skipped < <(awk '{p+=$1; f+=$2; s+=$3} END {print p+0, f+0, s+0}' "$COUNTS")
+[ -s "$COUNTS" ] || failed=1
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" = 0 ]
