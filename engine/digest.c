@@ -1,0 +1,98 @@
+/*
+ * digest.c - md5/sha1/sha256/sha512 through libcrypto's EVP interface, and
+ * the hex and Base64 renderings the keys use.
+ */
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "digest.h"
+
+static const struct {
+    const char *name;
+    size_t size;
+} digests[] = {
+    [CACHE_MD5] = {"md5", 16},
+    [CACHE_SHA1] = {"sha1", 20},
+    [CACHE_SHA256] = {"sha256", 32},
+    [CACHE_SHA512] = {"sha512", 64},
+};
+
+int cache_digest_lookup(const char *name, cache_digest_kind *kind)
+{
+    for (int i = 0; i < (int)(sizeof digests / sizeof digests[0]); i++)
+        if (strcmp(digests[i].name, name) == 0) {
+            *kind = (cache_digest_kind)i;
+            return 0;
+        }
+    return -1;
+}
+
+const char *cache_digest_name(cache_digest_kind kind)
+{
+    return digests[kind].name;
+}
+
+size_t cache_digest_size(cache_digest_kind kind)
+{
+    return digests[kind].size;
+}
+
+static const EVP_MD *evp_of(cache_digest_kind kind)
+{
+    switch (kind) {
+    case CACHE_MD5: return EVP_md5();
+    case CACHE_SHA1: return EVP_sha1();
+    case CACHE_SHA256: return EVP_sha256();
+    case CACHE_SHA512: return EVP_sha512();
+    }
+    return NULL;
+}
+
+size_t cache_digest(cache_digest_kind kind, size_t n, const void *const *parts,
+                    const size_t *lens, unsigned char out[CACHE_DIGEST_MAX])
+{
+    const EVP_MD *md = evp_of(kind);
+    EVP_MD_CTX *ctx = md ? EVP_MD_CTX_new() : NULL;
+    unsigned int len = 0;
+    int ok = ctx && EVP_DigestInit_ex(ctx, md, NULL);
+    for (size_t i = 0; ok && i < n; i++)
+        ok = EVP_DigestUpdate(ctx, parts[i], lens[i]);
+    ok = ok && EVP_DigestFinal_ex(ctx, out, &len);
+    EVP_MD_CTX_free(ctx);
+    return ok ? len : 0;
+}
+
+void cache_hex(const unsigned char *bytes, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[bytes[i] >> 4];
+        out[2 * i + 1] = digits[bytes[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+void cache_base64(const unsigned char *bytes, size_t n, char *out)
+{
+    static const char abc[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0, i = 0;
+    for (; i + 2 < n; i += 3) {
+        unsigned v = (unsigned)bytes[i] << 16 | (unsigned)bytes[i + 1] << 8 | bytes[i + 2];
+        out[o++] = abc[v >> 18];
+        out[o++] = abc[(v >> 12) & 63];
+        out[o++] = abc[(v >> 6) & 63];
+        out[o++] = abc[v & 63];
+    }
+    if (i < n) {
+        unsigned v = (unsigned)bytes[i] << 16;
+        if (i + 1 < n)
+            v |= (unsigned)bytes[i + 1] << 8;
+        out[o++] = abc[v >> 18];
+        out[o++] = abc[(v >> 12) & 63];
+        out[o++] = i + 1 < n ? abc[(v >> 6) & 63] : '=';
+        out[o++] = '=';
+    }
+    out[o] = '\0';
+}
