@@ -36,27 +36,32 @@ LUA_CFLAGS := $(shell $(PKG) --cflags $(LUA_PC) 2>/dev/null)
 
 ENGINE_SRC  := $(wildcard engine/*.c) $(wildcard backends/*.c)
 BINDING_SRC := $(wildcard bindings/*.c)
-OBJDIR      := build/$(if $(filter 1,$(SANITIZE)),san,obj)
+OBJDIR      ?= build/$(if $(filter 1,$(SANITIZE)),san,obj)
+MODDIR      ?= .
 ENGINE_OBJ  := $(ENGINE_SRC:%.c=$(OBJDIR)/%.o)
 BINDING_OBJ := $(BINDING_SRC:%.c=$(OBJDIR)/$(LUA)/%.o)
 ENGINE_LIB  := $(OBJDIR)/libcacheengine.a
 HEADERS     := $(wildcard engine/*.h backends/*.h bindings/*.h)
 
-.PHONY: all deps demo test bench clean check-build
-all: cache/core.so
+.PHONY: all deps demo test bench clean engine-lib $(MODDIR)/cache/core.so
+all: $(MODDIR)/cache/core.so
 
 # The module is always refreshed from the build of the selected Lua, so
 # switching LUA= relinks what `require "cache.core"` loads.
-cache/core.so: $(OBJDIR)/$(LUA)/core.so
-	@mkdir -p cache
+$(MODDIR)/cache/core.so: $(OBJDIR)/$(LUA)/core.so
+	@mkdir -p $(MODDIR)/cache
 	cp $< $@
 
 $(OBJDIR)/$(LUA)/core.so: $(BINDING_OBJ) $(ENGINE_LIB)
 	$(CC) -shared -o $@ $(BINDING_OBJ) $(ENGINE_LIB) $(DEP_LIBS) $(SAN_LDFLAGS)
 
+# One pre-linked member: the registry names backends by weak reference, which
+# would not pull a backend's member out of an ordinary archive; as a single
+# object, any use of the engine brings every backend along.
 $(ENGINE_LIB): $(ENGINE_OBJ)
-	@rm -f $@
-	ar rcs $@ $^
+	@rm -f $@ $(OBJDIR)/engine-all.o
+	$(CC) -r -nostdlib -o $(OBJDIR)/engine-all.o $^
+	ar rcs $@ $(OBJDIR)/engine-all.o
 
 $(OBJDIR)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)

@@ -1,0 +1,37 @@
+/*
+ * bindings.h - what the files of bindings/ share: the value walker between
+ * Lua and the engine codec, and the registration hooks of optional parts.
+ */
+#ifndef CACHE_BINDINGS_H
+#define CACHE_BINDINGS_H
+
+#include "compat.h"
+#include "codec.h"
+
+/* How cache_lua_encode renders a value. */
+typedef enum {
+    /* Stored values: exact round-trip; functions, userdata, threads and
+     * cycles raise "<root><path>: cannot store a function". */
+    CACHE_ENC_STORE,
+    /* Key material (memoize arguments): maps are written with their keys
+     * sorted so equal tables give equal bytes; a table or userdata with a
+     * __cache_key metamethod (a string, or a function returning one) or a
+     * __tostring metamethod enters as that string; functions, threads and
+     * other userdata enter as tostring() (an identity valid in this
+     * process only). Cycles and excess depth still raise. */
+    CACHE_ENC_KEY
+} cache_enc_mode;
+
+/* Encodes the value at idx into w, or raises a Lua error whose message names
+ * root (e.g. "value") and the path inside the table. */
+void cache_lua_encode(lua_State *L, int idx, cache_writer *w, const char *root,
+                      cache_enc_mode mode);
+
+/* Pushes the value held by validated codec bytes. */
+void cache_lua_decode(lua_State *L, const char *bytes, size_t len);
+
+/* Optional parts of the module: each adds its functions to the table on top
+ * of the stack. Weak, so a build without the file still links. */
+int cache_bind_keys(lua_State *L) __attribute__((weak));
+
+#endif

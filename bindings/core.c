@@ -1,0 +1,663 @@
+/*
+ * core.c - the cache.core module: backend objects and their methods.
+ *
+ * A backend object is a Lua table { default_timeout = n } whose metatable
+ * holds the methods; the engine handle lives in a userdata stored in the
+ * table under a private light-userdata key. Keeping the object a table makes
+ * `c.default_timeout` a plain (writable) field, as in cachelib, and method
+ * lookup a plain table hit.
+ *
+ * Every method checks its arguments first and raises on misuse (the
+ * message names the argument); failures of the backend itself come back as
+ * nil/false plus a message, never as an error.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bindings.h"
+#include "cache.h"
+#include "codec.h"
+
+#define HANDLE_MT "cache.core.handle"
+#define BUFSET_MT "cache.core.bufset"
+
+static char handle_key; /* its address keys the handle in an object */
+
+typedef struct handle {
+    cache_backend *b;
+    cache_buf scratch; /* reused for single-value reads and writes */
+} handle;
+
+/* ---- handles and objects ------------------------------------------------- */
+
+static int handle_gc(lua_State *L)
+{
+    handle *h = luaL_checkudata(L, 1, HANDLE_MT);
+    cache_close(h->b);
+    h->b = NULL;
+    cache_buf_free(&h->scratch);
+    return 0;
+}
+
+static cache_backend *check_backend(lua_State *L, handle **hp)
+{
+    if (lua_type(L, 1) != LUA_TTABLE)
+        luaL_error(L, "bad self: call cache methods with ':' (c:get(key))");
+    lua_pushlightuserdata(L, &handle_key);
+    lua_rawget(L, 1);
+    handle *h = lua_touserdata(L, -1);
+    lua_pop(L, 1); /* the object anchors the handle */
+    if (!h)
+        luaL_error(L, "bad self: not a cache object");
+    if (!h->b)
+        luaL_error(L, "cache is closed");
+    h->scratch.len = 0;
+    if (hp)
+        *hp = h;
+    return h->b;
+}
+
+/* ---- arguments ------------------------------------------------------------- */
+
+static int arg_error(lua_State *L, int arg, const char *name, const char *want)
+{
+    const char *msg = lua_pushfstring(L, "%s: %s expected, got %s", name, want,
+                                      luaL_typename(L, arg));
+    return luaL_argerror(L, arg, msg);
+}
+
+/* Keys are strings; numbers are converted as tostring() would. */
+static cache_str check_key(lua_State *L, int arg)
+{
+    cache_str k;
+    int t = lua_type(L, arg);
+    if (t != LUA_TSTRING && t != LUA_TNUMBER)
+        arg_error(L, arg, "key", "string");
+    k.ptr = lua_tolstring(L, arg, &k.len);
+    return k;
+}
+
+static double object_default_timeout(lua_State *L)
+{
+    lua_getfield(L, 1, "default_timeout");
+    if (lua_type(L, -1) != LUA_TNUMBER)
+        luaL_error(L, "default_timeout: number expected, got %s",
+                   luaL_typename(L, -1));
+    double t = (double)lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    return t;
+}
+
+/* The ttl handed to the engine: nil means the object's default_timeout;
+ * infinities are "never" and "already expired". */
+static double check_timeout(lua_State *L, int arg)
+{
+    double t;
+    if (lua_isnoneornil(L, arg))
+        t = object_default_timeout(L);
+    else if (lua_type(L, arg) == LUA_TNUMBER)
+        t = (double)lua_tonumber(L, arg);
+    else
+        return arg_error(L, arg, "timeout", "number or nil");
+    if (isnan(t))
+        return luaL_argerror(L, arg, "timeout: not a number (NaN)");
+    if (isinf(t))
+        return t > 0 ? 0 : -1;
+    return t;
+}
+
+static int64_t check_delta(lua_State *L, int arg)
+{
+    int64_t d = 0;
+    if (lua_isnoneornil(L, arg))
+        return 1;
+    if (lua_type(L, arg) != LUA_TNUMBER || !cache_lua_isint(L, arg, &d))
+        arg_error(L, arg, "delta", "integer");
+    return d;
+}
+
+/* Encodes the value at idx into buf; raises on values that cannot be
+ * stored. */
+static cache_str encode_arg(lua_State *L, int idx, cache_buf *buf,
+                            const char *root)
+{
+    cache_writer w;
+    size_t start = buf->len;
+    cache_writer_init(&w, buf);
+    cache_lua_encode(L, idx, &w, root, CACHE_ENC_STORE);
+    return (cache_str){buf->data + start, buf->len - start};
+}
+
+/* ---- results ---------------------------------------------------------------- */
+
+static int push_failure(lua_State *L, int falsy_nil, const cache_err *err)
+{
+    if (falsy_nil)
+        lua_pushnil(L);
+    else
+        lua_pushboolean(L, 0);
+    lua_pushstring(L, err->msg[0] ? err->msg : "backend failure");
+    return 2;
+}
+
+/* true / false for OK / MISS-or-EXISTS, false + message for failures. */
+static int push_status(lua_State *L, int rc, const cache_err *err)
+{
+    if (rc < 0)
+        return push_failure(L, 0, err);
+    lua_pushboolean(L, rc == CACHE_OK);
+    return 1;
+}
+
+/* A set of buffers owned by a userdata, so that a Lua error while results
+ * are pushed cannot leak what the backend filled in. */
+typedef struct bufset {
+    size_t n;
+    cache_buf bufs[];
+} bufset;
+
+static int bufset_gc(lua_State *L)
+{
+    bufset *s = luaL_checkudata(L, 1, BUFSET_MT);
+    for (size_t i = 0; i < s->n; i++)
+        cache_buf_free(&s->bufs[i]);
+    s->n = 0;
+    return 0;
+}
+
+static bufset *new_bufset(lua_State *L, size_t n)
+{
+    bufset *s = lua_newuserdata(L, sizeof *s + n * sizeof(cache_buf));
+    s->n = 0;
+    luaL_getmetatable(L, BUFSET_MT);
+    lua_setmetatable(L, -2);
+    for (size_t i = 0; i < n; i++)
+        cache_buf_init(&s->bufs[i]);
+    s->n = n;
+    return s;
+}
+
+/* ---- single-key methods ------------------------------------------------------ */
+
+static int m_get(lua_State *L)
+{
+    handle *h;
+    cache_backend *b = check_backend(L, &h);
+    cache_str key = check_key(L, 2);
+    cache_err err = {0, ""};
+    int rc = cache_get(b, key, &h->scratch, &err);
+    if (rc == CACHE_OK) {
+        cache_lua_decode(L, h->scratch.data, h->scratch.len);
+        return 1;
+    }
+    if (rc < 0)
+        return push_failure(L, 1, &err);
+    lua_pushnil(L);
+    return 1;
+}
+
+static int store(lua_State *L, int only_if_absent)
+{
+    handle *h;
+    cache_backend *b = check_backend(L, &h);
+    cache_str key = check_key(L, 2);
+    double ttl = check_timeout(L, 4);
+    cache_str value = encode_arg(L, 3, &h->scratch, "value");
+    cache_err err = {0, ""};
+    int rc = only_if_absent ? cache_add(b, key, value, ttl, &err)
+                            : cache_set(b, key, value, ttl, &err);
+    return push_status(L, rc, &err);
+}
+
+static int m_set(lua_State *L) { return store(L, 0); }
+static int m_add(lua_State *L) { return store(L, 1); }
+
+static int m_delete(lua_State *L)
+{
+    cache_backend *b = check_backend(L, NULL);
+    cache_str key = check_key(L, 2);
+    cache_err err = {0, ""};
+    return push_status(L, cache_del(b, key, &err), &err);
+}
+
+static int m_has(lua_State *L)
+{
+    cache_backend *b = check_backend(L, NULL);
+    cache_str key = check_key(L, 2);
+    cache_err err = {0, ""};
+    return push_status(L, cache_has(b, key, &err), &err);
+}
+
+static int m_clear(lua_State *L)
+{
+    cache_backend *b = check_backend(L, NULL);
+    cache_err err = {0, ""};
+    return push_status(L, cache_clear(b, &err), &err);
+}
+
+static int increment(lua_State *L, int sign)
+{
+    cache_backend *b = check_backend(L, NULL);
+    cache_str key = check_key(L, 2);
+    int64_t delta = check_delta(L, 3);
+    if (sign < 0) {
+        if (delta == INT64_MIN)
+            return luaL_argerror(L, 3, "delta: out of range");
+        delta = -delta;
+    }
+    double ttl = object_default_timeout(L);
+    cache_err err = {0, ""};
+    int64_t result;
+    int rc = cache_incr(b, key, delta, ttl, &result, &err);
+    if (rc != CACHE_OK)
+        return push_failure(L, 1, &err);
+    cache_lua_pushint(L, result);
+    return 1;
+}
+
+static int m_inc(lua_State *L) { return increment(L, 1); }
+static int m_dec(lua_State *L) { return increment(L, -1); }
+
+/* ---- many-key methods --------------------------------------------------------- */
+
+/* The keys given as arguments first..top, checked. */
+static cache_str *collect_keys(lua_State *L, int first, size_t *n)
+{
+    int top = lua_gettop(L);
+    *n = top >= first ? (size_t)(top - first + 1) : 0;
+    cache_str *keys = lua_newuserdata(L, (*n ? *n : 1) * sizeof *keys);
+    for (size_t i = 0; i < *n; i++)
+        keys[i] = check_key(L, first + (int)i);
+    return keys;
+}
+
+static int m_get_many(lua_State *L)
+{
+    cache_backend *b = check_backend(L, NULL);
+    size_t n;
+    cache_str *keys = collect_keys(L, 2, &n);
+    int *status = lua_newuserdata(L, (n ? n : 1) * sizeof *status);
+    bufset *s = new_bufset(L, n);
+    cache_err err = {0, ""};
+    int rc = cache_get_many(b, n, keys, s->bufs, status, &err);
+    luaL_checkstack(L, (int)n + 2, "too many keys");
+    for (size_t i = 0; i < n; i++) {
+        if (rc == CACHE_OK && status[i] == CACHE_OK)
+            cache_lua_decode(L, s->bufs[i].data, s->bufs[i].len);
+        else
+            lua_pushnil(L);
+    }
+    if (rc < 0) {
+        /* one nil per key, then why */
+        lua_pushstring(L, err.msg);
+        return (int)n + 1;
+    }
+    return (int)n;
+}
+
+static int m_get_dict(lua_State *L)
+{
+    cache_backend *b = check_backend(L, NULL);
+    size_t n;
+    cache_str *keys = collect_keys(L, 2, &n);
+    int *status = lua_newuserdata(L, (n ? n : 1) * sizeof *status);
+    bufset *s = new_bufset(L, n);
+    cache_err err = {0, ""};
+    int rc = cache_get_many(b, n, keys, s->bufs, status, &err);
+    if (rc < 0)
+        return push_failure(L, 1, &err);
+    lua_createtable(L, 0, (int)n);
+    for (size_t i = 0; i < n; i++) {
+        if (status[i] != CACHE_OK)
+            continue;
+        lua_pushlstring(L, keys[i].ptr, keys[i].len);
+        cache_lua_decode(L, s->bufs[i].data, s->bufs[i].len);
+        lua_rawset(L, -3);
+    }
+    return 1;
+}
+
+/* set_many(mapping [, timeout]): every value is encoded before anything is
+ * written, so a value that cannot be stored leaves the cache untouched. */
+static int m_set_many(lua_State *L)
+{
+    cache_backend *b = check_backend(L, NULL);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    double ttl = check_timeout(L, 3);
+    size_t n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        int t = lua_type(L, -2);
+        if (t != LUA_TSTRING && t != LUA_TNUMBER)
+            luaL_error(L, "mapping: keys must be strings, got a %s",
+                       luaL_typename(L, -2));
+        n++;
+        lua_pop(L, 1);
+    }
+    cache_str *keys = lua_newuserdata(L, (n ? n : 1) * sizeof *keys);
+    cache_str *vals = lua_newuserdata(L, (n ? n : 1) * sizeof *vals);
+    int *status = lua_newuserdata(L, (n ? n : 1) * sizeof *status);
+    bufset *s = new_bufset(L, n);
+    lua_newtable(L); /* anchors the key strings */
+    int anchor = lua_gettop(L);
+    size_t i = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        lua_pushvalue(L, -2);
+        lua_tolstring(L, -1, NULL); /* converts the copy, not the loop's key */
+        lua_rawseti(L, anchor, (int)i + 1);
+        lua_rawgeti(L, anchor, (int)i + 1);
+        keys[i].ptr = lua_tolstring(L, -1, &keys[i].len);
+        lua_pop(L, 1);
+        vals[i] = encode_arg(L, lua_gettop(L), &s->bufs[i], "value");
+        i++;
+        lua_pop(L, 1);
+    }
+    cache_err err = {0, ""};
+    int rc = cache_set_many(b, n, keys, vals, ttl, status, &err);
+    int all = rc == CACHE_OK;
+    lua_createtable(L, (int)n, 0);
+    int k = 0;
+    for (i = 0; i < n; i++) {
+        if (status[i] == CACHE_OK) {
+            lua_pushlstring(L, keys[i].ptr, keys[i].len);
+            lua_rawseti(L, -2, ++k);
+        } else {
+            all = 0;
+        }
+    }
+    lua_pushboolean(L, all);
+    lua_insert(L, -2);
+    if (rc < 0) {
+        lua_pushstring(L, err.msg);
+        return 3;
+    }
+    return 2;
+}
+
+static int m_delete_many(lua_State *L)
+{
+    cache_backend *b = check_backend(L, NULL);
+    size_t n;
+    cache_str *keys = collect_keys(L, 2, &n);
+    int *status = lua_newuserdata(L, (n ? n : 1) * sizeof *status);
+    for (size_t i = 0; i < n; i++)
+        status[i] = CACHE_MISS;
+    cache_err err = {0, ""};
+    int rc = cache_del_many(b, n, keys, status, &err);
+    int all = rc == CACHE_OK;
+    lua_createtable(L, (int)n, 0);
+    int k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (status[i] == CACHE_OK) {
+            lua_pushlstring(L, keys[i].ptr, keys[i].len);
+            lua_rawseti(L, -2, ++k);
+        } else {
+            all = 0;
+        }
+    }
+    lua_pushboolean(L, all);
+    lua_insert(L, -2);
+    if (rc < 0) {
+        lua_pushstring(L, err.msg);
+        return 3;
+    }
+    return 2;
+}
+
+static int m_close(lua_State *L)
+{
+    if (lua_type(L, 1) != LUA_TTABLE)
+        return luaL_error(L, "bad self: call cache methods with ':'");
+    lua_pushlightuserdata(L, &handle_key);
+    lua_rawget(L, 1);
+    handle *h = lua_touserdata(L, -1);
+    if (h && h->b) {
+        cache_close(h->b);
+        h->b = NULL;
+    }
+    return 0;
+}
+
+static int m_tostring(lua_State *L)
+{
+    lua_pushlightuserdata(L, &handle_key);
+    lua_rawget(L, 1);
+    handle *h = lua_touserdata(L, -1);
+    lua_pushfstring(L, "%s: %p", h && h->b ? h->b->vt->name : "closed cache",
+                    lua_topointer(L, 1));
+    return 1;
+}
+
+static const luaL_Reg methods[] = {
+    {"get", m_get},           {"set", m_set},
+    {"add", m_add},           {"delete", m_delete},
+    {"has", m_has},           {"clear", m_clear},
+    {"inc", m_inc},           {"dec", m_dec},
+    {"get_many", m_get_many}, {"get_dict", m_get_dict},
+    {"set_many", m_set_many}, {"delete_many", m_delete_many},
+    {"close", m_close},       {NULL, NULL},
+};
+
+/* ---- opening backends ---------------------------------------------------------- */
+
+/* One option value to the engine's typed form. Lists may hold strings,
+ * numbers and {host, port} pairs (written "host:port"). */
+static void convert_list(lua_State *L, int idx, cache_opt *o, int anchor)
+{
+    size_t n = lua_rawlen(L, idx);
+    const char **items = lua_newuserdata(L, (n ? n : 1) * sizeof *items);
+    size_t *lens = lua_newuserdata(L, (n ? n : 1) * sizeof *lens);
+    lua_rawseti(L, anchor, (int)lua_rawlen(L, anchor) + 1);
+    lua_rawseti(L, anchor, (int)lua_rawlen(L, anchor) + 1);
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, idx, (int)i + 1);
+        if (lua_type(L, -1) == LUA_TTABLE) {
+            lua_rawgeti(L, -1, 1);
+            lua_rawgeti(L, -2, 2);
+            if (!lua_isstring(L, -2) || !lua_isstring(L, -1))
+                luaL_error(L, "option '%s': item %d must be a string or {host, port}",
+                           o->name, (int)i + 1);
+            lua_pushfstring(L, "%s:%s", lua_tostring(L, -2), lua_tostring(L, -1));
+            lua_replace(L, -4);
+            lua_pop(L, 2);
+        } else if (lua_type(L, -1) == LUA_TNUMBER) {
+            lua_pushstring(L, lua_tostring(L, -1)); /* a copy, converted */
+            lua_replace(L, -2);
+        } else if (lua_type(L, -1) != LUA_TSTRING) {
+            luaL_error(L, "option '%s': item %d must be a string, got %s", o->name,
+                       (int)i + 1, luaL_typename(L, -1));
+        }
+        items[i] = lua_tolstring(L, -1, &lens[i]);
+        lua_rawseti(L, anchor, (int)lua_rawlen(L, anchor) + 1);
+    }
+    o->type = CACHE_OPT_LIST;
+    o->list = items;
+    o->list_lens = lens;
+    o->count = n;
+}
+
+static void convert_option(lua_State *L, cache_opt *o, int anchor)
+{
+    int v = lua_gettop(L);
+    int64_t i;
+    switch (lua_type(L, v)) {
+    case LUA_TBOOLEAN:
+        o->type = CACHE_OPT_BOOL;
+        o->b = lua_toboolean(L, v);
+        break;
+    case LUA_TNUMBER:
+        o->n = (double)lua_tonumber(L, v);
+        if (cache_lua_isint(L, v, &i)) {
+            o->type = CACHE_OPT_INT;
+            o->i = i;
+        } else {
+            o->type = CACHE_OPT_NUM;
+        }
+        break;
+    case LUA_TSTRING:
+        o->type = CACHE_OPT_STR;
+        o->s = lua_tolstring(L, v, &o->slen);
+        break;
+    case LUA_TTABLE:
+        convert_list(L, v, o, anchor);
+        break;
+    default:
+        luaL_error(L, "option '%s': unsupported type %s", o->name,
+                   luaL_typename(L, v));
+    }
+}
+
+/* Builds the engine's option list from the table at idx. Strings stay
+ * anchored in the table at `anchor` until the backend is open. */
+static cache_opts convert_options(lua_State *L, int idx, int anchor)
+{
+    cache_opts opts = {NULL, 0};
+    size_t n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            luaL_error(L, "options: names must be strings, got %s",
+                       luaL_typename(L, -2));
+        n++;
+        lua_pop(L, 1);
+    }
+    opts.items = lua_newuserdata(L, (n ? n : 1) * sizeof *opts.items);
+    lua_rawseti(L, anchor, (int)lua_rawlen(L, anchor) + 1);
+    memset(opts.items, 0, (n ? n : 1) * sizeof *opts.items);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        cache_opt *o = &opts.items[opts.count++];
+        o->name = lua_tostring(L, -2);
+        convert_option(L, o, anchor);
+        lua_pop(L, 1);
+    }
+    return opts;
+}
+
+/* Upvalue 1: the backend class name. Called as cache.SimpleCache{...}. */
+static int open_backend(lua_State *L)
+{
+    const char *type = lua_tostring(L, lua_upvalueindex(1));
+    if (lua_isnoneornil(L, 1))
+        lua_newtable(L), lua_replace(L, 1);
+    if (lua_type(L, 1) != LUA_TTABLE)
+        return arg_error(L, 1, "options", "table");
+    lua_settop(L, 1);
+    lua_newtable(L); /* anchor for converted strings */
+    cache_opts opts = convert_options(L, 1, 2);
+    cache_err err = {0, ""};
+
+    handle *h = lua_newuserdata(L, sizeof *h);
+    h->b = NULL;
+    cache_buf_init(&h->scratch);
+    luaL_getmetatable(L, HANDLE_MT);
+    lua_setmetatable(L, -2);
+    int hidx = lua_gettop(L);
+
+    h->b = cache_open(type, &opts, &err);
+    if (!h->b)
+        return luaL_error(L, "%s: %s", type, err.msg);
+
+    lua_createtable(L, 0, 2);
+    double dt = h->b->default_timeout;
+    if (dt == floor(dt) && fabs(dt) < 9e15)
+        cache_lua_pushint(L, (int64_t)dt);
+    else
+        lua_pushnumber(L, (lua_Number)dt);
+    lua_setfield(L, -2, "default_timeout");
+    lua_pushlightuserdata(L, &handle_key);
+    lua_pushvalue(L, hidx);
+    lua_rawset(L, -3);
+    lua_pushvalue(L, lua_upvalueindex(2)); /* the object metatable */
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
+/* ---- codec access (tests, tools, the OpenResty transports) ----------------------- */
+
+static int l_encode(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    lua_settop(L, 1);
+    bufset *s = new_bufset(L, 1);
+    cache_str v = encode_arg(L, 1, &s->bufs[0], "value");
+    lua_pushlstring(L, v.ptr, v.len);
+    return 1;
+}
+
+static int l_decode(lua_State *L)
+{
+    size_t n;
+    const char *p = luaL_checklstring(L, 1, &n);
+    cache_err err = {0, ""};
+    if (cache_validate(p, n, &err) != CACHE_OK) {
+        lua_pushnil(L);
+        lua_pushstring(L, err.msg);
+        return 2;
+    }
+    cache_lua_decode(L, p, n);
+    lua_pushboolean(L, 1);
+    return 2;
+}
+
+static int l_backend_types(lua_State *L)
+{
+    const cache_backend_type *const *t = cache_backend_types();
+    lua_newtable(L);
+    for (int i = 0; t[i]; i++) {
+        lua_pushboolean(L, t[i]->create != NULL);
+        lua_setfield(L, -2, t[i]->name);
+    }
+    return 1;
+}
+
+static const luaL_Reg functions[] = {
+    {"encode", l_encode},
+    {"decode", l_decode},
+    {"backend_types", l_backend_types},
+    {NULL, NULL},
+};
+
+int luaopen_cache_core(lua_State *L)
+{
+    luaL_newmetatable(L, HANDLE_MT);
+    lua_pushcfunction(L, handle_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, BUFSET_MT);
+    lua_pushcfunction(L, bufset_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+
+    luaL_newlib(L, functions);
+    int module = lua_gettop(L);
+
+    /* the metatable of backend objects: methods by __index */
+    lua_newtable(L);
+    int object_mt = lua_gettop(L);
+    luaL_newlib(L, methods);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, module, "methods"); /* Lua code may add methods here */
+    lua_setfield(L, object_mt, "__index");
+    lua_pushcfunction(L, m_tostring);
+    lua_setfield(L, object_mt, "__tostring");
+    lua_pushvalue(L, object_mt);
+    lua_setfield(L, module, "object_mt");
+
+    /* one constructor per backend type, built or not: an unbuilt one
+     * raises a clear error when called */
+    const cache_backend_type *const *t = cache_backend_types();
+    for (int i = 0; t[i]; i++) {
+        lua_pushstring(L, t[i]->name);
+        lua_pushvalue(L, object_mt);
+        lua_pushcclosure(L, open_backend, 2);
+        lua_setfield(L, module, t[i]->name);
+    }
+    lua_settop(L, module);
+
+    if (cache_bind_keys)
+        cache_bind_keys(L);
+    return 1;
+}

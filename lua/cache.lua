@@ -1,0 +1,43 @@
+--- cache: the cachelib / Flask-Caching API for Lua, on a C engine.
+--
+--   local cache = require "cache"
+--   local c = cache.SimpleCache{ threshold = 1000, default_timeout = 60 }
+--   c:set("k", { any = "value" })
+--
+-- The backends and their methods live in the C module cache.core; this file
+-- gathers them, and adds the Cache object and the decorators
+-- (cache.decorators) when they are installed.
+local core = require "cache.core"
+
+local M = {
+  _VERSION = "cache scm",
+  core = core,
+  --- The methods every backend object has; functions added here become
+  -- methods of every backend.
+  methods = core.methods,
+}
+
+--- Class names of all backends, mapped to whether this build has them.
+function M.backend_types()
+  return core.backend_types()
+end
+
+for name in pairs(core.backend_types()) do
+  M[name] = core[name]
+end
+
+--- Encodes a value the way backends store it (MessagePack bytes).
+M.encode = core.encode
+--- Decodes such bytes: the value and true, or nil and why.
+M.decode = core.decode
+
+local function module_exists(name)
+  local searchpath = package.searchpath
+  return searchpath ~= nil and searchpath(name, package.path) ~= nil
+end
+
+if module_exists("cache.decorators") then
+  require("cache.decorators").install(M)
+end
+
+return M
