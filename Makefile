@@ -32,7 +32,12 @@ ifeq ($(SANITIZE),1)
 endif
 DEP_CFLAGS := $(shell $(PKG) --cflags $(DEPS_PC) 2>/dev/null)
 DEP_LIBS   := $(shell $(PKG) --libs $(DEPS_PC) 2>/dev/null) -lpthread -lm
-LUA_CFLAGS := $(shell $(PKG) --cflags $(LUA_PC) 2>/dev/null)
+# LuaRocks passes LUA_INCDIR for the Lua it builds for; otherwise pkg-config.
+ifdef LUA_INCDIR
+  LUA_CFLAGS := -I$(LUA_INCDIR)
+else
+  LUA_CFLAGS := $(shell $(PKG) --cflags $(LUA_PC) 2>/dev/null)
+endif
 
 ENGINE_SRC  := $(wildcard engine/*.c) $(wildcard backends/*.c)
 BINDING_SRC := $(wildcard bindings/*.c)
@@ -43,7 +48,7 @@ BINDING_OBJ := $(BINDING_SRC:%.c=$(OBJDIR)/$(LUA)/%.o)
 ENGINE_LIB  := $(OBJDIR)/libcacheengine.a
 HEADERS     := $(wildcard engine/*.h backends/*.h bindings/*.h)
 
-.PHONY: all deps demo test bench clean engine-lib $(MODDIR)/cache/core.so
+.PHONY: all deps demo test bench clean install engine-lib $(MODDIR)/cache/core.so
 all: $(MODDIR)/cache/core.so
 
 # The module is always refreshed from the build of the selected Lua, so
@@ -90,6 +95,16 @@ bench:
 	@tools/install-deps.sh all
 	@$(MAKE) --no-print-directory all >/dev/null
 	@bench/run.sh
+
+# `luarocks make` runs `make` and then this, with INST_LIBDIR / INST_LUADIR
+# pointing into the rocks tree.
+INST_LIBDIR ?= /usr/local/lib/lua/5.4
+INST_LUADIR ?= /usr/local/share/lua/5.4
+install: $(MODDIR)/cache/core.so
+	install -d $(DESTDIR)$(INST_LIBDIR)/cache $(DESTDIR)$(INST_LUADIR)/cache
+	install -m 0755 $(MODDIR)/cache/core.so $(DESTDIR)$(INST_LIBDIR)/cache/core.so
+	install -m 0644 lua/cache.lua $(DESTDIR)$(INST_LUADIR)/cache.lua
+	for f in lua/cache/*.lua; do [ -e "$$f" ] && install -m 0644 "$$f" $(DESTDIR)$(INST_LUADIR)/cache/ || true; done
 
 clean:
 	rm -rf build cache

@@ -12,15 +12,16 @@
 
 #if LUA_VERSION_NUM < 502
 #define lua_rawlen(L, i) lua_objlen((L), (i))
-#define luaL_newlibtable(L, l) lua_createtable((L), 0, sizeof(l) / sizeof((l)[0]) - 1)
-#define luaL_newlib(L, l) (luaL_newlibtable((L), (l)), luaL_setfuncs((L), (l), 0))
 
-static inline int lua_absindex(lua_State *L, int i)
+static inline int cache_absindex(lua_State *L, int i)
 {
     return (i > 0 || i <= LUA_REGISTRYINDEX) ? i : lua_gettop(L) + i + 1;
 }
+#define lua_absindex cache_absindex
 
-static inline void luaL_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
+/* LuaJIT 2.1 has luaL_setfuncs and luaL_newlib; plain Lua 5.1 has not. */
+#ifndef luaL_newlib
+static inline void cache_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
 {
     luaL_checkstack(L, nup, "too many upvalues");
     for (; l->name; l++) {
@@ -31,6 +32,10 @@ static inline void luaL_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
     }
     lua_pop(L, nup);
 }
+#define luaL_setfuncs cache_setfuncs
+#define luaL_newlibtable(L, l) lua_createtable((L), 0, sizeof(l) / sizeof((l)[0]) - 1)
+#define luaL_newlib(L, l) (luaL_newlibtable((L), (l)), luaL_setfuncs((L), (l), 0))
+#endif
 #endif
 
 /* Integers: Lua 5.3+ has an integer subtype. Under the 5.1 API every number

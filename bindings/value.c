@@ -181,11 +181,10 @@ static size_t survey(walk *k, int idx, const frame *f, int *is_array)
         int key = lua_gettop(L) - 1;
         int64_t i;
         if (!key_allowed(L, key)) {
-            frame at = {f, key, NULL};
             char what[64];
             snprintf(what, sizeof what, "cannot use a %s as a table key",
                      luaL_typename(L, key));
-            fail_at(k, &at, what);
+            fail_at(k, f, what);
         }
         if (only_ints && lua_type(L, key) == LUA_TNUMBER && cache_lua_isint(L, key, &i) && i >= 1) {
             if (i > maxkey)

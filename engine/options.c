@@ -127,9 +127,10 @@ int cache_opt_list(cache_opts *o, const char *name, const cache_opt **out,
 int cache_opts_check_unused(const cache_opts *o, const char *backend,
                             cache_err *err)
 {
+    (void)backend; /* the binding names the backend in front of the message */
     for (size_t i = 0; i < o->count; i++)
         if (!o->items[i].used)
-            return cache_fail(err, CACHE_EINVAL, "unknown option '%s' for %s",
-                              o->items[i].name, backend);
+            return cache_fail(err, CACHE_EINVAL, "unknown option '%s'",
+                              o->items[i].name);
     return CACHE_OK;
 }
