@@ -7,6 +7,7 @@ set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 OBJDIR=${OBJDIR:-build/obj}
+MODDIR=${MODDIR:-.}
 STATE=$(mktemp -d /tmp/cache-test.XXXXXX)
 chmod 755 "$STATE"
 COUNTS="$STATE/counts"
@@ -76,7 +77,7 @@ done
 
 # 3. The Lua specs.
 export LUA_PATH="$ROOT/lua/?.lua;$ROOT/spec/?.lua;;"
-export LUA_CPATH="$ROOT/?.so;;"
+export LUA_CPATH="$ROOT/$MODDIR/?.so;;"
 echo "== busted ($LUA_BIN)"
 $LUA_BIN /usr/bin/busted --lua="$LUA_BIN" -o "$ROOT/spec/support/output.lua" \
     --pattern=_spec "$ROOT/spec" || true
