@@ -23,49 +23,33 @@ BACKEND(cache_spread_sasl_memcached_create)
 BACKEND(cache_uwsgi_create)
 #undef BACKEND
 
-static cache_backend_type types[] = {
-    {"NullCache", NULL},
-    {"SimpleCache", NULL},
-    {"FileSystemCache", NULL},
-    {"RedisCache", NULL},
-    {"RedisSentinelCache", NULL},
-    {"RedisClusterCache", NULL},
-    {"MemcachedCache", NULL},
-    {"SASLMemcachedCache", NULL},
-    {"SpreadSASLMemcachedCache", NULL},
-    {"UWSGICache", NULL},
+static const cache_backend_type types[] = {
+    {"NullCache", cache_null_create},
+    {"SimpleCache", cache_simple_create},
+    {"FileSystemCache", cache_filesystem_create},
+    {"RedisCache", cache_redis_create},
+    {"RedisSentinelCache", cache_redis_sentinel_create},
+    {"RedisClusterCache", cache_redis_cluster_create},
+    {"MemcachedCache", cache_memcached_create},
+    {"SASLMemcachedCache", cache_sasl_memcached_create},
+    {"SpreadSASLMemcachedCache", cache_spread_sasl_memcached_create},
+    {"UWSGICache", cache_uwsgi_create},
 };
 
 #define NTYPES (sizeof types / sizeof types[0])
 
-static const cache_backend_type *type_list[NTYPES + 1];
-
-static void fill(void)
-{
-    /* Assigned at run time: a weak symbol's address is not a constant. */
-    cache_backend_ctor ctors[NTYPES] = {
-        cache_null_create,          cache_simple_create,
-        cache_filesystem_create,    cache_redis_create,
-        cache_redis_sentinel_create, cache_redis_cluster_create,
-        cache_memcached_create,     cache_sasl_memcached_create,
-        cache_spread_sasl_memcached_create, cache_uwsgi_create,
-    };
-    for (size_t i = 0; i < NTYPES; i++) {
-        types[i].create = ctors[i];
-        type_list[i] = &types[i];
-    }
-    type_list[NTYPES] = NULL;
-}
+static const cache_backend_type *const type_list[NTYPES + 1] = {
+    &types[0], &types[1], &types[2], &types[3], &types[4],
+    &types[5], &types[6], &types[7], &types[8], &types[9], NULL,
+};
 
 const cache_backend_type *const *cache_backend_types(void)
 {
-    fill();
     return type_list;
 }
 
 const cache_backend_type *cache_backend_find(const char *name)
 {
-    fill();
     for (size_t i = 0; i < NTYPES; i++)
         if (strcmp(types[i].name, name) == 0)
             return &types[i];
