@@ -613,7 +613,15 @@ static int l_backend_types(lua_State *L)
     return 1;
 }
 
+/* Seconds on the monotonic clock, for timing (benchmarks, specs). */
+static int l_monotonic(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)cache_monotonic_now());
+    return 1;
+}
+
 static const luaL_Reg functions[] = {
+    {"monotonic", l_monotonic},
     {"encode", l_encode},
     {"decode", l_decode},
     {"backend_types", l_backend_types},
