@@ -1,0 +1,524 @@
+/*
+ * uwsgi.c - UWSGICache: a cache of a running uWSGI server (--cache2), reached
+ * over uWSGI's own socket protocol, as cachelib's UWSGICache reaches
+ * "name@host:port".
+ *
+ * The protocol lives in uwsgi_proto.c (no sockets); this file is the
+ * blocking transport (one connection per request, as the server closes after
+ * each reply, with connect and I/O bounded by the `timeout` option) and the
+ * meaning of each cache operation on top of the server's commands.
+ *
+ * Atomic on the server: get, set (update), delete, has, clear, and add's
+ * create-only store. Not atomic: inc/dec (uWSGI offers no remote increment,
+ * so vt->incr is NULL and the engine does get + set), and add's answer when
+ * the server refuses (see uw_add).
+ */
+#define _DEFAULT_SOURCE
+#include <errno.h>
+#include <math.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <netinet/in.h>
+
+#include "cache.h"
+#include "uwsgi_proto.h"
+
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0
+#endif
+
+typedef struct uw_backend {
+    cache_backend base;
+    char *spec;     /* the `cache` option, for messages */
+    char *name;     /* cache name (may be empty: the server's first cache) */
+    size_t name_len;
+    char *path;     /* unix socket path, or NULL */
+    char *host;     /* TCP host (no brackets) and port, or NULL */
+    char *port;
+    double timeout; /* seconds, for connect and for the exchange */
+} uw_backend;
+
+/* ---- options ------------------------------------------------------------ */
+
+/* Splits "host:port" or "[v6]:port" into fresh strings. */
+static int parse_hostport(const char *a, char **host, char **port)
+{
+    const char *colon;
+    const char *h = a;
+    size_t hlen;
+    if (*a == '[') {
+        const char *end = strchr(a, ']');
+        if (!end || end[1] != ':')
+            return -1;
+        h = a + 1;
+        hlen = (size_t)(end - h);
+        colon = end + 1;
+    } else {
+        colon = strrchr(a, ':');
+        if (!colon)
+            return -1;
+        hlen = (size_t)(colon - a);
+    }
+    const char *p = colon + 1;
+    size_t plen = strlen(p);
+    if (hlen == 0 || plen == 0 || plen > 5 || strspn(p, "0123456789") != plen)
+        return -1;
+    long pn = strtol(p, NULL, 10);
+    if (pn < 1 || pn > 65535)
+        return -1;
+    *host = cache_strndup(h, hlen);
+    *port = cache_strndup(p, plen);
+    return (*host && *port) ? 0 : -2;
+}
+
+/* "name@address": the name up to the first '@' (as uWSGI splits it), the
+ * address a unix socket path (starting with '/' or '.') or host:port. */
+static int parse_spec(uw_backend *c, const char *s, size_t n, cache_err *err)
+{
+    if (memchr(s, '\0', n))
+        return cache_fail(err, CACHE_EINVAL,
+                          "option 'cache' contains a NUL byte");
+    const char *at = memchr(s, '@', n);
+    if (!at)
+        return cache_fail(err, CACHE_EINVAL,
+                          "cache '%.*s' has no address; outside "
+                          "uWSGI give 'name@host:port'",
+                          (int)(n > 100 ? 100 : n), s);
+    c->name_len = (size_t)(at - s);
+    if (c->name_len > UWSGI_NAME_MAX)
+        return cache_fail(err, CACHE_EINVAL,
+                          "cache name of %zu bytes is too long "
+                          "(max %d)",
+                          c->name_len, UWSGI_NAME_MAX);
+    c->spec = cache_strndup(s, n);
+    c->name = cache_strndup(s, c->name_len);
+    if (!c->spec || !c->name)
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    const char *addr = at + 1;
+    if (*addr == '/' || *addr == '.') {
+        if (strlen(addr) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+            return cache_fail(err, CACHE_EINVAL,
+                              "unix socket path '%s' is too long",
+                              addr);
+        c->path = cache_strndup(addr, strlen(addr));
+        return c->path ? CACHE_OK
+                       : cache_fail(err, CACHE_ENOMEM, "out of memory");
+    }
+    int rc = parse_hostport(addr, &c->host, &c->port);
+    if (rc == -2)
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    if (rc)
+        return cache_fail(err, CACHE_EINVAL,
+                          "cache '%s': the address after '@' "
+                          "must be host:port or /path/to.sock",
+                          c->spec);
+    return CACHE_OK;
+}
+
+/* ---- transport ------------------------------------------------------------ */
+
+static int fail_io(uw_backend *c, cache_err *err, const char *what, int e)
+{
+    return cache_fail(err, CACHE_FAIL, "UWSGICache %s: %s: %s", c->spec, what,
+                      strerror(e));
+}
+
+static int fail_timeout(uw_backend *c, cache_err *err, const char *what)
+{
+    return cache_fail(err, CACHE_FAIL, "UWSGICache %s: %s timed out after %gs",
+                      c->spec, what, c->timeout);
+}
+
+/* Waits for events on fd until the deadline: 1 ready, 0 timed out,
+ * -1 error (errno). */
+static int wait_fd(int fd, short events, double deadline)
+{
+    for (;;) {
+        double left = deadline - cache_monotonic_now();
+        if (left <= 0)
+            return 0;
+        struct pollfd p = {.fd = fd, .events = events};
+        int ms = (int)ceil(left * 1000);
+        int n = poll(&p, 1, ms);
+        if (n > 0)
+            return 1;
+        if (n < 0 && errno != EINTR)
+            return -1;
+    }
+}
+
+/* Starts a non-blocking connect and waits for it. fd, or -1 with errno
+ * (ETIMEDOUT when the deadline passed). */
+static int connect_addr(int family, const struct sockaddr *sa, socklen_t len,
+                        double deadline)
+{
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, sa, len) == 0)
+        return fd;
+    if (errno != EINPROGRESS && errno != EINTR)
+        goto fail;
+    int r = wait_fd(fd, POLLOUT, deadline);
+    if (r == 0)
+        errno = ETIMEDOUT;
+    if (r <= 0)
+        goto fail;
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+        goto fail;
+    if (soerr) {
+        errno = soerr;
+        goto fail;
+    }
+    return fd;
+fail: {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+}
+}
+
+static int connect_unix(uw_backend *c, double deadline, cache_err *err)
+{
+    struct sockaddr_un sun;
+    memset(&sun, 0, sizeof sun);
+    sun.sun_family = AF_UNIX;
+    memcpy(sun.sun_path, c->path, strlen(c->path) + 1);
+    int fd = connect_addr(AF_UNIX, (struct sockaddr *)&sun, sizeof sun,
+                          deadline);
+    if (fd < 0)
+        return errno == ETIMEDOUT ? fail_timeout(c, err, "connect")
+                                  : fail_io(c, err, "connect", errno);
+    return fd;
+}
+
+/* Resolves on every call: a server that moved is found again, and the
+ * backend keeps no state between calls. */
+static int connect_tcp(uw_backend *c, double deadline, cache_err *err)
+{
+    struct addrinfo hints, *ai = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    int g = getaddrinfo(c->host, c->port, &hints, &ai);
+    if (g)
+        return cache_fail(err, CACHE_FAIL, "UWSGICache %s: resolve '%s': %s",
+                          c->spec, c->host, gai_strerror(g));
+    int fd = -1, e = ECONNREFUSED;
+    for (struct addrinfo *a = ai; a && fd < 0; a = a->ai_next) {
+        fd = connect_addr(a->ai_family, a->ai_addr, a->ai_addrlen, deadline);
+        if (fd < 0)
+            e = errno;
+        if (e == ETIMEDOUT)
+            break;
+    }
+    freeaddrinfo(ai);
+    if (fd < 0)
+        return e == ETIMEDOUT ? fail_timeout(c, err, "connect")
+                              : fail_io(c, err, "connect", e);
+    return fd;
+}
+
+/* Sends the whole request. CACHE_OK; CACHE_MISS when the server closed the
+ * connection under us (it refused the request without reading it all);
+ * CACHE_FAIL on a timeout or another error. */
+static int send_all(uw_backend *c, int fd, const cache_buf *req,
+                    double deadline, cache_err *err)
+{
+    size_t off = 0;
+    while (off < req->len) {
+        ssize_t n = send(fd, req->data + off, req->len - off, MSG_NOSIGNAL);
+        if (n > 0) {
+            off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
+            return CACHE_MISS;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            return fail_io(c, err, "send", errno);
+        int r = wait_fd(fd, POLLOUT, deadline);
+        if (r == 0)
+            return fail_timeout(c, err, "send");
+        if (r < 0)
+            return fail_io(c, err, "poll", errno);
+    }
+    return CACHE_OK;
+}
+
+/* Receives until the reply is complete (as uwsgi_proto_reply_need says) or
+ * the server closes. CACHE_OK: reply holds what came (empty when the server
+ * closed without a byte); CACHE_MISS: reset before any byte; CACHE_FAIL on
+ * a timeout, a reset mid-reply or bytes that are no reply. */
+static int recv_reply(uw_backend *c, int fd, cache_buf *reply, double deadline,
+                      cache_err *err)
+{
+    for (;;) {
+        size_t need;
+        if (uwsgi_proto_reply_need(reply->data, reply->len, &need, err) !=
+            CACHE_OK)
+            return CACHE_FAIL;
+        if (reply->len >= need)
+            return CACHE_OK;
+        size_t want = need - reply->len;
+        if (want < 16384)
+            want = 16384;
+        if (cache_buf_reserve(reply, want))
+            return cache_fail(err, CACHE_ENOMEM, "out of memory");
+        ssize_t n = recv(fd, reply->data + reply->len, want, 0);
+        if (n > 0) {
+            reply->len += (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            return CACHE_OK; /* closed: the parser judges what came */
+        if (errno == EINTR)
+            continue;
+        if (errno == ECONNRESET && reply->len == 0)
+            return CACHE_MISS;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return fail_io(c, err, "recv", errno);
+        int r = wait_fd(fd, POLLIN, deadline);
+        if (r == 0)
+            return fail_timeout(c, err, "reply");
+        if (r < 0)
+            return fail_io(c, err, "poll", errno);
+    }
+}
+
+/* One request on a connection of its own. CACHE_OK: the server replied
+ * (reply holds the bytes; empty = it closed without a word); CACHE_MISS:
+ * it reset the connection without a reply; CACHE_FAIL otherwise. */
+static int roundtrip(uw_backend *c, const cache_buf *req, cache_buf *reply,
+                     cache_err *err)
+{
+    double deadline = cache_monotonic_now() + c->timeout;
+    int fd = c->path ? connect_unix(c, deadline, err)
+                     : connect_tcp(c, deadline, err);
+    if (fd < 0)
+        return CACHE_FAIL;
+    deadline = cache_monotonic_now() + c->timeout;
+    int rc = send_all(c, fd, req, deadline, err);
+    if (rc == CACHE_OK)
+        rc = recv_reply(c, fd, reply, deadline, err);
+    close(fd);
+    return rc;
+}
+
+/* ---- commands ------------------------------------------------------------- */
+
+/* Prefixes the parser's reason with the backend's name. */
+static int fail_reply(uw_backend *c, cache_err *err)
+{
+    char why[CACHE_ERRMSG_MAX];
+    snprintf(why, sizeof why, "%s", err ? err->msg : "bad reply");
+    return cache_fail(err, CACHE_FAIL, "UWSGICache %s: %s", c->spec, why);
+}
+
+/* What a command got back. */
+enum { ANSWER_OK, ANSWER_NONE, ANSWER_RESET };
+
+/* Sends one command and classifies the answer: ANSWER_OK (status ok; a get's
+ * value appended to out), ANSWER_NONE (closed without a reply, or
+ * notfound), ANSWER_RESET (reset without a reply); or a negative failure. */
+static int command(uw_backend *c, uwsgi_cmd cmd, cache_str key,
+                   cache_str value, uint64_t expires, cache_buf *out,
+                   cache_err *err)
+{
+    char digest[UWSGI_DIGEST_KEY_LEN + 1];
+    cache_str wire_key = {NULL, 0};
+    if (cmd != UWSGI_CMD_CLEAR && uwsgi_proto_map_key(key, digest, &wire_key))
+        return cache_fail(err, CACHE_FAIL, "UWSGICache %s: key digest failed", c->spec);
+    cache_buf req, reply;
+    cache_buf_init(&req);
+    cache_buf_init(&reply);
+    cache_str name = {c->name, c->name_len};
+    int rc = uwsgi_proto_request(&req, cmd, name, wire_key, value, expires,
+                                 err);
+    if (rc == CACHE_OK)
+        rc = roundtrip(c, &req, &reply, err);
+    int answer = rc;
+    if (rc == CACHE_MISS) {
+        answer = ANSWER_RESET;
+    } else if (rc == CACHE_OK) {
+        uwsgi_reply r;
+        rc = uwsgi_proto_parse_reply(reply.data, reply.len, &r, err);
+        if (rc == CACHE_MISS)
+            answer = ANSWER_NONE;
+        else if (rc != CACHE_OK)
+            answer = fail_reply(c, err);
+        else if (out && r.has_value &&
+                 cache_buf_append(out, r.value, r.value_len))
+            answer = cache_fail(err, CACHE_ENOMEM, "out of memory");
+        else
+            answer = (out && !(r.has_value && r.value_len > 0)) ? ANSWER_NONE
+                                                                 : ANSWER_OK;
+    }
+    cache_buf_free(&req);
+    cache_buf_free(&reply);
+    return answer;
+}
+
+static int refused_store(uw_backend *c, size_t size, cache_err *err)
+{
+    if (size > UWSGI_DEFAULT_ITEM_MAX)
+        return cache_fail(err, CACHE_FAIL,
+                          "UWSGICache %s: value too large or server refused "
+                          "(%zu bytes; uWSGI's default item limit is %d)",
+                          c->spec, size, UWSGI_DEFAULT_ITEM_MAX);
+    return cache_fail(err, CACHE_FAIL,
+                      "UWSGICache %s: server refused to store %zu bytes "
+                      "(cache full, value over the cache's blocksize, or "
+                      "unknown cache name)",
+                      c->spec, size);
+}
+
+/* ---- the vtable ------------------------------------------------------------ */
+
+static int uw_get(cache_backend *b, cache_str key, cache_buf *out,
+                  cache_err *err)
+{
+    uw_backend *c = (uw_backend *)b;
+    size_t start = out->len;
+    int a = command(c, UWSGI_CMD_GET, key, (cache_str){NULL, 0}, 0, out, err);
+    if (a == ANSWER_OK)
+        return CACHE_OK;
+    out->len = start;
+    return a < 0 ? a : CACHE_MISS;
+}
+
+static int uw_has(cache_backend *b, cache_str key, cache_err *err)
+{
+    uw_backend *c = (uw_backend *)b;
+    int a = command(c, UWSGI_CMD_EXISTS, key, (cache_str){NULL, 0}, 0, NULL,
+                    err);
+    return a < 0 ? a : a == ANSWER_OK ? CACHE_OK : CACHE_MISS;
+}
+
+static int uw_del(cache_backend *b, cache_str key, cache_err *err)
+{
+    uw_backend *c = (uw_backend *)b;
+    int a = command(c, UWSGI_CMD_DEL, key, (cache_str){NULL, 0}, 0, NULL, err);
+    return a < 0 ? a : a == ANSWER_OK ? CACHE_OK : CACHE_MISS;
+}
+
+/* add = the server's create-only `set`. Its silence means "the key exists"
+ * as well as "refused" (too large, cache full, unknown cache): a follow-up
+ * `exists` tells them apart. That second question is not atomic with the
+ * first: should the key vanish in between, a refusal is reported as a
+ * failure although the key had been there. */
+static int uw_add(uw_backend *c, cache_str key, cache_str value,
+                  uint64_t expires, cache_err *err)
+{
+    int a = command(c, UWSGI_CMD_SET, key, value, expires, NULL, err);
+    if (a < 0)
+        return a;
+    if (a == ANSWER_OK)
+        return CACHE_OK;
+    int h = uw_has(&c->base, key, err);
+    if (h == CACHE_OK)
+        return CACHE_EXISTS;
+    if (h < 0)
+        return h;
+    return refused_store(c, value.len, err);
+}
+
+static int uw_set(cache_backend *b, cache_str key, cache_str value, double ttl,
+                  int only_if_absent, cache_err *err)
+{
+    uw_backend *c = (uw_backend *)b;
+    if (value.len == 0)
+        return cache_fail(err, CACHE_FAIL,
+                          "UWSGICache %s: uWSGI cannot store a zero-length "
+                          "value",
+                          c->spec);
+    if (ttl < 0) {
+        /* Stored already expired: uWSGI has no such thing, so the key goes
+         * (and add only reports whether a live entry was in the way). */
+        if (only_if_absent) {
+            int h = uw_has(b, key, err);
+            return h == CACHE_OK ? CACHE_EXISTS : h < 0 ? h : CACHE_OK;
+        }
+        int d = uw_del(b, key, err);
+        return d < 0 ? d : CACHE_OK;
+    }
+    uint64_t expires = uwsgi_proto_expires(ttl, cache_wall_now());
+    if (only_if_absent)
+        return uw_add(c, key, value, expires, err);
+    int a = command(c, UWSGI_CMD_UPDATE, key, value, expires, NULL, err);
+    if (a < 0)
+        return a;
+    return a == ANSWER_OK ? CACHE_OK : refused_store(c, value.len, err);
+}
+
+static int uw_clear(cache_backend *b, cache_err *err)
+{
+    uw_backend *c = (uw_backend *)b;
+    int a = command(c, UWSGI_CMD_CLEAR, (cache_str){NULL, 0},
+                    (cache_str){NULL, 0}, 0, NULL, err);
+    if (a < 0)
+        return a;
+    if (a == ANSWER_OK)
+        return CACHE_OK;
+    return cache_fail(err, CACHE_FAIL,
+                      "UWSGICache %s: server refused to clear (unknown cache "
+                      "name?)",
+                      c->spec);
+}
+
+static void uw_destroy(cache_backend *b)
+{
+    uw_backend *c = (uw_backend *)b;
+    if (!c)
+        return;
+    free(c->spec);
+    free(c->name);
+    free(c->path);
+    free(c->host);
+    free(c->port);
+    free(c);
+}
+
+static const cache_vtable uw_vtable = {
+    .name = "UWSGICache",
+    .get = uw_get,
+    .set = uw_set,
+    .del = uw_del,
+    .has = uw_has,
+    .clear = uw_clear,
+    .incr = NULL, /* no remote increment in uWSGI: the engine's get + set */
+    .destroy = uw_destroy,
+};
+
+cache_backend *cache_uwsgi_create(cache_opts *opts, cache_err *err)
+{
+    const char *spec = "";
+    size_t spec_len = 0;
+    double timeout = 1.0;
+    if (cache_opt_str(opts, "cache", &spec, &spec_len, err) < 0 ||
+        cache_opt_num(opts, "timeout", 0.001, 86400, &timeout, err) < 0)
+        return NULL;
+    uw_backend *c = calloc(1, sizeof *c);
+    if (!c) {
+        cache_fail(err, CACHE_ENOMEM, "out of memory");
+        return NULL;
+    }
+    c->base.vt = &uw_vtable;
+    c->timeout = timeout;
+    if (parse_spec(c, spec, spec_len, err) != CACHE_OK) {
+        uw_destroy(&c->base);
+        return NULL;
+    }
+    return &c->base;
+}
