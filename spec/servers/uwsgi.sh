@@ -6,6 +6,7 @@
 #                          export CACHE_TEST_UWSGI=127.0.0.1:PORT
 #                          export CACHE_TEST_UWSGI_SOCKET=DIR/uwsgi.sock
 #   uwsgi.sh stop DIR    stops it by PID (TERM, then KILL after 5 s)
+# UWSGI_PORT=P uwsgi.sh start DIR  uses port P (a restart on the same address).
 #
 # Caches: "mycache" (expired entries swept by the master every second) and
 # "lazyc" (lazy_expire=1: expiry checked on every read, so a TTL is exact to
@@ -45,7 +46,7 @@ start() {
     mkdir -p "$DIR"
     local sock="$DIR/uwsgi.sock" attempt port pid i
     for attempt in 1 2 3 4 5; do
-        port=$("$ROOT/spec/support/freeport.sh")
+        port=${UWSGI_PORT:-$("$ROOT/spec/support/freeport.sh")}
         rm -f "$sock"
         uwsgi --plugin cache --socket "127.0.0.1:$port" --socket "$sock" \
             --master --processes 1 --die-on-term --vacuum \
