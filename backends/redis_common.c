@@ -1,0 +1,654 @@
+/*
+ * redis_common.c - the cache operations on one Redis server at a time
+ * (shared by RedisCache and RedisSentinelCache), options, addresses, URLs.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "codec.h"
+#include "redis_common.h"
+
+/* ---- the shared part -------------------------------------------------------- */
+
+int redis_single_init(redis_single *s, const char *prefix, size_t plen,
+                      cache_err *err)
+{
+    redis_req_init(&s->req);
+    redis_req_init(&s->req2);
+    cache_buf_init(&s->scratch);
+    cache_buf_init(&s->pattern);
+    s->proto.prefix = cache_strndup(prefix ? prefix : "", prefix ? plen : 0);
+    s->proto.plen = prefix ? plen : 0;
+    s->proto.label = "redis";
+    if (!s->proto.prefix)
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    return CACHE_OK;
+}
+
+void redis_single_free(redis_single *s)
+{
+    redis_req_free(&s->req);
+    redis_req_free(&s->req2);
+    cache_buf_free(&s->scratch);
+    cache_buf_free(&s->pattern);
+    free(s->proto.prefix);
+    s->proto.prefix = NULL;
+}
+
+/* Sends the request built in s->req; on success the replies are there. */
+static int run(redis_single *s, cache_err *err)
+{
+    return s->exchange(s, &s->req, err);
+}
+
+/* Every operation ends here: the replies are freed, the buffers kept. */
+static int done(redis_single *s, int rc)
+{
+    redis_req_reset(&s->req);
+    return rc;
+}
+
+int redis_single_get(cache_backend *b, cache_str key, cache_buf *out,
+                     cache_err *err)
+{
+    redis_single *s = (redis_single *)b;
+    redis_req_reset(&s->req);
+    int rc = redis_op_get_build(&s->proto, &s->req, key, err);
+    if (rc == CACHE_OK)
+        rc = run(s, err);
+    if (rc == CACHE_OK)
+        rc = redis_op_get_finish(&s->proto, &s->req, 0, out, err);
+    return done(s, rc);
+}
+
+int redis_single_set(cache_backend *b, cache_str key, cache_str value,
+                     double ttl, int only_if_absent, cache_err *err)
+{
+    redis_single *s = (redis_single *)b;
+    redis_req_reset(&s->req);
+    int rc = redis_op_set_build(&s->proto, &s->req, key, value, ttl,
+                                only_if_absent, &s->scratch, err);
+    if (rc == CACHE_OK)
+        rc = run(s, err);
+    if (rc == CACHE_OK)
+        rc = redis_op_set_finish(&s->proto, &s->req, 0, ttl, only_if_absent,
+                                 err);
+    return done(s, rc);
+}
+
+int redis_single_del(cache_backend *b, cache_str key, cache_err *err)
+{
+    redis_single *s = (redis_single *)b;
+    redis_req_reset(&s->req);
+    int rc = redis_op_del_build(&s->proto, &s->req, key, err);
+    if (rc == CACHE_OK)
+        rc = run(s, err);
+    if (rc == CACHE_OK)
+        rc = redis_op_del_finish(&s->proto, &s->req, 0, err);
+    return done(s, rc);
+}
+
+int redis_single_has(cache_backend *b, cache_str key, cache_err *err)
+{
+    redis_single *s = (redis_single *)b;
+    redis_req_reset(&s->req);
+    int rc = redis_op_has_build(&s->proto, &s->req, key, err);
+    if (rc == CACHE_OK)
+        rc = run(s, err);
+    if (rc == CACHE_OK)
+        rc = redis_op_has_finish(&s->proto, &s->req, 0, err);
+    return done(s, rc);
+}
+
+int redis_single_incr(cache_backend *b, cache_str key, int64_t delta,
+                      double new_ttl, int64_t *result, cache_err *err)
+{
+    redis_single *s = (redis_single *)b;
+    redis_req_reset(&s->req);
+    int rc = redis_op_incr_build(&s->proto, &s->req, key, delta, new_ttl, err);
+    if (rc == CACHE_OK)
+        rc = run(s, err);
+    if (rc == CACHE_OK)
+        rc = redis_op_incr_finish(&s->proto, &s->req, 0, result, err);
+    return done(s, rc);
+}
+
+int redis_single_get_many(cache_backend *b, size_t n, const cache_str *keys,
+                          cache_buf *out, int *status, cache_err *err)
+{
+    redis_single *s = (redis_single *)b;
+    if (n == 0)
+        return CACHE_OK;
+    redis_req_reset(&s->req);
+    int rc = redis_op_mget_build(&s->proto, &s->req, n, keys, err);
+    if (rc == CACHE_OK)
+        rc = run(s, err);
+    if (rc == CACHE_OK)
+        rc = redis_op_mget_finish(&s->proto, &s->req, 0, n, out, status, err);
+    return done(s, rc);
+}
+
+int redis_single_set_many(cache_backend *b, size_t n, const cache_str *keys,
+                          const cache_str *values, double ttl, int *status,
+                          cache_err *err)
+{
+    redis_single *s = (redis_single *)b;
+    if (n == 0)
+        return CACHE_OK;
+    redis_req_reset(&s->req);
+    int rc = CACHE_OK;
+    if (ttl < 0) {
+        /* Already expired entries: one DEL of them all. */
+        rc = redis_op_mdel_build(&s->proto, &s->req, n, keys, err);
+        if (rc == CACHE_OK)
+            rc = run(s, err);
+        if (rc == CACHE_OK)
+            rc = redis_reply_check(s->req.replies[0], s->proto.label, err);
+        for (size_t i = 0; i < n; i++)
+            status[i] = rc == CACHE_OK ? CACHE_OK : rc;
+        return done(s, rc);
+    }
+    /* One pipeline, one SET per entry (no MULTI: it works on proxies too). */
+    for (size_t i = 0; i < n && rc == CACHE_OK; i++)
+        rc = redis_op_set_build(&s->proto, &s->req, keys[i], values[i], ttl, 0,
+                                &s->scratch, err);
+    if (rc == CACHE_OK)
+        rc = run(s, err);
+    if (rc != CACHE_OK) {
+        for (size_t i = 0; i < n; i++)
+            status[i] = rc;
+        return done(s, rc);
+    }
+    for (size_t i = 0; i < n; i++)
+        status[i] = redis_op_set_finish(&s->proto, &s->req, i, ttl, 0, err);
+    return done(s, CACHE_OK);
+}
+
+int redis_single_del_many(cache_backend *b, size_t n, const cache_str *keys,
+                          int *status, cache_err *err)
+{
+    redis_single *s = (redis_single *)b;
+    if (n == 0)
+        return CACHE_OK;
+    redis_req_reset(&s->req);
+    int rc = CACHE_OK;
+    /* One DEL per key in one pipeline: one round trip, and each key's own
+     * answer (one multi-key DEL would only give a count). */
+    for (size_t i = 0; i < n && rc == CACHE_OK; i++)
+        rc = redis_op_del_build(&s->proto, &s->req, keys[i], err);
+    if (rc == CACHE_OK)
+        rc = run(s, err);
+    if (rc != CACHE_OK) {
+        for (size_t i = 0; i < n; i++)
+            status[i] = rc;
+        return done(s, rc);
+    }
+    for (size_t i = 0; i < n; i++)
+        status[i] = redis_op_del_finish(&s->proto, &s->req, i, err);
+    return done(s, CACHE_OK);
+}
+
+/* ---- clear ------------------------------------------------------------------- */
+
+static int flushdb(redis_single *s, cache_err *err)
+{
+    redis_req_reset(&s->req);
+    int rc = redis_req_addz(&s->req, err, 1, "FLUSHDB");
+    if (rc == CACHE_OK)
+        rc = run(s, err);
+    if (rc == CACHE_OK)
+        rc = redis_reply_ok(s->req.replies[0], s->proto.label, err);
+    return done(s, rc);
+}
+
+/* Appends one UNLINK of the keys of a SCAN reply. UNLINK (Redis >= 4.0)
+ * frees the values in the background, so a big clear does not stall the
+ * server. */
+static int add_unlink(redis_req *q, const redisReply *keys, cache_err *err)
+{
+    redis_arg *args = malloc((keys->elements + 1) * sizeof *args);
+    if (!args)
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    args[0] = (redis_arg){{"UNLINK", 6}, {NULL, 0}};
+    for (size_t i = 0; i < keys->elements; i++)
+        args[i + 1] = (redis_arg){{NULL, 0},
+                                  {keys->element[i]->str, keys->element[i]->len}};
+    int rc = redis_req_add(q, keys->elements + 1, args, err);
+    free(args);
+    return rc;
+}
+
+/* Deletes every key under the prefix: SCAN MATCH <prefix>* in batches,
+ * never KEYS (which blocks the server). Each round trip carries the UNLINK
+ * of the previous batch and the next SCAN, so n batches cost n + 1 round
+ * trips. */
+static int clear_prefix(redis_single *s, cache_err *err)
+{
+    if (redis_glob_prefix(s->proto.prefix, s->proto.plen, &s->pattern))
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    redis_req *cur = &s->req, *next = &s->req2;
+    redis_req_reset(cur);
+    char cursor[32] = "0";
+    size_t clen = 1;
+    const redisReply *keys = NULL; /* the batch to delete, in cur */
+    int scanned = 0, rc = CACHE_OK;
+    for (;;) {
+        int more = !scanned || !(clen == 1 && cursor[0] == '0');
+        int unlink = keys && keys->elements > 0;
+        if (!more && !unlink)
+            break;
+        redis_req_reset(next);
+        if (unlink)
+            rc = add_unlink(next, keys, err);
+        if (rc == CACHE_OK && more)
+            rc = redis_op_scan_build(next, cursor, clen, &s->pattern, err);
+        if (rc == CACHE_OK)
+            rc = s->exchange(s, next, err);
+        if (rc == CACHE_OK && unlink &&
+            next->replies[0]->type != REDIS_REPLY_INTEGER)
+            rc = redis_reply_check(next->replies[0], s->proto.label, err) < 0
+                     ? CACHE_FAIL
+                     : cache_fail(err, CACHE_FAIL,
+                                  "%s: unexpected reply to UNLINK",
+                                  s->proto.label);
+        redis_req_reset(cur);
+        keys = NULL;
+        redis_req *t = cur;
+        cur = next;
+        next = t;
+        if (rc == CACHE_OK && more) {
+            rc = redis_op_scan_finish(&s->proto, cur, unlink ? 1 : 0, cursor,
+                                      &clen, &keys, err);
+            scanned = 1;
+        }
+        if (rc != CACHE_OK)
+            break;
+    }
+    redis_req_reset(&s->req);
+    redis_req_reset(&s->req2);
+    return rc;
+}
+
+/* With a key prefix only that prefix is cleared; without one, the whole
+ * database (FLUSHDB), as cachelib does. */
+int redis_single_clear(cache_backend *b, cache_err *err)
+{
+    redis_single *s = (redis_single *)b;
+    if (s->proto.plen == 0)
+        return flushdb(s, err);
+    return clear_prefix(s, err);
+}
+
+/* ---- options ------------------------------------------------------------------- */
+
+int redis_take_common_opts(cache_opts *o, redis_common_opts *out,
+                           cache_err *err)
+{
+    out->prefix = NULL;
+    out->plen = 0;
+    out->connect_timeout = 1.0;
+    out->timeout = 1.0;
+    if (cache_opt_str(o, "key_prefix", &out->prefix, &out->plen, err) < 0 ||
+        cache_opt_num(o, "connect_timeout", 0, 1e6, &out->connect_timeout,
+                      err) < 0 ||
+        cache_opt_num(o, "timeout", 0, 1e6, &out->timeout, err) < 0)
+        return CACHE_EINVAL;
+    return CACHE_OK;
+}
+
+int redis_take_str(cache_opts *o, const char *name, char **out,
+                   cache_err *err)
+{
+    const char *s;
+    size_t n;
+    int got = cache_opt_str(o, name, &s, &n, err);
+    if (got < 0)
+        return got;
+    if (!got)
+        return CACHE_OK;
+    if (memchr(s, '\0', n))
+        return cache_fail(err, CACHE_EINVAL, "option '%s': contains a NUL byte",
+                          name);
+    free(*out);
+    *out = cache_strndup(s, n);
+    return *out ? CACHE_OK : cache_fail(err, CACHE_ENOMEM, "out of memory");
+}
+
+/* ---- addresses ------------------------------------------------------------------ */
+
+/* A decimal port 1-65535 from text. */
+static int parse_port(const char *s, size_t n, int *port)
+{
+    if (n == 0 || n > 5)
+        return -1;
+    int v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < 1 || v > 65535)
+        return -1;
+    *port = v;
+    return 0;
+}
+
+static void trim(const char **s, size_t *n)
+{
+    while (*n && isspace((unsigned char)**s))
+        (*s)++, (*n)--;
+    while (*n && isspace((unsigned char)(*s)[*n - 1]))
+        (*n)--;
+}
+
+int redis_parse_hostport(const char *s, size_t n, char **host, int *port,
+                         const char *what, cache_err *err)
+{
+    trim(&s, &n);
+    const char *h = s, *colon;
+    size_t hn;
+    if (n && s[0] == '[') { /* [v6]:port */
+        const char *close = memchr(s, ']', n);
+        if (!close || close + 1 >= s + n || close[1] != ':')
+            goto bad;
+        h = s + 1;
+        hn = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = NULL;
+        for (size_t i = n; i > 0; i--)
+            if (s[i - 1] == ':') {
+                colon = s + i - 1;
+                break;
+            }
+        if (!colon)
+            goto bad;
+        hn = (size_t)(colon - s);
+    }
+    if (hn == 0 || memchr(h, '\0', hn) ||
+        parse_port(colon + 1, (size_t)(s + n - colon - 1), port) < 0)
+        goto bad;
+    *host = cache_strndup(h, hn);
+    return *host ? CACHE_OK : cache_fail(err, CACHE_ENOMEM, "out of memory");
+bad:
+    return cache_fail(err, CACHE_EINVAL, "%s: '%.*s' is not host:port", what,
+                      (int)(n < 100 ? n : 100), s);
+}
+
+int redis_each_address(cache_opts *o, const char *name, int required,
+                       int (*fn)(void *ctx, const char *host, int port,
+                                 cache_err *err),
+                       void *ctx, cache_err *err)
+{
+    const cache_opt *list;
+    int got = cache_opt_list(o, name, &list, err);
+    if (got < 0)
+        return got;
+    char what[64];
+    snprintf(what, sizeof what, "option '%s'", name);
+    size_t count = 0;
+    for (size_t i = 0; got && i < list->count; i++) {
+        const char *s = list->list[i], *end = s + list->list_lens[i];
+        while (s < end) { /* "h:p,h:p" inside one item too */
+            const char *comma = memchr(s, ',', (size_t)(end - s));
+            const char *stop = comma ? comma : end;
+            const char *p = s;
+            size_t n = (size_t)(stop - s);
+            trim(&p, &n);
+            if (n) {
+                char *host;
+                int port, rc = redis_parse_hostport(p, n, &host, &port, what,
+                                                    err);
+                if (rc != CACHE_OK)
+                    return rc;
+                rc = fn(ctx, host, port, err);
+                free(host);
+                if (rc != CACHE_OK)
+                    return rc;
+                count++;
+            }
+            s = comma ? comma + 1 : end;
+        }
+    }
+    if (required && count == 0)
+        return cache_fail(err, CACHE_EINVAL,
+                          "option '%s': at least one host:port is required",
+                          name);
+    return CACHE_OK;
+}
+
+/* ---- URLs ------------------------------------------------------------------------ */
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* %-decodes s[0..n) into a new string; NULL on bad escapes, NUL bytes or no
+ * memory (*bad tells which). */
+static char *pct_decode(const char *s, size_t n, int *bad)
+{
+    char *out = malloc(n + 1);
+    size_t j = 0;
+    *bad = 0;
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '%') {
+            int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
+            int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+                *bad = 1;
+                free(out);
+                return NULL;
+            }
+            c = (char)(hi * 16 + lo);
+            i += 2;
+        } else if (c == '\0') {
+            *bad = 1;
+            free(out);
+            return NULL;
+        }
+        out[j++] = c;
+    }
+    out[j] = '\0';
+    return out;
+}
+
+void redis_url_free(redis_url *u)
+{
+    free(u->host);
+    free(u->path);
+    free(u->username);
+    if (u->password)
+        memset(u->password, 0, strlen(u->password));
+    free(u->password);
+    u->host = u->path = u->username = u->password = NULL;
+}
+
+static int url_bad(cache_err *err, const char *why)
+{
+    return cache_fail(err, CACHE_EINVAL, "option 'url': %s", why);
+}
+
+/* A decoded copy into *out (replacing what was there). */
+static int url_text(const char *s, size_t n, char **out, const char *what,
+                    cache_err *err)
+{
+    int bad;
+    char *v = pct_decode(s, n, &bad);
+    if (!v) {
+        if (!bad)
+            return cache_fail(err, CACHE_ENOMEM, "out of memory");
+        return cache_fail(err, CACHE_EINVAL, "option 'url': bad %s", what);
+    }
+    free(*out);
+    *out = v;
+    return CACHE_OK;
+}
+
+static int url_db(const char *s, size_t n, redis_url *u, cache_err *err)
+{
+    int64_t db;
+    if (!cache_parse_int(s, n, &db) || db < 0 || db > 1000000)
+        return url_bad(err, "the database must be a number >= 0");
+    u->db = db;
+    return CACHE_OK;
+}
+
+/* "[user]:password" or "user" (no password). */
+static int url_userinfo(const char *s, size_t n, redis_url *u, cache_err *err)
+{
+    const char *colon = memchr(s, ':', n);
+    size_t un = colon ? (size_t)(colon - s) : n;
+    int rc = CACHE_OK;
+    if (un)
+        rc = url_text(s, un, &u->username, "user name", err);
+    if (rc == CACHE_OK && colon)
+        rc = url_text(colon + 1, (size_t)(s + n - colon - 1), &u->password,
+                      "password", err);
+    return rc;
+}
+
+/* "host", "host:port", "[v6]", "[v6]:port"; an empty host keeps the
+ * default. */
+static int url_hostport(const char *s, size_t n, redis_url *u, cache_err *err)
+{
+    const char *h = s, *port = NULL;
+    size_t hn = n;
+    if (n && s[0] == '[') {
+        const char *close = memchr(s, ']', n);
+        if (!close)
+            return url_bad(err, "unclosed '[' in the host");
+        h = s + 1;
+        hn = (size_t)(close - h);
+        if (close + 1 < s + n) {
+            if (close[1] != ':')
+                return url_bad(err, "junk after ']'");
+            port = close + 2;
+        }
+    } else {
+        const char *colon = memchr(s, ':', n);
+        if (colon) {
+            hn = (size_t)(colon - s);
+            port = colon + 1;
+        }
+    }
+    if (port && parse_port(port, (size_t)(s + n - port), &u->port) < 0)
+        return url_bad(err, "the port must be a number from 1 to 65535");
+    if (hn)
+        return url_text(h, hn, &u->host, "host", err);
+    return CACHE_OK;
+}
+
+/* db=N, password=..., username=... separated by '&'. */
+static int url_query(const char *s, size_t n, redis_url *u, cache_err *err)
+{
+    const char *end = s + n;
+    while (s < end) {
+        const char *amp = memchr(s, '&', (size_t)(end - s));
+        const char *stop = amp ? amp : end;
+        const char *eq = memchr(s, '=', (size_t)(stop - s));
+        if (stop > s) {
+            if (!eq)
+                return url_bad(err, "query parameters are name=value");
+            size_t kn = (size_t)(eq - s), vn = (size_t)(stop - eq - 1);
+            int rc;
+            if (kn == 2 && memcmp(s, "db", 2) == 0)
+                rc = url_db(eq + 1, vn, u, err);
+            else if (kn == 8 && memcmp(s, "password", 8) == 0)
+                rc = url_text(eq + 1, vn, &u->password, "password", err);
+            else if (kn == 8 && memcmp(s, "username", 8) == 0)
+                rc = url_text(eq + 1, vn, &u->username, "user name", err);
+            else
+                rc = cache_fail(err, CACHE_EINVAL,
+                                "option 'url': unknown parameter '%.*s'",
+                                (int)(kn < 40 ? kn : 40), s);
+            if (rc != CACHE_OK)
+                return rc;
+        }
+        s = amp ? amp + 1 : end;
+    }
+    return CACHE_OK;
+}
+
+static int url_parse_parts(const char *url, size_t len, redis_url *u,
+                           cache_err *err)
+{
+    const char *sep = NULL;
+    for (size_t i = 0; i + 3 <= len; i++)
+        if (memcmp(url + i, "://", 3) == 0) {
+            sep = url + i;
+            break;
+        }
+    if (!sep)
+        return url_bad(err, "expected redis://host[:port][/db] or unix://path");
+    size_t sn = (size_t)(sep - url);
+    int is_unix;
+    if (sn == 5 && strncasecmp(url, "redis", 5) == 0)
+        is_unix = 0;
+    else if (sn == 4 && strncasecmp(url, "unix", 4) == 0)
+        is_unix = 1;
+    else if (sn == 6 && strncasecmp(url, "rediss", 6) == 0)
+        return url_bad(err, "rediss:// (TLS) is not supported: hiredis 0.14 "
+                            "has no TLS");
+    else
+        return url_bad(err, "the scheme must be redis:// or unix://");
+    const char *s = sep + 3, *end = url + len;
+    const char *q = memchr(s, '?', (size_t)(end - s));
+    const char *body_end = q ? q : end;
+    int rc = CACHE_OK;
+    if (is_unix) {
+        /* [[user]:password@]/path : the path starts at the first '/'. */
+        const char *slash = memchr(s, '/', (size_t)(body_end - s));
+        if (!slash)
+            return url_bad(err, "unix:// needs an absolute path");
+        if (slash > s) {
+            if (slash[-1] != '@')
+                return url_bad(err, "unix:// needs an absolute path");
+            rc = url_userinfo(s, (size_t)(slash - 1 - s), u, err);
+        }
+        if (rc == CACHE_OK)
+            rc = url_text(slash, (size_t)(body_end - slash), &u->path, "path",
+                          err);
+    } else {
+        const char *slash = memchr(s, '/', (size_t)(body_end - s));
+        const char *auth_end = slash ? slash : body_end;
+        const char *at = NULL;
+        for (const char *p = s; p < auth_end; p++)
+            if (*p == '@')
+                at = p; /* the last '@': a password may hold one */
+        if (at)
+            rc = url_userinfo(s, (size_t)(at - s), u, err);
+        if (rc == CACHE_OK)
+            rc = url_hostport(at ? at + 1 : s,
+                              (size_t)(auth_end - (at ? at + 1 : s)), u, err);
+        if (rc == CACHE_OK && slash && body_end - slash > 1)
+            rc = url_db(slash + 1, (size_t)(body_end - slash - 1), u, err);
+    }
+    if (rc == CACHE_OK && q)
+        rc = url_query(q + 1, (size_t)(end - q - 1), u, err);
+    return rc;
+}
+
+int redis_url_parse(const char *url, size_t len, redis_url *u, cache_err *err)
+{
+    memset(u, 0, sizeof *u);
+    u->port = -1;
+    u->db = -1;
+    int rc = url_parse_parts(url, len, u, err);
+    if (rc != CACHE_OK)
+        redis_url_free(u);
+    return rc;
+}

@@ -1,0 +1,99 @@
+/*
+ * redis_common.h - what RedisCache and RedisSentinelCache share: the cache
+ * operations on one server at a time (redis.c), the options every Redis
+ * backend takes, and the parsing of addresses and URLs.
+ *
+ * A "single" backend is the operations of redis_proto.h driven through an
+ * exchange function: RedisCache's talks to its one connection, the
+ * sentinel's finds the master first and follows failovers.
+ */
+#ifndef CACHE_BACKENDS_REDIS_COMMON_H
+#define CACHE_BACKENDS_REDIS_COMMON_H
+
+#include "cache.h"
+#include "redis_net.h"
+#include "redis_proto.h"
+
+typedef struct redis_single redis_single;
+
+struct redis_single {
+    cache_backend base;
+    redis_proto proto;
+    redis_req req, req2; /* two, so that clear can pipeline SCAN and UNLINK */
+    cache_buf scratch;   /* a value's external form */
+    cache_buf pattern;   /* clear's SCAN pattern */
+    /* Sends q and reads all its replies (q->nreplies == q->ncmds), or
+     * fails with err set. */
+    int (*exchange)(redis_single *s, redis_req *q, cache_err *err);
+};
+
+/* Initialises the shared part (prefix copied). CACHE_OK or CACHE_ENOMEM. */
+int redis_single_init(redis_single *s, const char *prefix, size_t plen,
+                      cache_err *err);
+void redis_single_free(redis_single *s);
+
+/* The vtable entries, for a backend whose struct starts with redis_single. */
+int redis_single_get(cache_backend *b, cache_str key, cache_buf *out,
+                     cache_err *err);
+int redis_single_set(cache_backend *b, cache_str key, cache_str value,
+                     double ttl, int only_if_absent, cache_err *err);
+int redis_single_del(cache_backend *b, cache_str key, cache_err *err);
+int redis_single_has(cache_backend *b, cache_str key, cache_err *err);
+int redis_single_clear(cache_backend *b, cache_err *err);
+int redis_single_incr(cache_backend *b, cache_str key, int64_t delta,
+                      double new_ttl, int64_t *result, cache_err *err);
+int redis_single_get_many(cache_backend *b, size_t n, const cache_str *keys,
+                          cache_buf *out, int *status, cache_err *err);
+int redis_single_set_many(cache_backend *b, size_t n, const cache_str *keys,
+                          const cache_str *values, double ttl, int *status,
+                          cache_err *err);
+int redis_single_del_many(cache_backend *b, size_t n, const cache_str *keys,
+                          int *status, cache_err *err);
+
+/* ---- options ------------------------------------------------------------- */
+
+/* key_prefix, connect_timeout (1.0) and timeout (1.0): every Redis backend. */
+typedef struct redis_common_opts {
+    const char *prefix;
+    size_t plen;
+    double connect_timeout, timeout;
+} redis_common_opts;
+
+int redis_take_common_opts(cache_opts *o, redis_common_opts *out,
+                           cache_err *err);
+
+/* An optional string option copied (NULL when absent). CACHE_OK or failure. */
+int redis_take_str(cache_opts *o, const char *name, char **out,
+                   cache_err *err);
+
+/* ---- addresses --------------------------------------------------------------- */
+
+/* "host:port" or "[v6]:port" -> host (allocated) and port. CACHE_EINVAL with
+ * a message naming what (e.g. "option 'sentinels'") when malformed. */
+int redis_parse_hostport(const char *s, size_t n, char **host, int *port,
+                         const char *what, cache_err *err);
+
+/* A list option whose items are "host:port" or several of them separated by
+ * commas; calls fn for each address. */
+int redis_each_address(cache_opts *o, const char *name, int required,
+                       int (*fn)(void *ctx, const char *host, int port,
+                                 cache_err *err),
+                       void *ctx, cache_err *err);
+
+/* What a redis:// or unix:// URL says; absent parts are NULL / -1. */
+typedef struct redis_url {
+    char *host;
+    int port; /* -1 when absent */
+    char *path;
+    char *username, *password;
+    int64_t db; /* -1 when absent */
+} redis_url;
+
+/* redis://[[user]:password@]host[:port][/db][?db=N&password=..]
+ * unix://[[user]:password@]/path[?db=N&password=..]
+ * User, password and path are %-decoded. CACHE_EINVAL when malformed. */
+int redis_url_parse(const char *url, size_t len, redis_url *u,
+                    cache_err *err);
+void redis_url_free(redis_url *u);
+
+#endif

@@ -1,0 +1,382 @@
+/*
+ * redis_net.c - the blocking transport of the Redis backends (see
+ * redis_net.h): non-blocking sockets driven by poll() against deadlines, so
+ * that no call waits past its timeouts whatever the server does.
+ */
+#define _DEFAULT_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "redis_net.h"
+
+/* ---- configuration ------------------------------------------------------- */
+
+static char *dup_or_null(const char *s)
+{
+    return s ? cache_strndup(s, strlen(s)) : NULL;
+}
+
+int redis_conn_init(redis_conn *c, const redis_conn_config *cfg,
+                    cache_err *err)
+{
+    memset(c, 0, sizeof *c);
+    c->fd = -1;
+    redis_req_init(&c->setup);
+    c->port = cfg->port;
+    c->db = cfg->db;
+    c->connect_timeout = cfg->connect_timeout;
+    c->timeout = cfg->timeout;
+    c->host = dup_or_null(cfg->path ? NULL : cfg->host);
+    c->path = dup_or_null(cfg->path);
+    c->username = dup_or_null(cfg->username);
+    c->password = dup_or_null(cfg->password);
+    if ((cfg->path && !c->path) || (!cfg->path && !c->host) ||
+        (cfg->username && !c->username) || (cfg->password && !c->password)) {
+        redis_conn_free(c);
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    }
+    const char *kind = cfg->kind ? cfg->kind : "redis";
+    if (c->path)
+        snprintf(c->label, sizeof c->label, "%s unix:%s", kind, c->path);
+    else if (strchr(c->host, ':'))
+        snprintf(c->label, sizeof c->label, "%s [%s]:%d", kind, c->host,
+                 c->port);
+    else
+        snprintf(c->label, sizeof c->label, "%s %s:%d", kind, c->host,
+                 c->port);
+    return CACHE_OK;
+}
+
+void redis_conn_close(redis_conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    if (c->reader)
+        redisReaderFree(c->reader);
+    c->reader = NULL;
+}
+
+void redis_conn_free(redis_conn *c)
+{
+    redis_conn_close(c);
+    redis_req_free(&c->setup);
+    free(c->host);
+    free(c->path);
+    free(c->username);
+    if (c->password) /* do not leave the secret in freed memory */
+        memset(c->password, 0, strlen(c->password));
+    free(c->password);
+    c->host = c->path = c->username = c->password = NULL;
+}
+
+int redis_conn_connected(const redis_conn *c)
+{
+    return c->fd >= 0;
+}
+
+double redis_conn_deadline(const redis_conn *c)
+{
+    return c->timeout > 0 ? cache_monotonic_now() + c->timeout : 0;
+}
+
+/* ---- waiting ------------------------------------------------------------- */
+
+/* 1 when fd is ready for events, 0 when the deadline passed, -1 on error. */
+static int wait_fd(int fd, short events, double deadline)
+{
+    for (;;) {
+        int ms = -1;
+        if (deadline > 0) {
+            double left = deadline - cache_monotonic_now();
+            if (left <= 0)
+                return 0;
+            ms = (int)ceil(left * 1000.0);
+        }
+        struct pollfd p = {fd, events, 0};
+        int n = poll(&p, 1, ms);
+        if (n > 0)
+            return 1;
+        if (n == 0)
+            continue; /* re-check the clock: poll may wake a bit early */
+        if (errno != EINTR)
+            return -1;
+    }
+}
+
+/* A failure of the connection itself: closes it, so the next call starts
+ * afresh. */
+static int conn_fail(redis_conn *c, redis_req *q, cache_err *err,
+                     const char *what)
+{
+    redis_conn_close(c);
+    if (q)
+        redis_req_drop_replies(q);
+    return cache_fail(err, CACHE_FAIL, "%s: %s", c->label, what);
+}
+
+static int conn_fail_errno(redis_conn *c, redis_req *q, cache_err *err,
+                           const char *doing, int e)
+{
+    char what[128];
+    snprintf(what, sizeof what, "%s: %s", doing, strerror(e));
+    return conn_fail(c, q, err, what);
+}
+
+/* ---- connecting ------------------------------------------------------------- */
+
+/* Connects a non-blocking socket to addr before deadline: the socket, or -1
+ * with *why set (an errno, or ETIMEDOUT). */
+static int connect_addr(int family, const struct sockaddr *addr,
+                        socklen_t len, double deadline, int *why)
+{
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        *why = errno;
+        return -1;
+    }
+    if (connect(fd, addr, len) == 0)
+        return fd;
+    if (errno != EINPROGRESS && errno != EAGAIN && errno != EINTR) {
+        *why = errno;
+        close(fd);
+        return -1;
+    }
+    int ready = wait_fd(fd, POLLOUT, deadline);
+    if (ready <= 0) {
+        *why = ready == 0 ? ETIMEDOUT : errno;
+        close(fd);
+        return -1;
+    }
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+        soerr = errno;
+    if (soerr) {
+        *why = soerr;
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int connect_unix(redis_conn *c, double deadline, int *why)
+{
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    if (strlen(c->path) >= sizeof sa.sun_path) {
+        *why = ENAMETOOLONG;
+        return -1;
+    }
+    strcpy(sa.sun_path, c->path);
+    return connect_addr(AF_UNIX, (struct sockaddr *)&sa, sizeof sa, deadline,
+                        why);
+}
+
+/* Tries each address of the host in turn (localhost may be ::1 first). */
+static int connect_tcp(redis_conn *c, double deadline, int *why,
+                       const char **gai)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", c->port);
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int rc = getaddrinfo(c->host, port, &hints, &res);
+    if (rc != 0) {
+        *gai = gai_strerror(rc);
+        return -1;
+    }
+    int fd = -1;
+    *why = ECONNREFUSED;
+    for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next)
+        fd = connect_addr(a->ai_family, a->ai_addr, a->ai_addrlen, deadline,
+                          why);
+    freeaddrinfo(res);
+    if (fd >= 0) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    }
+    return fd;
+}
+
+/* AUTH and SELECT, in one round trip. */
+static int setup_session(redis_conn *c, cache_err *err)
+{
+    redis_req *q = &c->setup;
+    redis_req_reset(q);
+    char db[24];
+    int rc = CACHE_OK;
+    if (c->password && c->username)
+        rc = redis_req_addz(q, err, 3, "AUTH", c->username, c->password);
+    else if (c->password)
+        rc = redis_req_addz(q, err, 2, "AUTH", c->password);
+    if (rc == CACHE_OK && c->db != 0) {
+        snprintf(db, sizeof db, "%lld", (long long)c->db);
+        rc = redis_req_addz(q, err, 2, "SELECT", db);
+    }
+    if (rc != CACHE_OK || q->ncmds == 0)
+        return rc;
+    double deadline = redis_conn_deadline(c);
+    rc = redis_conn_send(c, q, deadline, err);
+    if (rc == CACHE_OK)
+        rc = redis_conn_recv(c, q, deadline, err);
+    if (rc != CACHE_OK)
+        return rc;
+    for (size_t i = 0; i < q->nreplies; i++) {
+        const redisReply *r = q->replies[i];
+        if (r->type != REDIS_REPLY_STATUS) {
+            const char *what = i == 0 && c->password ? "AUTH" : "SELECT";
+            char msg[200];
+            snprintf(msg, sizeof msg, "%s failed: %.*s", what,
+                     r->type == REDIS_REPLY_ERROR ? (int)(r->len < 150 ? r->len : 150) : 15,
+                     r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+            redis_req_reset(q);
+            return conn_fail(c, NULL, err, msg);
+        }
+    }
+    redis_req_reset(q);
+    return CACHE_OK;
+}
+
+int redis_conn_open(redis_conn *c, cache_err *err)
+{
+    if (c->fd >= 0)
+        return CACHE_OK;
+    double deadline = c->connect_timeout > 0
+                          ? cache_monotonic_now() + c->connect_timeout
+                          : 0;
+    int why = 0;
+    const char *gai = NULL;
+    int fd = c->path ? connect_unix(c, deadline, &why)
+                     : connect_tcp(c, deadline, &why, &gai);
+    if (fd < 0) {
+        if (gai)
+            return cache_fail(err, CACHE_FAIL, "%s: cannot resolve host: %s",
+                              c->label, gai);
+        if (why == ETIMEDOUT)
+            return cache_fail(err, CACHE_FAIL,
+                              "%s: connect timed out after %gs", c->label,
+                              c->connect_timeout);
+        return cache_fail(err, CACHE_FAIL, "%s: connect: %s", c->label,
+                          strerror(why));
+    }
+    c->reader = redis_reader_new();
+    if (!c->reader) {
+        close(fd);
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    }
+    c->fd = fd;
+    return setup_session(c, err);
+}
+
+/* ---- exchanging -------------------------------------------------------------- */
+
+int redis_conn_send(redis_conn *c, redis_req *q, double deadline,
+                    cache_err *err)
+{
+    redis_req_drop_replies(q);
+    int rc = redis_conn_open(c, err);
+    if (rc != CACHE_OK)
+        return rc;
+    rc = redis_req_reserve_replies(q, err);
+    if (rc != CACHE_OK)
+        return rc;
+    size_t done = 0;
+    while (done < q->bytes.len) {
+        ssize_t n = send(c->fd, q->bytes.data + done, q->bytes.len - done,
+                         MSG_NOSIGNAL);
+        if (n > 0) {
+            done += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            int ready = wait_fd(c->fd, POLLOUT, deadline);
+            if (ready > 0)
+                continue;
+            if (ready == 0) {
+                char what[64];
+                snprintf(what, sizeof what, "write timed out after %gs",
+                         c->timeout);
+                return conn_fail(c, q, err, what);
+            }
+        }
+        return conn_fail_errno(c, q, err, "write", errno);
+    }
+    return CACHE_OK;
+}
+
+int redis_conn_recv(redis_conn *c, redis_req *q, double deadline,
+                    cache_err *err)
+{
+    if (c->fd < 0)
+        return conn_fail(c, q, err, "not connected");
+    char chunk[65536];
+    while (q->nreplies < q->ncmds) {
+        redisReply *reply;
+        int got = redis_reader_next(c->reader, &reply, err);
+        if (got < 0) {
+            char what[CACHE_ERRMSG_MAX];
+            snprintf(what, sizeof what, "%s", err ? err->msg : "protocol error");
+            return conn_fail(c, q, err, what);
+        }
+        if (got) {
+            q->replies[q->nreplies++] = reply;
+            continue;
+        }
+        ssize_t n = recv(c->fd, chunk, sizeof chunk, 0);
+        if (n > 0) {
+            if (redisReaderFeed(c->reader, chunk, (size_t)n) != REDIS_OK)
+                return conn_fail(c, q, err, "out of memory reading a reply");
+            continue;
+        }
+        if (n == 0)
+            return conn_fail(c, q, err, "connection closed by the server");
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            int ready = wait_fd(c->fd, POLLIN, deadline);
+            if (ready > 0)
+                continue;
+            if (ready == 0) {
+                char what[64];
+                snprintf(what, sizeof what, "timed out after %gs", c->timeout);
+                return conn_fail(c, q, err, what);
+            }
+        }
+        return conn_fail_errno(c, q, err, "read", errno);
+    }
+    /* Bytes beyond what was asked for: the server and we disagree on where
+     * replies start, and any later reply could be misread. */
+    if (redis_reader_has_leftover(c->reader))
+        return conn_fail(c, q, err, "unexpected data after the replies");
+    return CACHE_OK;
+}
+
+int redis_conn_exchange(redis_conn *c, redis_req *q, cache_err *err)
+{
+    int rc = redis_conn_open(c, err);
+    if (rc != CACHE_OK)
+        return rc;
+    double deadline = redis_conn_deadline(c);
+    rc = redis_conn_send(c, q, deadline, err);
+    if (rc == CACHE_OK)
+        rc = redis_conn_recv(c, q, deadline, err);
+    return rc;
+}

@@ -1,0 +1,75 @@
+/*
+ * redis_net.h - the blocking transport of the Redis backends: one
+ * connection to one server (TCP or unix socket) that sends a request built
+ * by redis_proto.h and reads its replies, within timeouts.
+ *
+ * - connect within connect_timeout (each address of the host in turn), then
+ *   TCP_NODELAY and keepalive; AUTH [username] password and SELECT db are
+ *   sent right after connecting, in one round trip;
+ * - a request (its write and all its replies) must complete within timeout
+ *   seconds; 0 means no limit;
+ * - after ANY failure (refused, reset, timeout, protocol error, a reply out
+ *   of step) the connection is closed, and the next exchange reconnects. A
+ *   failed request is not resent: the caller sees the failure.
+ *
+ * Everything here is plain POSIX sockets and poll(); the replies are parsed
+ * by redis_proto.c, so another transport (OpenResty cosockets) can replace
+ * this file without touching the protocol.
+ */
+#ifndef CACHE_BACKENDS_REDIS_NET_H
+#define CACHE_BACKENDS_REDIS_NET_H
+
+#include "cache.h"
+#include "redis_proto.h"
+
+typedef struct redis_conn {
+    /* where */
+    char *host; /* NULL when path is set */
+    int port;
+    char *path; /* unix socket */
+    /* session setup */
+    char *username, *password; /* AUTH when password is set */
+    int64_t db;                /* SELECT when not 0 */
+    double connect_timeout, timeout;
+    /* state */
+    int fd; /* -1 when not connected */
+    redisReader *reader;
+    redis_req setup; /* AUTH / SELECT */
+    char label[160]; /* "redis 127.0.0.1:6379", for messages */
+} redis_conn;
+
+typedef struct redis_conn_config {
+    const char *kind; /* label word: "redis", "sentinel", "cluster node" */
+    const char *host; /* or path */
+    int port;
+    const char *path;
+    const char *username, *password;
+    int64_t db;
+    double connect_timeout, timeout;
+} redis_conn_config;
+
+/* Copies the configuration; connects lazily. CACHE_OK or CACHE_ENOMEM. */
+int redis_conn_init(redis_conn *c, const redis_conn_config *cfg,
+                    cache_err *err);
+void redis_conn_close(redis_conn *c); /* disconnects; keeps the config */
+void redis_conn_free(redis_conn *c);
+int redis_conn_connected(const redis_conn *c);
+
+/* Connects now if not connected. */
+int redis_conn_open(redis_conn *c, cache_err *err);
+
+/* The request's commands sent and all their replies read into q->replies
+ * (q->nreplies == q->ncmds on success). Connects first when needed. */
+int redis_conn_exchange(redis_conn *c, redis_req *q, cache_err *err);
+
+/* The two halves, for a caller that talks to several servers at once (the
+ * cluster: write to every node, then read from each). deadline is a
+ * cache_monotonic_now() time, 0 for none; redis_conn_deadline gives the
+ * one the connection's timeout sets from now. */
+double redis_conn_deadline(const redis_conn *c);
+int redis_conn_send(redis_conn *c, redis_req *q, double deadline,
+                    cache_err *err);
+int redis_conn_recv(redis_conn *c, redis_req *q, double deadline,
+                    cache_err *err);
+
+#endif
