@@ -297,6 +297,27 @@ static int recv_reply(uw_backend *c, int fd, cache_buf *reply, double deadline,
     }
 }
 
+/* After a complete reply, waits briefly for the server's close before
+ * closing our end: the side that closes first keeps the TIME_WAIT, and with
+ * one connection per request a busy client would otherwise run out of
+ * ephemeral ports. uWSGI closes right after replying; anything else it sends
+ * is ignored. */
+static void await_close(int fd, double deadline)
+{
+    double soon = cache_monotonic_now() + 0.05;
+    if (soon > deadline)
+        soon = deadline;
+    char sink[512];
+    for (int rounds = 0; rounds < 16; rounds++) {
+        ssize_t n = recv(fd, sink, sizeof sink, 0);
+        if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN &&
+                       errno != EWOULDBLOCK))
+            return;
+        if (n < 0 && errno != EINTR && wait_fd(fd, POLLIN, soon) <= 0)
+            return;
+    }
+}
+
 /* One request on a connection of its own. CACHE_OK: the server replied
  * (reply holds the bytes; empty = it closed without a word); CACHE_MISS:
  * it reset the connection without a reply; CACHE_FAIL otherwise. */
@@ -312,6 +333,8 @@ static int roundtrip(uw_backend *c, const cache_buf *req, cache_buf *reply,
     int rc = send_all(c, fd, req, deadline, err);
     if (rc == CACHE_OK)
         rc = recv_reply(c, fd, reply, deadline, err);
+    if (rc == CACHE_OK && reply->len > 0)
+        await_close(fd, deadline);
     close(fd);
     return rc;
 }
