@@ -7,6 +7,24 @@
 -- (behaviour.md §4.2, §4.3).
 local C = {}
 
+-- Errors point at the user's code: the first frame that is neither C nor
+-- one of the files registered here (this one and cache/decorators.lua).
+local internal = { [debug.getinfo(1, "S").source] = true }
+
+function C.internal(source) internal[source] = true end
+
+function C.raise(msg)
+  local level = 2
+  while true do
+    local info = debug.getinfo(level, "S")
+    if info == nil then level = 0; break end
+    if info.what ~= "C" and not internal[info.source] then break end
+    level = level + 1
+  end
+  error(msg, level)
+end
+local raise = C.raise
+
 --- Flask-Caching's short names (FC-2.0) and the class each stands for.
 C.short_names = {
   null = "NullCache",
@@ -64,21 +82,21 @@ local unsupported = {
 local function check_config(config)
   for k, v in pairs(config) do
     if type(k) ~= "string" then
-      error(("cache.new: config keys must be strings, got a %s"):format(type(k)), 4)
+      raise(("cache.new: config keys must be strings, got a %s"):format(type(k)))
     end
     local want = known[k]
     if not want then
       if unsupported[k] then
-        error(("cache.new: %s is not supported (%s)"):format(k, unsupported[k]), 4)
+        raise(("cache.new: %s is not supported (%s)"):format(k, unsupported[k]))
       end
-      error(("cache.new: unknown config key '%s'"):format(k), 4)
+      raise(("cache.new: unknown config key '%s'"):format(k))
     end
     local ok = false
     for t in want:gmatch("[^|]+") do
       if type(v) == t then ok = true end
     end
     if not ok then
-      error(("cache.new: %s: %s expected, got %s"):format(k, want:gsub("|", " or "), type(v)), 4)
+      raise(("cache.new: %s: %s expected, got %s"):format(k, want:gsub("|", " or "), type(v)))
     end
   end
 end
@@ -108,7 +126,7 @@ end
 function derive.FileSystemCache(cfg, o)
   if cfg.CACHE_DIR ~= nil then o.cache_dir = cfg.CACHE_DIR end
   if o.cache_dir == nil then
-    error("cache.new: FileSystemCache needs CACHE_DIR", 4)
+    raise("cache.new: FileSystemCache needs CACHE_DIR")
   end
   o.threshold = cfg.CACHE_THRESHOLD
   if cfg.CACHE_FILE_HASH_METHOD ~= nil then o.hash_method = cfg.CACHE_FILE_HASH_METHOD end
@@ -174,7 +192,7 @@ function derive.NullCache() end
 function C.resolve(config)
   if config == nil then config = {} end
   if type(config) ~= "table" then
-    error(("cache.new: config table expected, got %s"):format(type(config)), 3)
+    raise(("cache.new: config table expected, got %s"):format(type(config)))
   end
   check_config(config)
   local cfg = {}
@@ -193,7 +211,7 @@ function C.resolve(config)
   end
   local hm = cfg.CACHE_HASH_METHOD
   if type(hm) == "string" and not C.hash_methods[hm] then
-    error(("cache.new: CACHE_HASH_METHOD: unknown digest '%s' (md5, sha1, sha256, sha512, or a function)"):format(hm), 3)
+    raise(("cache.new: CACHE_HASH_METHOD: unknown digest '%s' (md5, sha1, sha256, sha512, or a function)"):format(hm))
   end
 
   -- Flask-Caching: {default_timeout, ignore errors} updated with CACHE_OPTIONS,
@@ -208,7 +226,7 @@ function C.resolve(config)
   end
   local class = C.class_of(ctype)
   if not class then
-    error(("cache.new: unknown CACHE_TYPE '%s'"):format(ctype), 3)
+    raise(("cache.new: unknown CACHE_TYPE '%s'"):format(ctype))
   end
   derive[class](cfg, options)
   return cfg, class, options

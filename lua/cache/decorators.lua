@@ -10,6 +10,8 @@
 -- decorators (behaviour.md §5.2, §6.5, §6.6) and the version scheme.
 local core = require "cache.core"
 local config = require "cache.config"
+local raise = config.raise
+config.internal(debug.getinfo(1, "S").source)
 
 local M -- the cache module, set by install (cache.log and
         -- cache.request_provider are read from it at each use)
@@ -203,8 +205,8 @@ local function check_option(who, k, v, want)
   if not ok then
     local what = ({ callable = "function", hash = "'md5', 'sha1', 'sha256', 'sha512' or a function",
                     prefix = "string or function", list = "list of parameter names" })[want] or want
-    error(("%s: option '%s': %s expected, got %s"):format(who, k, what,
-          type(v) == "string" and ("'" .. v .. "'") or type(v)), 5)
+    raise(("%s: option '%s': %s expected, got %s"):format(who, k, what,
+          type(v) == "string" and ("'" .. v .. "'") or type(v)))
   end
 end
 
@@ -212,12 +214,12 @@ local function check_options(who, opts, specific)
   if type(opts) == "number" then return { timeout = opts } end
   if opts == nil then return {} end
   if type(opts) ~= "table" then
-    error(("%s: options table expected, got %s"):format(who, type(opts)), 4)
+    raise(("%s: options table expected, got %s"):format(who, type(opts)))
   end
   for k, v in pairs(opts) do
     local want = common_options[k] or specific[k]
     if not want then
-      error(("%s: unknown option '%s'"):format(who, tostring(k)), 4)
+      raise(("%s: unknown option '%s'"):format(who, tostring(k)))
     end
     check_option(who, k, v, want)
   end
@@ -241,7 +243,7 @@ local function base_state(c, f, opts, who)
   if sc then
     st.source = function_source(underlying(f))
     if st.source == nil then
-      error(who .. ": source_check: the function has no source or bytecode to check", 4)
+      raise(who .. ": source_check: the function has no source or bytecode to check")
     end
   end
   return st
@@ -252,7 +254,7 @@ local function hex_digest(st, bytes)
   if type(st.hash) == "string" then return core.hex_digest(st.hash, bytes) end
   local d = st.hash(bytes)
   if type(d) ~= "string" then
-    error(st.who .. ": hash_method must return a string (the digest bytes)", 3)
+    raise(st.who .. ": hash_method must return a string (the digest bytes)")
   end
   return core.hex(d)
 end
@@ -345,14 +347,14 @@ function D.new(config_table)
   local backend
   if type(class) == "function" then
     backend = class(cfg, options)
-    if backend == nil then error("cache.new: the CACHE_TYPE factory returned nothing", 2) end
+    if backend == nil then raise("cache.new: the CACHE_TYPE factory returned nothing") end
   else
     local ctor = M and M[class]
     if ctor == nil then
-      error(("cache.new: cache type '%s' is not built yet"):format(class), 2)
+      raise(("cache.new: cache type '%s' is not built yet"):format(class))
     end
     local ok, b = pcall(ctor, options)
-    if not ok then error(b, 2) end
+    if not ok then raise(b) end
     backend = b
   end
   local self = setmetatable({
@@ -367,7 +369,7 @@ end
 -- Accepts c:deco(opts), c:deco(fn [, opts]), c:deco(timeout), c:deco().
 local function decorator(self, a, b, who, specific, make)
   if getmetatable(self) ~= Cache then
-    error(("%s: call it as c:%s{...}"):format(who, who), 3)
+    raise(("%s: call it as c:%s{...}"):format(who, who))
   end
   if callable(a) then
     return make(self, a, check_options(who, b, specific))
@@ -375,7 +377,7 @@ local function decorator(self, a, b, who, specific, make)
   local opts = check_options(who, a, specific)
   return function(fn)
     if not callable(fn) then
-      error(("%s: a function to decorate expected, got %s"):format(who, type(fn)), 2)
+      raise(("%s: a function to decorate expected, got %s"):format(who, type(fn)))
     end
     return make(self, fn, opts)
   end
@@ -404,16 +406,16 @@ local function cached_key(st, path, args)
   if type(prefix) ~= "string" then
     prefix = prefix()
     if type(prefix) ~= "string" and type(prefix) ~= "number" then
-      error("cached: key_prefix function must return a string, got " .. type(prefix), 3)
+      raise("cached: key_prefix function must return a string, got " .. type(prefix))
     end
     prefix = tostring(prefix)
   elseif st.prefix_has_path then
-    if path == nil then error(NO_REQUEST, 3) end
+    if path == nil then raise(NO_REQUEST) end
     path = tostring(path)
     prefix = prefix:gsub("%%s", function() return path end)
   end
   if st.query_string then
-    if path == nil and args == nil then error(NO_REQUEST, 3) end
+    if path == nil and args == nil then raise(NO_REQUEST) end
     local digest
     if type(st.hash) == "string" then
       digest = core.query_digest(st.hash, args or {}, st.source)
@@ -430,7 +432,7 @@ local function request_key(st)
   local path, args
   if st.needs_request then
     path, args = (M and M.request_provider or default_request_provider)()
-    if path == nil then error(NO_REQUEST, 3) end
+    if path == nil then raise(NO_REQUEST) end
   end
   return cached_key(st, path, args or {})
 end
@@ -458,7 +460,7 @@ local function make_cached(c, f, opts)
     local key
     if custom_key then key = custom_key(...) else key = d.make_cache_key(...) end
     if type(key) ~= "string" and type(key) ~= "number" then
-      error("cached: make_cache_key must return a string, got " .. type(key), 2)
+      raise("cached: make_cache_key must return a string, got " .. type(key))
     end
     if not (st.forced_update and forced(st, ...)) then
       local found, rv, err = lookup(st, key, ...)
@@ -490,7 +492,7 @@ end
 function Cache:delete_cached(f, path, args)
   local st = states[f]
   if not st or st.who ~= "cached" then
-    error("delete_cached: a function decorated with c:cached expected", 2)
+    raise("delete_cached: a function decorated with c:cached expected")
   end
   local key
   if path == nil then
@@ -519,7 +521,7 @@ local function instance_token(obj)
     local ck = mt.__cache_key
     if ck ~= nil then
       if type(ck) == "function" then ck = ck(obj) end
-      if type(ck) ~= "string" then error("memoize: __cache_key must give a string", 4) end
+      if type(ck) ~= "string" then raise("memoize: __cache_key must give a string") end
       return ck
     end
     if mt.__tostring ~= nil then return tostring(obj) end
@@ -543,7 +545,7 @@ local function version_keys(st, ...)
   local fkey = st.version_key
   if not st.is_method then return fkey end
   if select("#", ...) == 0 then
-    error(("memoize: %s is a method: pass its instance (self) first"):format(st.name), 4)
+    raise(("memoize: %s is a method: pass its instance (self) first"):format(st.name))
   end
   local token = instance_token((...))
   return fkey, st.fname .. "." .. token .. "_memver", token
@@ -600,14 +602,14 @@ local function memo_key(st, ...)
   if st.make_name then
     name = st.make_name(name)
     if type(name) ~= "string" then
-      error("memoize: make_name must return a string, got " .. type(name), 3)
+      raise("memoize: make_name must return a string, got " .. type(name))
     end
   end
   local hash = st.hash
   if st.plain_args then
     if type(hash) == "string" then return core.memo_key(hash, name, st.source, version, ...) end
     local digest = hash(core.memo_text(name, st.source, ...))
-    if type(digest) ~= "string" then error("memoize: hash_method must return a string", 3) end
+    if type(digest) ~= "string" then raise("memoize: hash_method must return a string") end
     return core.memo_head(digest, version)
   end
   -- methods and ignored arguments: self enters as its token, ignored
@@ -620,7 +622,7 @@ local function memo_key(st, ...)
     return core.memo_key(hash, name, st.source, version, unpack(args, 1, n))
   end
   local digest = hash(core.memo_text(name, st.source, unpack(args, 1, n)))
-  if type(digest) ~= "string" then error("memoize: hash_method must return a string", 3) end
+  if type(digest) ~= "string" then raise("memoize: hash_method must return a string") end
   return core.memo_head(digest, version)
 end
 
@@ -629,7 +631,7 @@ local function make_memoized(c, f, opts)
   local lf = underlying(f)
   local fname = opts.name or default_name(lf)
   if fname == nil then
-    error("memoize: cannot derive a stable name for this function: give it a name (option 'name')", 3)
+    raise("memoize: cannot derive a stable name for this function: give it a name (option 'name')")
   end
   st.fname, st.name = fname, fname
   st.version_key = fname .. "_memver"
@@ -643,7 +645,7 @@ local function make_memoized(c, f, opts)
       if p == pname then st.ignore[i], found = true, true end
     end
     if not found then
-      error(("memoize: args_to_ignore: '%s' is not a parameter of %s"):format(tostring(pname), fname), 3)
+      raise(("memoize: args_to_ignore: '%s' is not a parameter of %s"):format(tostring(pname), fname))
     end
     if pname == "self" then ignore_self = true end
   end
@@ -687,8 +689,8 @@ end
 local function memoized_state(f, who)
   local st = states[f]
   if not st or st.who ~= "memoize" then
-    error(("%s: a function decorated with c:memoize expected, got %s"):format(who,
-          type(f) == "table" and "another table" or type(f)), 3)
+    raise(("%s: a function decorated with c:memoize expected, got %s"):format(who,
+          type(f) == "table" and "another table" or type(f)))
   end
   return st
 end

@@ -6,6 +6,11 @@
 local cache = require "cache"
 
 local now = cache.core.monotonic or os.time
+local unpack = table.unpack or unpack
+local function is_integer(v)
+  if math.type then return math.type(v) == "integer" end
+  return type(v) == "number" and v == math.floor(v)
+end
 
 local Fake = {}
 Fake.__index = Fake
@@ -87,13 +92,13 @@ function Fake:get_many(...)
   local out = {}
   if self.fail then
     out[n + 1] = self.fail
-    return table.unpack(out, 1, n + 1)
+    return unpack(out, 1, n + 1)
   end
   for i = 1, n do
     local e = self:_live(tostring((select(i, ...))))
     out[i] = e and (cache.decode(e.bytes)) or nil
   end
-  return table.unpack(out, 1, n)
+  return unpack(out, 1, n)
 end
 
 function Fake:get_dict(...)
@@ -138,7 +143,7 @@ local function incr(self, key, delta)
   key = tostring(key)
   local e = self:_live(key)
   local v = e and cache.decode(e.bytes) or 0
-  if math.type(v) ~= "integer" then return nil, "not an integer" end
+  if not is_integer(v) then return nil, "not an integer" end
   v = v + delta
   self.data[key] = { bytes = cache.encode(v), deadline = e and e.deadline or deadline(self, nil) }
   return v
