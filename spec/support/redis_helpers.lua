@@ -1,0 +1,191 @@
+-- Helpers for the Redis specs: redis-cli calls, a MONITOR capture, private
+-- redis-server processes a spec may kill, the fake server of malformed
+-- replies, and a wall clock with sub-second resolution.
+local helpers = require "support.helpers"
+
+local M = {}
+
+local function q(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+M.q = q
+
+--- Seconds (fractions) since the epoch.
+function M.now()
+  return tonumber(helpers.sh("date +%s.%N"))
+end
+
+--- redis-cli against port (or "-s socket"), args quoted one by one; its
+-- stdout, trailing newline removed.
+function M.cli(port, ...)
+  local parts = { "redis-cli -h 127.0.0.1 -p", tostring(port) }
+  for _, a in ipairs { ... } do parts[#parts + 1] = q(a) end
+  return helpers.sh(table.concat(parts, " ") .. " 2>/dev/null")
+end
+
+--- A raw redis-cli command line (already quoted) for ports with AUTH etc.
+function M.cli_raw(args)
+  return helpers.sh("redis-cli " .. args .. " 2>/dev/null")
+end
+
+local unesc = { n = "\n", r = "\r", t = "\t", a = "\a", b = "\b", ['"'] = '"', ["\\"] = "\\" }
+
+--- The arguments of one MONITOR line body: "a" "b\x00c" -> {"a", "b\0c"}.
+function M.parse_monitor_args(body)
+  local args, i = {}, 1
+  while true do
+    local s = body:find('"', i, true)
+    if not s then break end
+    local parts, j = {}, s + 1
+    while j <= #body do
+      local c = body:sub(j, j)
+      if c == "\\" then
+        local e = body:sub(j + 1, j + 1)
+        if e == "x" then
+          parts[#parts + 1] = string.char(tonumber(body:sub(j + 2, j + 3), 16))
+          j = j + 4
+        else
+          parts[#parts + 1] = unesc[e] or e
+          j = j + 2
+        end
+      elseif c == '"' then
+        break
+      else
+        parts[#parts + 1] = c
+        j = j + 1
+      end
+    end
+    args[#args + 1] = table.concat(parts)
+    i = j + 1
+  end
+  return args
+end
+
+--- Runs fn while `redis-cli MONITOR` records what port receives; returns
+-- the list of commands seen, each as a list of arguments ({"SET", "k", ...}).
+function M.monitor(port, fn)
+  local dir = helpers.tmpdir("monitor")
+  local file = dir .. "/mon"
+  os.execute(("redis-cli -h 127.0.0.1 -p %d monitor >%s 2>&1 & echo $! >%s.pid")
+    :format(port, q(file), q(file)))
+  for _ = 1, 100 do -- attached when it printed OK
+    local f = io.open(file)
+    local s = f and f:read("a") or ""
+    if f then f:close() end
+    if s:find("OK") then break end
+    helpers.sleep(0.02)
+  end
+  local ok, err = pcall(fn)
+  local marker = "monitor-end-" .. tostring(math.random(1e9))
+  M.cli(port, "ECHO", marker)
+  local text = ""
+  for _ = 1, 100 do
+    local f = io.open(file)
+    text = f and f:read("a") or ""
+    if f then f:close() end
+    if text:find(marker, 1, true) then break end
+    helpers.sleep(0.02)
+  end
+  os.execute("kill $(cat " .. q(file .. ".pid") .. ") 2>/dev/null")
+  assert(ok, err)
+  local cmds = {}
+  for line in text:gmatch("[^\n]+") do
+    local body = line:match("^%d+%.%d+ %[[^%]]*%] (.*)$")
+    if body and not body:find(marker, 1, true) then
+      cmds[#cmds + 1] = M.parse_monitor_args(body)
+    end
+  end
+  return cmds
+end
+
+--- Commands of a monitor capture whose name is cmd (case-insensitive).
+function M.only(cmds, name)
+  local out = {}
+  for _, c in ipairs(cmds) do
+    if c[1]:upper() == name:upper() then out[#out + 1] = c end
+  end
+  return out
+end
+
+--- A private redis-server the caller may kill: { port, dir, pid(),
+-- kill(signal), restart(), stop() }. Extra arguments are added as they are.
+function M.private_redis(extra)
+  local dir = helpers.tmpdir("redis")
+  local srv = { dir = dir }
+  local root = os.getenv("CACHE_ROOT") or "."
+  function srv.pid()
+    local f = io.open(dir .. "/pid")
+    local p = f and f:read("l")
+    if f then f:close() end
+    return p
+  end
+  local function launch(port)
+    os.execute(("redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no" ..
+      " --dir %s --logfile %s/log %s </dev/null >/dev/null 2>&1 & echo $! >%s/pid")
+      :format(port, q(dir), q(dir), extra or "", q(dir)))
+    for _ = 1, 200 do
+      if M.cli(port, "PING") == "PONG" then return true end
+      if helpers.sh("kill -0 " .. srv.pid() .. " 2>/dev/null && echo y") ~= "y" then return false end
+      helpers.sleep(0.02)
+    end
+    return false
+  end
+  for _ = 1, 5 do
+    srv.port = tonumber(helpers.sh(root .. "/spec/support/freeport.sh"))
+    if launch(srv.port) then break end
+    srv.port = nil
+  end
+  assert(srv.port, "could not start a private redis-server")
+  function srv.kill(sig)
+    local pid = srv.pid()
+    os.execute(("kill -%s %s 2>/dev/null"):format(sig or "KILL", pid))
+    -- gone (or a zombie) before returning
+    for _ = 1, 250 do
+      local st = helpers.sh(("awk '{print $3}' /proc/%s/stat 2>/dev/null"):format(pid))
+      if st == "" or st == "Z" then return end
+      helpers.sleep(0.02)
+    end
+  end
+  function srv.restart()
+    assert(launch(srv.port), "private redis-server did not restart")
+  end
+  function srv.stop()
+    srv.kill("TERM")
+  end
+  return srv
+end
+
+--- Builds spec/support/fake_redis.c once; returns the binary's path.
+local fake_bin
+function M.fake_redis_bin()
+  if fake_bin then return fake_bin end
+  local root = os.getenv("CACHE_ROOT") or "."
+  local out = (os.getenv("CACHE_TEST_STATE") or "/tmp") .. "/fake_redis." .. tostring(os.time())
+  assert(os.execute(("cc -std=c11 -O1 -o %s %s/spec/support/fake_redis.c"):format(q(out), q(root))))
+  fake_bin = out
+  return out
+end
+
+--- Starts the fake server with a list of replies; returns { port, stop() }.
+function M.fake_redis(replies)
+  local bin = M.fake_redis_bin()
+  local dir = helpers.tmpdir("fake")
+  local args = {}
+  for i, r in ipairs(replies) do args[i] = q(r) end
+  os.execute(("%s %s/port %s </dev/null >%s/log 2>&1 & echo $! >%s/pid")
+    :format(q(bin), q(dir), table.concat(args, " "), q(dir), q(dir)))
+  local port
+  for _ = 1, 250 do
+    local f = io.open(dir .. "/port")
+    if f then port = tonumber(f:read("l")); f:close() end
+    if port then break end
+    helpers.sleep(0.02)
+  end
+  assert(port, "fake redis did not start")
+  return {
+    port = port,
+    stop = function() os.execute("kill $(cat " .. q(dir .. "/pid") .. ") 2>/dev/null") end,
+  }
+end
+
+return M
