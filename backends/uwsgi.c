@@ -271,9 +271,13 @@ static int recv_reply(uw_backend *c, int fd, cache_buf *reply, double deadline,
             return CACHE_FAIL;
         if (reply->len >= need)
             return CACHE_OK;
+        /* Grow by what arrives, not by what the reply claims: a lying size
+         * costs a timeout, never a huge allocation. */
         size_t want = need - reply->len;
         if (want < 16384)
             want = 16384;
+        if (want > ((size_t)1 << 20))
+            want = (size_t)1 << 20;
         if (cache_buf_reserve(reply, want))
             return cache_fail(err, CACHE_ENOMEM, "out of memory");
         ssize_t n = recv(fd, reply->data + reply->len, want, 0);
