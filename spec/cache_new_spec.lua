@@ -318,6 +318,48 @@ describe("cache.new", function()
       assert.equal("b", c:get("a"))
     end)
 
+    it("RedisCache from CACHE_REDIS_* keys, with the flask_cache_ prefix", function()
+      local port = os.getenv("CACHE_TEST_REDIS_PORT")
+      if not port or not cache.backend_types().RedisCache then
+        pending("redis not started (spec/servers/redis.sh)")
+        return
+      end
+      local c = cache.new{ CACHE_TYPE = "redis", CACHE_REDIS_HOST = "127.0.0.1",
+                           CACHE_REDIS_PORT = tonumber(port), CACHE_REDIS_DB = 3 }
+      assert.is_true(c:set("new_spec", "v"))
+      local raw = cache.RedisCache{ host = "127.0.0.1", port = tonumber(port), db = 3 }
+      assert.equal("v", raw:get("flask_cache_new_spec"))
+      assert.is_true(raw:delete("flask_cache_new_spec"))
+    end)
+
+    it("RedisCache from CACHE_REDIS_URL, password and db in the URL", function()
+      local port = os.getenv("CACHE_TEST_REDIS_AUTH_PORT")
+      local pw = os.getenv("CACHE_TEST_REDIS_PASSWORD")
+      if not port or not pw or not cache.backend_types().RedisCache then
+        pending("redis with a password not started (spec/servers/redis.sh)")
+        return
+      end
+      local enc = pw:gsub("[^%w]", function(ch) return ("%%%02X"):format(ch:byte()) end)
+      local c = cache.new{ CACHE_TYPE = "RedisCache", CACHE_KEY_PREFIX = "app:",
+                           CACHE_REDIS_URL = ("redis://:%s@127.0.0.1:%s/2"):format(enc, port) }
+      assert.is_true(c:set("url_spec", 1))
+      local raw = cache.RedisCache{ host = "127.0.0.1", port = tonumber(port), password = pw, db = 2 }
+      assert.equal(1, raw:get("app:url_spec"))
+      raw:delete("app:url_spec")
+    end)
+
+    it("UWSGICache from CACHE_UWSGI_NAME", function()
+      local addr = os.getenv("CACHE_TEST_UWSGI")
+      if not addr then
+        pending("uWSGI not started (spec/servers/uwsgi.sh)")
+        return
+      end
+      local c = cache.new{ CACHE_TYPE = "uwsgi", CACHE_UWSGI_NAME = "lazyc@" .. addr }
+      assert.is_true(c:set("new_spec", { 1 }))
+      assert.same({ 1 }, c:get("new_spec"))
+      c:delete("new_spec")
+    end)
+
     it("a backend option of the wrong type raises, naming the option", function()
       if not cache.backend_types().SimpleCache then
         pending("SimpleCache is not built yet")

@@ -80,6 +80,13 @@ describe("cached", function()
       assert.is_not_nil(backend.data["custom:/p"])
     end)
 
+    it("formats key_prefix as Python's `prefix % path` (%% is a percent sign)", function()
+      local v = c:cached{ key_prefix = "100%%/%s/%s" }(function() return 1 end)
+      request = { "/p%s" }
+      v()
+      assert.is_not_nil(backend.data["100%//p%s//p%s"])
+    end)
+
     it("a %s prefix without a request raises a clear error", function()
       local view = c:cached()(function() return 1 end)
       local ok, err = pcall(view)

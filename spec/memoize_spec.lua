@@ -560,6 +560,20 @@ describe("memoize", function()
     end)
   end)
 
+  describe("delete_memoized results", function()
+    it("are true, or false and the backend's error", function()
+      local m = c:memoize(function(a) return a end)
+      m(1)
+      assert.is_true(c:delete_memoized(m, 1))
+      assert.is_false(c:delete_memoized(m, 1))
+      assert.is_true(c:delete_memoized(m))
+      backend.fail = "down"
+      local ok, err = c:delete_memoized(m)
+      assert.is_false(ok)
+      assert.equal("down", err)
+    end)
+  end)
+
   describe("delete_memoized_verhash", function()
     it("deletes the version key; the next call starts a new version", function()
       local f, count = counter()
@@ -624,6 +638,7 @@ describe("memoize", function()
       backend.set = function() return false, "disk full" end
       assert.equal(1, m(1))
       assert.equal(2, m(1))
+      assert.equal(1, #logged) -- reads work, writes fail: still one burst
       backend.set = set
       assert.matches("disk full", logged[1])
     end)

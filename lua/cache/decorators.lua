@@ -305,8 +305,9 @@ local function store(st, d, key, refresh, obj, n, ...)
   local ok, err = c.cache:set(key, pack_results(n, ...), timeout)
   if not ok then
     backend_failed(c, "set", st.name, err or "set returned false")
-  elseif refresh then
-    refresh(st, timeout, obj)
+  else
+    backend_ok(c)
+    if refresh then refresh(st, timeout, obj) end
   end
   return ...
 end
@@ -412,7 +413,8 @@ local function cached_key(st, path, args)
   elseif st.prefix_has_path then
     if path == nil then raise(NO_REQUEST) end
     path = tostring(path)
-    prefix = prefix:gsub("%%s", function() return path end)
+    -- Python's `prefix % path`: %s is the path, %% a percent sign
+    prefix = prefix:gsub("%%([%%s])", function(ch) return ch == "s" and path or "%" end)
   end
   if st.query_string then
     if path == nil and args == nil then raise(NO_REQUEST) end
@@ -468,8 +470,8 @@ local function make_cached(c, f, opts)
         backend_failed(c, "get", st.name, err)
         return f(...)
       end
-      backend_ok(c)
       if found then
+        backend_ok(c)
         if st.hit_indication then hit_indication() end
         return unpack_results(rv)
       end
@@ -668,8 +670,10 @@ local function make_memoized(c, f, opts)
         backend_failed(c, "get", st.name, gerr)
         return f(...)
       end
-      backend_ok(c)
-      if found then return unpack_results(rv) end
+      if found then
+        backend_ok(c)
+        return unpack_results(rv)
+      end
     end
     if is_method then
       return after_miss(st, d, key, refresh_versions, (...), f(...))
@@ -708,12 +712,16 @@ end
 function Cache:delete_memoized(f, ...)
   local st = on_cache(self, memoized_state(f, "delete_memoized"))
   local n = select("#", ...)
+  local vkey
   if n == 0 then
-    return self.cache:set_many({ [st.version_key] = core.memo_version() }, 0)
+    vkey = st.version_key
+  elseif st.is_method and n == 1 then
+    local _
+    _, vkey = version_keys(st, ...)
   end
-  if st.is_method and n == 1 then
-    local _, ikey = version_keys(st, ...)
-    return self.cache:set_many({ [ikey] = core.memo_version() }, 0)
+  if vkey then
+    local ok, _, err = self.cache:set_many({ [vkey] = core.memo_version() }, 0)
+    return ok, err
   end
   local key, err = f.make_cache_key(...)
   if key == nil then return false, err end
@@ -724,9 +732,13 @@ end
 -- instance's when obj is given for a method).
 function Cache:delete_memoized_verhash(f, ...)
   local st = on_cache(self, memoized_state(f, "delete_memoized_verhash"))
-  if select("#", ...) == 0 then return self.cache:delete_many(st.version_key) end
-  local fkey, ikey = version_keys(st, ...)
-  return self.cache:delete_many(ikey or fkey)
+  local vkey = st.version_key
+  if select("#", ...) > 0 then
+    local fkey, ikey = version_keys(st, ...)
+    vkey = ikey or fkey
+  end
+  local ok, _, err = self.cache:delete_many(vkey)
+  return ok, err
 end
 
 ---------------------------------------------------------------------------
