@@ -1,0 +1,200 @@
+-- In-process benchmarks: SimpleCache, FileSystemCache and the decorators,
+-- each beside its baseline measured in the same run.
+--
+-- Prints rows "name|ops/s|p50 ns|p99 ns|baseline|ratio" on stdout for
+-- bench/run.sh to tabulate. ops/s is the median of REPS repetitions;
+-- latency percentiles are over batches of BATCH operations (timing each
+-- operation alone would measure the clock more than the cache).
+local cache = require "cache"
+local now = cache.core.monotonic
+
+local REPS = tonumber(os.getenv("BENCH_REPS")) or 5
+local BATCH = 100
+local SCALE = tonumber(os.getenv("BENCH_SCALE")) or 1
+
+local function median(t)
+  table.sort(t)
+  return t[(#t + 1) // 2]
+end
+
+local function percentile(t, p)
+  table.sort(t)
+  return t[math.max(1, math.ceil(#t * p))]
+end
+
+--- Runs op(i) n times per repetition; returns ops/s (median), p50, p99 (ns).
+local function measure(n, op, setup)
+  local rates, lat = {}, {}
+  for _ = 1, REPS do
+    if setup then setup() end
+    local start = now()
+    local i = 0
+    while i < n do
+      local b0 = now()
+      for j = i + 1, i + BATCH do op(j) end
+      lat[#lat + 1] = (now() - b0) / BATCH * 1e9
+      i = i + BATCH
+    end
+    rates[#rates + 1] = n / (now() - start)
+  end
+  return median(rates), percentile(lat, 0.5), percentile(lat, 0.99)
+end
+
+local rows = {}
+local function row(name, n, op, setup, baseline)
+  local ops, p50, p99 = measure(n, op, setup)
+  rows[#rows + 1] = { name = name, ops = ops, p50 = p50, p99 = p99, baseline = baseline }
+  return ops
+end
+
+local function emit()
+  local by = {}
+  for _, r in ipairs(rows) do by[r.name] = r end
+  for _, r in ipairs(rows) do
+    local base = r.baseline and by[r.baseline]
+    local ratio = base and ("%.2f"):format(r.ops / base.ops) or ""
+    print(("%s|%.0f|%.0f|%.0f|%s|%s"):format(r.name, r.ops, r.p50, r.p99, r.baseline or "", ratio))
+  end
+end
+
+local N = 200000 * SCALE
+local KEYS = 10000
+local keys = {}
+for i = 1, KEYS do keys[i] = "key:" .. i end
+local v100 = ("x"):rep(100)
+local v10k = ("y"):rep(10240)
+local rec = { id = 1, name = "Ada Lovelace", email = "ada@example.org", age = 36, active = true,
+  score = 99.5, tags = { "math", "poetry" }, city = "London", born = 1815, lang = "en" }
+
+-- baselines ------------------------------------------------------------------
+local function noop() end
+row("call floor: empty Lua function", N, function() noop() end)
+
+local plain = {}
+local function plain_set(k, v, ttl) plain[k] = { v, ttl == 0 and 0 or now() + ttl } end
+local function plain_get(k)
+  local e = plain[k]
+  if e and (e[2] == 0 or e[2] > now()) then return e[1] end
+end
+for i = 1, KEYS do plain_set(keys[i], v100, 300) end
+row("baseline: Lua table get hit (expiry check)", N, function(i) plain_get(keys[i % KEYS + 1]) end)
+row("baseline: Lua table set", N, function(i) plain_set(keys[i % KEYS + 1], v100, 300) end)
+
+-- SimpleCache ------------------------------------------------------------------
+local types = cache.backend_types()
+if types.SimpleCache then
+  local c = cache.SimpleCache { threshold = KEYS * 2 }
+  for i = 1, KEYS do c:set(keys[i], v100) end
+  local base_get = "baseline: Lua table get hit (expiry check)"
+  local base_set = "baseline: Lua table set"
+  row("Simple get hit 100 B", N, function(i) c:get(keys[i % KEYS + 1]) end, nil, base_get)
+  row("Simple get miss", N, function(i) c:get("nope" .. (i % 100)) end, nil, base_get)
+  row("Simple set 100 B", N, function(i) c:set(keys[i % KEYS + 1], v100) end, nil, base_set)
+  row("Simple add (exists)", N, function(i) c:add(keys[i % KEYS + 1], v100) end, nil, base_set)
+  row("Simple inc", N, function(i) c:inc("counter:" .. (i % 100)) end, nil, base_set)
+  for i = 1, 1000 do c:set("big" .. i, v10k) end
+  row("Simple get hit 10 KB", N // 2, function(i) c:get("big" .. (i % 1000 + 1)) end, nil, base_get)
+  row("Simple set 10 KB", N // 4, function(i) c:set("big" .. (i % 1000 + 1), v10k) end, nil, base_set)
+  for i = 1, 1000 do c:set("rec" .. i, rec) end
+  row("Simple get hit 10-field table", N // 2, function(i) c:get("rec" .. (i % 1000 + 1)) end, nil, base_get)
+  row("Simple set 10-field table", N // 2, function(i) c:set("rec" .. (i % 1000 + 1), rec) end, nil, base_set)
+  local batch = {}
+  for i = 1, 100 do batch[i] = keys[i] end
+  local mapping = {}
+  for i = 1, 100 do mapping[keys[i]] = v100 end
+  local unpack = table.unpack or unpack
+  row("Simple get_many(100) [per key]", N // 100, function() c:get_many(unpack(batch)) end)
+  rows[#rows].ops = rows[#rows].ops * 100
+  row("Simple set_many(100) [per key]", N // 100, function() c:set_many(mapping) end)
+  rows[#rows].ops = rows[#rows].ops * 100
+
+  -- churn: 10,000 keys over a 1,000-entry cache, 10 % hits
+  local churn = cache.SimpleCache { threshold = 1000 }
+  local seq = {}
+  math.randomseed(7)
+  for i = 1, 65536 do
+    seq[i] = math.random() < 0.1 and keys[math.random(1, 900)] or keys[math.random(1, KEYS)]
+  end
+  for i = 1, 900 do churn:set(keys[i], v100) end
+  row("Simple churn get/set-on-miss (thr 1000)", N, function(i)
+    local k = seq[i % 65536 + 1]
+    if churn:get(k) == nil then churn:set(k, v100) end
+  end)
+end
+
+-- FileSystemCache --------------------------------------------------------------
+if types.FileSystemCache then
+  local dir = os.tmpname()
+  os.remove(dir)
+  local fs = cache.FileSystemCache { cache_dir = dir, threshold = 0 }
+  for i = 1, 1000 do fs:set(keys[i], v100) end
+  -- baseline: open/read/close of a file of the same size
+  local sample = dir .. "/baseline-file"
+  local fh = assert(io.open(sample, "wb"))
+  fh:write(("z"):rep(#cache.encode(v100) + 16))
+  fh:close()
+  row("baseline: raw open/read/close same size", N // 4, function()
+    local f = io.open(sample, "rb")
+    f:read("a")
+    f:close()
+  end)
+  local base = "baseline: raw open/read/close same size"
+  row("FS get hit 100 B", N // 4, function(i) fs:get(keys[i % 1000 + 1]) end, nil, base)
+  row("FS get miss", N // 4, function(i) fs:get("nope" .. i) end, nil, base)
+  row("FS set 100 B", N // 20, function(i) fs:set(keys[i % 1000 + 1], v100) end, nil, base)
+  fs:clear()
+  os.remove(sample)
+  os.execute("rm -rf '" .. dir .. "'")
+end
+
+-- decorators -----------------------------------------------------------------------
+if cache.new and types.SimpleCache then
+  local app = cache.new { CACHE_TYPE = "SimpleCache", CACHE_THRESHOLD = 100000 }
+  local function work(a, b) return a * b + 1 end
+  local memo = app:memoize { timeout = 300 }(work)
+  local hand = {}
+  local function hand_memo(a, b)
+    local k = a .. "\0" .. b
+    local e = hand[k]
+    if e and e[2] > now() then return e[1] end
+    local v = work(a, b)
+    hand[k] = { v, now() + 300 }
+    return v
+  end
+  for i = 1, 100 do memo(i, 2) hand_memo(i, 2) end
+  row("baseline: hand-written Lua-table memoize hit", N // 2, function(i) hand_memo(i % 100 + 1, 2) end)
+  row("memoize hit (SimpleCache)", N // 2, function(i) memo(i % 100 + 1, 2) end, nil,
+    "baseline: hand-written Lua-table memoize hit")
+  row("memoize miss (SimpleCache)", N // 20, function(i) memo(i + 1000000, 3) end)
+  cache.request_provider = function() return "/bench", {} end
+  local view = app:cached { timeout = 300, key_prefix = "view/%s" }(function() return "page" end)
+  view()
+  row("cached hit (SimpleCache)", N // 2, function() view() end)
+end
+
+-- memory per entry ---------------------------------------------------------------------
+if types.SimpleCache then
+  local function rss()
+    local f = io.open("/proc/self/statm")
+    local _, res = f:read("n", "n")
+    f:close()
+    return res * 4096
+  end
+  local n = 100000
+  local mk = {}
+  for i = 1, n do mk[i] = ("k%07d"):format(i) end
+  collectgarbage()
+  collectgarbage()
+  local before = rss()
+  local m = cache.SimpleCache { threshold = n * 2 }
+  for i = 1, n do m:set(mk[i], v100) end
+  collectgarbage()
+  collectgarbage()
+  local per = (rss() - before) / n
+  local payload = #mk[1] + #cache.encode(v100)
+  print(("memory|%.0f|%d|%.0f|bytes RSS per entry (key %d B + value %d B encoded); target <= %.0f")
+    :format(per, payload, 1.5 * payload + 64, #mk[1], #cache.encode(v100), 1.5 * payload + 64))
+  m:close()
+end
+
+emit()
