@@ -136,6 +136,23 @@ describe("memoize", function()
       assert.not_matches("^%./", v[1])
     end)
 
+    it("name a module's function relative to its package.path root", function()
+      local root = require("support.helpers").tmpdir("modroot")
+      assert(os.execute("mkdir -p '" .. root .. "/app'"))
+      local fh = assert(io.open(root .. "/app/views.lua", "w"))
+      fh:write("return function(a)\n  return a\nend\n")
+      fh:close()
+      local saved = package.path
+      package.path = root .. "/?.lua;" .. saved
+      local ok, err = pcall(function()
+        local m = c:memoize(dofile(root .. "/app/views.lua"))
+        m(1)
+        assert.same({ "app/views.lua:1_memver" }, keys_matching(backend, "_memver$"))
+      end)
+      package.path = saved
+      assert(ok, err)
+    end)
+
     it("take the name option as the function name", function()
       local f = c:memoize{ name = "app.views.user" }(function() return 1 end)
       f()
@@ -466,6 +483,13 @@ describe("memoize", function()
       assert.same({ 1, "a" }, stale_seen)
       assert.equal(2, m("a"))
       assert.equal(2, count())
+    end)
+
+    it("is_stale gets the first result of a function with several", function()
+      local got
+      local m = c:memoize{ is_stale = function(v) got = v; return false end }(function() return "a", "b" end)
+      m(); m()
+      assert.equal("a", got)
     end)
 
     it("is_stale(value) with one parameter gets only the value", function()

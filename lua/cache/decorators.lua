@@ -59,6 +59,21 @@ local function param_names(f)
   return names, info.isvararg
 end
 
+-- A file under a package.path root, named relative to that root (the
+-- longest matching one), so that the same module installed under
+-- /usr/share/lua/5.4 and /usr/share/lua/5.1 (OpenResty) has one name.
+local function module_relative(path)
+  local best
+  for template in package.path:gmatch("[^;]+") do
+    local prefix = template:match("^(.-)%?")
+    if prefix and prefix ~= "" and prefix ~= "./" and path:sub(1, #prefix) == prefix
+       and (not best or #prefix > #best) then
+      best = prefix
+    end
+  end
+  return best and path:sub(#best + 1) or path
+end
+
 -- "app/views.lua:12": stable across processes for the same code.
 local function default_name(f)
   if type(f) ~= "function" then return nil end
@@ -68,6 +83,7 @@ local function default_name(f)
   if first == "@" then
     src = src:sub(2):gsub("\\", "/")
     while src:sub(1, 2) == "./" do src = src:sub(3) end
+    src = module_relative(src)
   elseif first == "=" then
     src = src:sub(2)
   else
@@ -290,7 +306,7 @@ local function lookup(st, key, ...)
     if herr ~= nil then return nil, nil, herr end
     found = has == true
   end
-  if found and st.is_stale and stale(st, rv, ...) then found = false end
+  if found and st.is_stale and stale(st, (unpack_results(rv)), ...) then found = false end
   return found, rv
 end
 
