@@ -1,0 +1,1120 @@
+/*
+ * memcached.c - MemcachedCache and SASLMemcachedCache on libmemcached,
+ * binary protocol, ketama consistent hashing; and the shared layer
+ * (memcached.h) that SpreadSASLMemcachedCache builds on.
+ *
+ * Facts about libmemcached 1.1.4 this file is shaped by (each was checked
+ * against memcached 1.6.18, see spec/memcached_spec.lua):
+ * - memcached_increment/decrement abort() the process (an assert in
+ *   auto.cc) when the server answers "authentication required", which a
+ *   SASL server does to a connection that did not authenticate. incr is
+ *   therefore only sent on a connection that just answered another command
+ *   (see mc_incr), unless every connection authenticates as it opens.
+ * - A quiet delete (DELETEQ) of a missing key leaves a reply libmemcached
+ *   does not expect; it is then read as the answer to the next command and
+ *   every later answer is off by one. Quiet sets are safe (libmemcached
+ *   skips their error replies). Batches of deletes are therefore buffered
+ *   deletes with replies, collected by a multi-get (mc_delete_many_blind).
+ * - Auto-ejecting failed servers (REMOVE_FAILED_SERVERS) moved keys
+ *   unpredictably and did not recover; without it a dead server's keys fail
+ *   with an error, the other servers' keys stay readable, and the server is
+ *   retried every second.
+ */
+#define _DEFAULT_SOURCE
+#include <ctype.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache.h"
+#include "codec.h"
+#include "digest.h"
+#include "memcached.h"
+
+#define MC_DEFAULT_PORT 11211
+#define MC_THIRTY_DAYS 2592000.0
+/* Values above this size are sent with a reply even inside a batch, so that
+ * "too large for the server" is reported for the right key. */
+#define MC_QUIET_MAX (256 * 1024)
+/* How often inc retries when the key keeps changing under it. */
+#define MC_INCR_ATTEMPTS 16
+
+/* ---- keys ------------------------------------------------------------------- */
+
+/* memcached's ASCII protocol ends a key at a space or a control byte; such
+ * keys are mapped, so no key can ever carry protocol text. */
+static int printable(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c <= 0x20 || c >= 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+void mc_key_make(const mc_backend *b, cache_str key, const char *suffix,
+                 size_t suffix_len, mc_key *out)
+{
+    size_t total = b->prefix_len + key.len + suffix_len;
+    int prefix_ok = printable(b->prefix, b->prefix_len);
+    if (total >= 1 && total <= MC_MAX_KEY && prefix_ok &&
+        printable(key.ptr, key.len) && printable(suffix, suffix_len)) {
+        memcpy(out->s, b->prefix, b->prefix_len);
+        if (key.len)
+            memcpy(out->s + b->prefix_len, key.ptr, key.len);
+        if (suffix_len)
+            memcpy(out->s + b->prefix_len + key.len, suffix, suffix_len);
+        out->len = total;
+        out->s[total] = '\0';
+        return;
+    }
+    const void *parts[3] = {b->prefix_len ? b->prefix : "",
+                            key.len ? key.ptr : "", suffix_len ? suffix : ""};
+    size_t lens[3] = {b->prefix_len, key.len, suffix_len};
+    unsigned char d[CACHE_DIGEST_MAX];
+    size_t dl = cache_digest(CACHE_SHA256, 3, parts, lens, d);
+    if (dl != 32) {
+        /* libcrypto failed (out of memory): a fixed, still valid key; the
+         * caller's write lands on it, which is harmless but noted here. */
+        memset(d, 0, sizeof d);
+        dl = 32;
+    }
+    /* Keep a readable prefix in front when it fits: "prefix#<64 hex>". */
+    size_t head = prefix_ok && b->prefix_len <= MC_MAX_KEY - 1 - 2 * dl
+                      ? b->prefix_len
+                      : 0;
+    memcpy(out->s, b->prefix, head);
+    out->s[head] = '#';
+    cache_hex(d, dl, out->s + head + 1);
+    out->len = head + 1 + 2 * dl;
+}
+
+/* ---- errors ----------------------------------------------------------------- */
+
+/* libmemcached's messages look like "(0x55..) SYSTEM ERROR(Broken pipe),
+ * host: 127.0.0.1:1234 -> ./src/libmemcached/io.cc:346": keep the middle,
+ * in lower case. */
+static void clean_message(const char *in, char *out, size_t cap)
+{
+    if (in[0] == '(' && strstr(in, ") "))
+        in = strstr(in, ") ") + 2;
+    size_t n = strlen(in);
+    const char *cut = strstr(in, ",  host:");
+    if (cut && (size_t)(cut - in) < n)
+        n = (size_t)(cut - in);
+    cut = strstr(in, " -> ");
+    if (cut && (size_t)(cut - in) < n)
+        n = (size_t)(cut - in);
+    if (n >= cap)
+        n = cap - 1;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (char)tolower((unsigned char)in[i]);
+    out[n] = '\0';
+}
+
+static void server_label(const memcached_instance_st *in, char *out, size_t cap)
+{
+    const char *name = memcached_server_name(in);
+    in_port_t port = memcached_server_port(in);
+    if (!name)
+        snprintf(out, cap, "?");
+    else if (name[0] == '/' || port == 0)
+        snprintf(out, cap, "%s", name);
+    else if (strchr(name, ':'))
+        snprintf(out, cap, "[%s]:%u", name, (unsigned)port);
+    else
+        snprintf(out, cap, "%s:%u", name, (unsigned)port);
+}
+
+int mc_fail(mc_backend *b, const mc_key *k, memcached_return_t rc,
+            cache_err *err)
+{
+    const memcached_instance_st *in = NULL;
+    if (k) {
+        memcached_return_t r2;
+        in = memcached_server_by_key(b->m, k->s, k->len, &r2);
+    }
+    if (!in)
+        in = memcached_server_get_last_disconnect(b->m);
+    if (!in && memcached_server_count(b->m) > 0)
+        in = memcached_server_instance_by_position(b->m, 0);
+    char where[300] = "?";
+    if (in)
+        server_label(in, where, sizeof where);
+    char why[160];
+    if (memcached_last_error(b->m) != MEMCACHED_SUCCESS)
+        clean_message(memcached_last_error_message(b->m), why, sizeof why);
+    else
+        clean_message(memcached_strerror(b->m, rc), why, sizeof why);
+    int disabled = rc == MEMCACHED_SERVER_TEMPORARILY_DISABLED ||
+                   rc == MEMCACHED_SERVER_MARKED_DEAD;
+    if (disabled && b->last_cause[0])
+        return cache_fail(err, CACHE_FAIL, "memcached %s: %s (after: %s)",
+                          where, why, b->last_cause);
+    if (!disabled)
+        snprintf(b->last_cause, sizeof b->last_cause, "%.95s", why);
+    return cache_fail(err, CACHE_FAIL, "memcached %s: %s", where, why);
+}
+
+/* ---- time and values ---------------------------------------------------------- */
+
+int mc_expiry(double ttl, time_t *out)
+{
+    if (ttl == 0) {
+        *out = 0;
+        return 0;
+    }
+    if (!(ttl > 0))
+        return 1;
+    /* memcached counts whole seconds: round up, so an entry never lives
+     * shorter than asked. */
+    double secs = ceil(ttl);
+    if (secs <= MC_THIRTY_DAYS) {
+        *out = (time_t)secs;
+        return 0;
+    }
+    /* Beyond 30 days memcached reads the number as a unix time. */
+    double abs = floor(cache_wall_now()) + secs;
+    if (abs > 4294967295.0)
+        abs = 4294967295.0; /* the protocol's 32-bit field: year 2106 */
+    *out = (time_t)abs;
+    return 0;
+}
+
+void mc_encode(cache_str value, char text_buf[24], cache_str *payload,
+               uint32_t *flags)
+{
+    int64_t i;
+    if (cache_value_as_int(value, &i)) {
+        /* two's complement for negatives: see MC_FLAG_INT */
+        int n = snprintf(text_buf, 24, "%" PRIu64, (uint64_t)i);
+        payload->ptr = text_buf;
+        payload->len = (size_t)n;
+        *flags = MC_FLAG_INT;
+        return;
+    }
+    *payload = value;
+    *flags = MC_FLAG_CODEC;
+}
+
+/* An integer in decimal text. memcached pads the result of incr/decr with
+ * spaces when it is shorter than the old value, so trailing spaces are
+ * allowed. With wrap, 2^63 .. 2^64-1 read as negative (two's complement). */
+static int stored_int(const char *p, size_t n, int wrap, int64_t *out)
+{
+    while (n > 0 && p[n - 1] == ' ')
+        n--;
+    if (cache_parse_int(p, n, out))
+        return 1;
+    if (!wrap || n == 0 || n > 20)
+        return 0;
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return 0;
+        if (__builtin_mul_overflow(v, 10, &v) ||
+            __builtin_add_overflow(v, (uint64_t)(p[i] - '0'), &v))
+            return 0;
+    }
+    *out = v > (uint64_t)INT64_MAX ? -(int64_t)(~v) - 1 : (int64_t)v;
+    return 1;
+}
+
+static int write_int(int64_t i, cache_buf *out, cache_err *err)
+{
+    cache_writer w;
+    cache_writer_init(&w, out);
+    cache_write_int(&w, i);
+    return w.failed ? cache_fail(err, CACHE_ENOMEM, "out of memory") : CACHE_OK;
+}
+
+int mc_decode(const char *p, size_t n, uint32_t flags, cache_buf *out,
+              cache_err *err)
+{
+    int64_t i;
+    if (flags == MC_FLAG_CODEC) {
+        if (cache_buf_append(out, p, n))
+            return cache_fail(err, CACHE_ENOMEM, "out of memory");
+        return CACHE_OK;
+    }
+    if (flags == MC_FLAG_INT) {
+        if (stored_int(p, n, 1, &i))
+            return write_int(i, out, err);
+        cache_writer w;
+        cache_writer_init(&w, out);
+        cache_write_str(&w, p, n);
+        return w.failed ? cache_fail(err, CACHE_ENOMEM, "out of memory")
+                        : CACHE_OK;
+    }
+    /* A foreign value. */
+    if (stored_int(p, n, 0, &i))
+        return write_int(i, out, err);
+    size_t start = out->len;
+    int rc = cache_external_decode((cache_str){p, n}, out, err);
+    if (rc == CACHE_FAIL) {
+        out->len = start;
+        return CACHE_MISS; /* '!' and corrupt: unreadable, as a miss */
+    }
+    return rc;
+}
+
+/* ---- options and connection ----------------------------------------------------- */
+
+static int add_one_server(mc_backend *b, const char *s, size_t n,
+                          cache_err *err)
+{
+    while (n > 0 && isspace((unsigned char)*s))
+        s++, n--;
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        n--;
+    if (n == 0)
+        return cache_fail(err, CACHE_EINVAL, "servers: empty server name");
+    char buf[1100];
+    if (n >= sizeof buf)
+        return cache_fail(err, CACHE_EINVAL, "servers: name too long");
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    memcached_return_t rc;
+    if (buf[0] == '/') {
+        rc = memcached_server_add_unix_socket(b->m, buf);
+    } else {
+        char *host = buf, *port_s = NULL;
+        if (buf[0] == '[') { /* [v6addr]:port */
+            char *close = strchr(buf, ']');
+            if (!close)
+                return cache_fail(err, CACHE_EINVAL, "servers: bad address '%s'",
+                                  buf);
+            *close = '\0';
+            host = buf + 1;
+            if (close[1] == ':')
+                port_s = close + 2;
+            else if (close[1])
+                return cache_fail(err, CACHE_EINVAL, "servers: bad address '%s'",
+                                  s);
+        } else {
+            char *colon = strchr(buf, ':');
+            if (colon && strchr(colon + 1, ':'))
+                return cache_fail(err, CACHE_EINVAL,
+                                  "servers: write an IPv6 address as [addr]:port");
+            if (colon) {
+                *colon = '\0';
+                port_s = colon + 1;
+            }
+        }
+        long port = MC_DEFAULT_PORT;
+        if (port_s) {
+            char *end;
+            port = strtol(port_s, &end, 10);
+            if (!*port_s || *end || port < 1 || port > 65535)
+                return cache_fail(err, CACHE_EINVAL, "servers: bad port in '%.*s'",
+                                  (int)n, s);
+        }
+        if (!*host)
+            return cache_fail(err, CACHE_EINVAL, "servers: no host in '%.*s'",
+                              (int)n, s);
+        rc = memcached_server_add(b->m, host, (in_port_t)port);
+    }
+    if (rc != MEMCACHED_SUCCESS)
+        return cache_fail(err, CACHE_EINVAL, "servers: cannot add '%.*s': %s",
+                          (int)n, s, memcached_strerror(b->m, rc));
+    if (buf[0] == '/')
+        b->incr_unguarded = 0; /* libmemcached does no SASL on unix sockets */
+    return CACHE_OK;
+}
+
+/* One list element may hold several servers separated by commas. */
+static int add_servers(mc_backend *b, const char *s, size_t n, cache_err *err)
+{
+    if (n > 0 && s[0] == '/')
+        return add_one_server(b, s, n, err);
+    while (n > 0) {
+        const char *comma = memchr(s, ',', n);
+        size_t len = comma ? (size_t)(comma - s) : n;
+        int rc = add_one_server(b, s, len, err);
+        if (rc != CACHE_OK)
+            return rc;
+        if (!comma)
+            break;
+        n -= len + 1;
+        s = comma + 1;
+    }
+    return CACHE_OK;
+}
+
+/* username and password: both, or (unless required) neither. */
+static int take_sasl(mc_backend *b, cache_opts *opts, int required,
+                     cache_err *err)
+{
+    const char *user = NULL, *pass = NULL;
+    size_t ul = 0, pl = 0;
+    int rc = cache_opt_str(opts, "username", &user, &ul, err);
+    if (rc < 0)
+        return rc;
+    rc = cache_opt_str(opts, "password", &pass, &pl, err);
+    if (rc < 0)
+        return rc;
+    if (!user && !pass && !required)
+        return CACHE_OK;
+    if (!user)
+        return cache_fail(err, CACHE_EINVAL, "option 'username' is required");
+    if (!pass)
+        return cache_fail(err, CACHE_EINVAL, "option 'password' is required");
+    if (memchr(user, '\0', ul) || memchr(pass, '\0', pl))
+        return cache_fail(err, CACHE_EINVAL, "username/password: NUL byte");
+    char *u = cache_strndup(user, ul), *p = cache_strndup(pass, pl);
+    memcached_return_t mrc = MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+    if (u && p)
+        mrc = memcached_set_sasl_auth_data(b->m, u, p);
+    free(u);
+    free(p);
+    if (mrc != MEMCACHED_SUCCESS)
+        return cache_fail(err, CACHE_FAIL, "memcached: cannot set SASL credentials: %s",
+                          memcached_strerror(b->m, mrc));
+    b->incr_unguarded = 1; /* until a unix socket is added */
+    return CACHE_OK;
+}
+
+static void set_behaviours(memcached_st *m)
+{
+    memcached_behavior_set(m, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1);
+    /* ketama, weighted, MD5 points: the continuum of libketama and pylibmc */
+    memcached_behavior_set(m, MEMCACHED_BEHAVIOR_KETAMA_WEIGHTED, 1);
+    memcached_behavior_set(m, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1);
+    memcached_behavior_set(m, MEMCACHED_BEHAVIOR_SUPPORT_CAS, 1);
+    /* milliseconds */
+    memcached_behavior_set(m, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, 1000);
+    memcached_behavior_set(m, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, 1000);
+    /* microseconds */
+    memcached_behavior_set(m, MEMCACHED_BEHAVIOR_SND_TIMEOUT, 1000000);
+    memcached_behavior_set(m, MEMCACHED_BEHAVIOR_RCV_TIMEOUT, 1000000);
+    /* One failure disables a server; it is tried again after a second. */
+    memcached_behavior_set(m, MEMCACHED_BEHAVIOR_SERVER_FAILURE_LIMIT, 1);
+    memcached_behavior_set(m, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 1);
+}
+
+int mc_open(mc_backend *b, cache_opts *opts, int sasl, cache_err *err)
+{
+    b->m = memcached_create(NULL);
+    if (!b->m)
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    int rc;
+    if (sasl && (rc = take_sasl(b, opts, sasl == MC_SASL_REQUIRED, err)) != CACHE_OK)
+        return rc;
+    set_behaviours(b->m);
+    const char *prefix = NULL;
+    size_t plen = 0;
+    if ((rc = cache_opt_str(opts, "key_prefix", &prefix, &plen, err)) < 0)
+        return rc;
+    b->prefix = cache_strndup(prefix ? prefix : "", plen);
+    b->prefix_len = plen;
+    if (!b->prefix)
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    const cache_opt *servers = NULL;
+    if ((rc = cache_opt_list(opts, "servers", &servers, err)) < 0)
+        return rc;
+    if (servers) {
+        if (servers->count == 0)
+            return cache_fail(err, CACHE_EINVAL, "servers: empty list");
+        for (size_t i = 0; i < servers->count; i++)
+            if ((rc = add_servers(b, servers->list[i], servers->list_lens[i],
+                                  err)) != CACHE_OK)
+                return rc;
+    } else if ((rc = add_servers(b, "127.0.0.1:11211", 15, err)) != CACHE_OK) {
+        return rc;
+    }
+    if (!memcached_result_create(b->m, &b->result))
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    b->result_ready = 1;
+    return CACHE_OK;
+}
+
+void mc_close(mc_backend *b)
+{
+    if (b->result_ready)
+        memcached_result_free(&b->result);
+    b->result_ready = 0;
+    if (b->m)
+        memcached_free(b->m);
+    b->m = NULL;
+    free(b->prefix);
+    b->prefix = NULL;
+}
+
+/* ---- single-key operations ----------------------------------------------------- */
+
+int mc_store(mc_backend *b, const mc_key *k, const char *v, size_t n,
+             uint32_t flags, double ttl, int only_if_absent, cache_err *err)
+{
+    time_t exp;
+    if (mc_expiry(ttl, &exp)) {
+        /* Born expired: nothing is stored and nothing older survives. */
+        if (only_if_absent) {
+            int rc = mc_exists(b, k, err);
+            return rc == CACHE_OK ? CACHE_EXISTS : rc == CACHE_MISS ? CACHE_OK : rc;
+        }
+        int rc = mc_delete(b, k, err);
+        return rc == CACHE_MISS ? CACHE_OK : rc;
+    }
+    memcached_return_t rc =
+        only_if_absent ? memcached_add(b->m, k->s, k->len, v, n, exp, flags)
+                       : memcached_set(b->m, k->s, k->len, v, n, exp, flags);
+    if (rc == MEMCACHED_SUCCESS)
+        return CACHE_OK;
+    if (only_if_absent && (rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_DATA_EXISTS))
+        return CACHE_EXISTS;
+    if (rc == MEMCACHED_E2BIG) {
+        mc_fail(b, k, rc, err);
+        size_t used = strlen(err->msg);
+        snprintf(err->msg + used, sizeof err->msg - used,
+                 " (%zu bytes; start memcached with a larger -I)", n);
+        return CACHE_FAIL;
+    }
+    return mc_fail(b, k, rc, err);
+}
+
+int mc_delete(mc_backend *b, const mc_key *k, cache_err *err)
+{
+    memcached_return_t rc = memcached_delete(b->m, k->s, k->len, 0);
+    if (rc == MEMCACHED_SUCCESS)
+        return CACHE_OK;
+    if (rc == MEMCACHED_NOTFOUND)
+        return CACHE_MISS;
+    return mc_fail(b, k, rc, err);
+}
+
+/* libmemcached's exist is an ADD of an empty value whose expiry (2678400)
+ * memcached reads as a date in 1970: an existing key answers "exists", a
+ * missing one stays missing. Unlike APPEND it copies nothing. */
+int mc_exists(mc_backend *b, const mc_key *k, cache_err *err)
+{
+    memcached_return_t rc = memcached_exist(b->m, k->s, k->len);
+    if (rc == MEMCACHED_SUCCESS)
+        return CACHE_OK;
+    if (rc == MEMCACHED_NOTFOUND)
+        return CACHE_MISS;
+    return mc_fail(b, k, rc, err);
+}
+
+int mc_flush(mc_backend *b, cache_err *err)
+{
+    memcached_return_t rc = memcached_flush(b->m, 0);
+    return rc == MEMCACHED_SUCCESS ? CACHE_OK : mc_fail(b, NULL, rc, err);
+}
+
+/* ---- multi-get -------------------------------------------------------------------- */
+
+typedef struct key_ref {
+    const mc_key *k;
+    size_t i;
+} key_ref;
+
+static int key_cmp(const char *a, size_t al, const char *b, size_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+    return c ? c : (al > bl) - (al < bl);
+}
+
+static int ref_cmp(const void *x, const void *y)
+{
+    const key_ref *a = x, *b = y;
+    int c = key_cmp(a->k->s, a->k->len, b->k->s, b->k->len);
+    return c ? c : (a->i > b->i) - (a->i < b->i);
+}
+
+/* First entry of refs whose key is (s, n), or n_refs. */
+static size_t find_first(const key_ref *refs, size_t n_refs, const char *s,
+                         size_t n)
+{
+    size_t lo = 0, hi = n_refs;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (key_cmp(refs[mid].k->s, refs[mid].k->len, s, n) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static int server_failed(mc_backend *b, const mc_key *k)
+{
+    memcached_return_t r2;
+    const memcached_instance_st *in = memcached_server_by_key(b->m, k->s, k->len, &r2);
+    return !in || memcached_failed(memcached_server_error_return(in));
+}
+
+int mc_mget(mc_backend *b, size_t n, const mc_key *keys, mc_hit_fn hit,
+            void *ctx, int *status, cache_err *err)
+{
+    if (n == 0)
+        return CACHE_OK;
+    const char **ptrs = malloc(n * sizeof *ptrs);
+    size_t *lens = malloc(n * sizeof *lens);
+    key_ref *refs = malloc(n * sizeof *refs);
+    if (!ptrs || !lens || !refs) {
+        free(ptrs), free(lens), free(refs);
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        ptrs[i] = keys[i].s;
+        lens[i] = keys[i].len;
+        refs[i] = (key_ref){&keys[i], i};
+        status[i] = CACHE_MISS;
+    }
+    qsort(refs, n, sizeof *refs, ref_cmp);
+    memcached_return_t rc = memcached_mget(b->m, ptrs, lens, n);
+    int partial = rc != MEMCACHED_SUCCESS;
+    int hit_rc = CACHE_OK;
+    memcached_result_st *res;
+    memcached_return_t frc;
+    /* Fetch even after a failed mget: the servers that are up answer. */
+    while ((res = memcached_fetch_result(b->m, &b->result, &frc)) != NULL) {
+        const char *rk = memcached_result_key_value(res);
+        size_t rl = memcached_result_key_length(res);
+        for (size_t j = find_first(refs, n, rk, rl);
+             j < n && key_cmp(refs[j].k->s, refs[j].k->len, rk, rl) == 0; j++) {
+            size_t i = refs[j].i;
+            if (status[i] == CACHE_OK)
+                continue;
+            int hr = hit(ctx, i, memcached_result_value(res),
+                         memcached_result_length(res), memcached_result_flags(res));
+            if (hr < 0)
+                hit_rc = hr;
+            else
+                status[i] = hr;
+        }
+    }
+    if (frc != MEMCACHED_END && frc != MEMCACHED_NOTFOUND && frc != MEMCACHED_SUCCESS)
+        partial = 1;
+    int failed = 0, first_fail = -1;
+    if (partial) {
+        for (size_t i = 0; i < n; i++)
+            if (status[i] == CACHE_MISS && server_failed(b, &keys[i])) {
+                status[i] = CACHE_FAIL;
+                failed++;
+                if (first_fail < 0)
+                    first_fail = (int)i;
+            }
+    }
+    free(ptrs), free(lens), free(refs);
+    if (first_fail >= 0)
+        mc_fail(b, &keys[first_fail], partial && rc != MEMCACHED_SUCCESS ? rc : frc,
+                err);
+    if (hit_rc < 0)
+        return hit_rc;
+    if ((size_t)failed == n)
+        return CACHE_FAIL;
+    return CACHE_OK;
+}
+
+/* ---- pipelined batches ------------------------------------------------------------- */
+
+static int item_specific(memcached_return_t rc)
+{
+    return rc == MEMCACHED_E2BIG || rc == MEMCACHED_NOTSTORED ||
+           rc == MEMCACHED_DATA_EXISTS ||
+           rc == MEMCACHED_SERVER_MEMORY_ALLOCATION_FAILURE;
+}
+
+int mc_store_many(mc_backend *b, size_t n, const mc_key *keys,
+                  const cache_str *vals, const uint32_t *flags, double ttl,
+                  int *status, cache_err *err)
+{
+    if (n == 0)
+        return CACHE_OK;
+    time_t exp;
+    if (mc_expiry(ttl, &exp)) {
+        int rc = mc_delete_many_blind(b, n, keys, status, err);
+        return rc;
+    }
+    uint32_t servers = memcached_server_count(b->m);
+    uint32_t *srv = malloc(n * sizeof *srv);
+    size_t *last = malloc((servers ? servers : 1) * sizeof *last);
+    memcached_return_t *rcs = malloc(n * sizeof *rcs);
+    if (!srv || !last || !rcs) {
+        free(srv), free(last), free(rcs);
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    }
+    for (uint32_t s = 0; s < servers; s++)
+        last[s] = SIZE_MAX;
+    for (size_t i = 0; i < n; i++) {
+        srv[i] = memcached_generate_hash(b->m, keys[i].s, keys[i].len);
+        if (srv[i] >= servers)
+            srv[i] = 0;
+        if (vals[i].len <= MC_QUIET_MAX)
+            last[srv[i]] = i;
+    }
+    int quiet = 0;
+    for (size_t i = 0; i < n; i++) {
+        int reply = vals[i].len > MC_QUIET_MAX || last[srv[i]] == i;
+        if (quiet != !reply) {
+            quiet = !reply;
+            memcached_behavior_set(b->m, MEMCACHED_BEHAVIOR_NOREPLY, (uint64_t)quiet);
+        }
+        rcs[i] = memcached_set(b->m, keys[i].s, keys[i].len, vals[i].ptr,
+                               vals[i].len, exp, flags[i]);
+    }
+    if (quiet)
+        memcached_behavior_set(b->m, MEMCACHED_BEHAVIOR_NOREPLY, 0);
+    int any_fail = 0, all_fail = 1;
+    for (size_t i = 0; i < n; i++) {
+        memcached_return_t rc = rcs[i];
+        /* A quiet set is as good as the reply its server gave last. */
+        size_t l = last[srv[i]];
+        if (rc == MEMCACHED_SUCCESS && l != SIZE_MAX && l != i &&
+            vals[i].len <= MC_QUIET_MAX && rcs[l] != MEMCACHED_SUCCESS &&
+            !item_specific(rcs[l]))
+            rc = rcs[l];
+        if (rc == MEMCACHED_SUCCESS) {
+            status[i] = CACHE_OK;
+            all_fail = 0;
+        } else {
+            status[i] = CACHE_FAIL;
+            if (!any_fail)
+                mc_fail(b, &keys[i], rc, err);
+            any_fail = 1;
+        }
+    }
+    free(srv), free(last), free(rcs);
+    return all_fail ? CACHE_FAIL : CACHE_OK;
+}
+
+static int ignore_hit(void *ctx, size_t i, const char *v, size_t len,
+                      uint32_t flags)
+{
+    (void)ctx, (void)i, (void)v, (void)len, (void)flags;
+    return CACHE_OK;
+}
+
+int mc_delete_many_blind(mc_backend *b, size_t n, const mc_key *keys,
+                         int *status, cache_err *err)
+{
+    if (n == 0)
+        return CACHE_OK;
+    int *sent = malloc(n * sizeof *sent);
+    if (!sent)
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    memcached_behavior_set(b->m, MEMCACHED_BEHAVIOR_BUFFER_REQUESTS, 1);
+    for (size_t i = 0; i < n; i++) {
+        memcached_return_t rc = memcached_delete(b->m, keys[i].s, keys[i].len, 0);
+        sent[i] = rc == MEMCACHED_BUFFERED || rc == MEMCACHED_SUCCESS ||
+                  rc == MEMCACHED_NOTFOUND;
+    }
+    memcached_behavior_set(b->m, MEMCACHED_BEHAVIOR_BUFFER_REQUESTS, 0);
+    memcached_flush_buffers(b->m);
+    /* The multi-get reads the deletes' replies first, then proves the keys
+     * gone: one round trip for the whole batch. */
+    int rc = mc_mget(b, n, keys, ignore_hit, NULL, status, err);
+    int all_fail = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (status[i] == CACHE_MISS && sent[i]) {
+            status[i] = CACHE_OK;
+            all_fail = 0;
+        } else {
+            if (status[i] == CACHE_OK && err)
+                cache_fail(err, CACHE_FAIL, "memcached: key still present after delete");
+            status[i] = CACHE_FAIL;
+        }
+    }
+    free(sent);
+    if (rc < 0 && rc != CACHE_FAIL)
+        return rc;
+    return all_fail ? CACHE_FAIL : CACHE_OK;
+}
+
+/* ---- increments ------------------------------------------------------------------------ */
+
+static memcached_return_t server_incr(mc_backend *b, const mc_key *k,
+                                      uint64_t offset, uint64_t *value)
+{
+    return memcached_increment_by_key(b->m, k->s, k->len, k->s, k->len, offset,
+                                      value);
+}
+
+static int64_t as_signed(uint64_t v)
+{
+    return v > (uint64_t)INT64_MAX ? -(int64_t)(~v) - 1 : (int64_t)v;
+}
+
+/* incr answered r. The server adds modulo 2^64, so int64 overflow shows as
+ * old + delta overflowing; it is undone (incr on the same, just proven
+ * connection) and reported. */
+static int incr_done(mc_backend *b, const mc_key *k, int64_t delta, uint64_t r,
+                     int64_t *result, cache_err *err)
+{
+    int64_t before = as_signed(r - (uint64_t)delta), sum;
+    if (__builtin_add_overflow(before, delta, &sum)) {
+        uint64_t back;
+        server_incr(b, k, (uint64_t)0 - (uint64_t)delta, &back);
+        return cache_fail(err, CACHE_ENOTINT, "integer overflow");
+    }
+    *result = as_signed(r);
+    return CACHE_OK;
+}
+
+typedef struct gets_ctx {
+    cache_buf *out;
+    uint32_t flags;
+    uint64_t cas;
+    mc_backend *b;
+} gets_ctx;
+
+static int gets_hit(void *ctx, size_t i, const char *v, size_t len,
+                    uint32_t flags)
+{
+    gets_ctx *g = ctx;
+    (void)i;
+    g->flags = flags;
+    g->cas = memcached_result_cas(&g->b->result);
+    return cache_buf_append(g->out, v, len) ? CACHE_ENOMEM : CACHE_OK;
+}
+
+/* incr failed with rc. memcached refuses to increment a value that is not
+ * unsigned decimal text and libmemcached reports it as a read failure: read
+ * the value to tell "not an integer" from a negative integer another client
+ * wrote as "-n", which is rewritten here with compare-and-swap (its expiry
+ * then becomes new_ttl: memcached cannot tell a client the old one).
+ * Returns CACHE_OK / a failure, or 1 to try again from the start. */
+static int incr_refused(mc_backend *b, const mc_key *k, memcached_return_t rc,
+                        int64_t delta, double new_ttl, int64_t *result,
+                        cache_err *err)
+{
+    if (rc != MEMCACHED_UNKNOWN_READ_FAILURE && rc != MEMCACHED_CLIENT_ERROR &&
+        rc != MEMCACHED_PROTOCOL_ERROR)
+        return mc_fail(b, k, rc, err);
+    cache_buf cur;
+    cache_buf_init(&cur);
+    gets_ctx g = {&cur, 0, 0, b};
+    int st;
+    int grc = mc_mget(b, 1, k, gets_hit, &g, &st, err);
+    if (grc < 0 || st < 0) {
+        cache_buf_free(&cur);
+        return grc < 0 ? grc : st;
+    }
+    if (st == CACHE_MISS) {
+        cache_buf_free(&cur);
+        return 1;
+    }
+    int64_t v, sum;
+    int is_int = stored_int(cur.data ? cur.data : "", cur.len,
+                            g.flags == MC_FLAG_INT, &v) &&
+                 g.flags != MC_FLAG_CODEC && g.flags != MC_FLAG_SPREAD_HEAD &&
+                 g.flags != MC_FLAG_SPREAD_PART;
+    if (!is_int && g.flags != MC_FLAG_CODEC && g.flags != MC_FLAG_INT &&
+        cur.len > 0 && cur.data[0] == CACHE_MARKER) {
+        /* the engine's external form ('!' + codec bytes) of an integer? */
+        cache_buf dec;
+        cache_buf_init(&dec);
+        if (cache_external_decode((cache_str){cur.data, cur.len}, &dec, NULL) ==
+                CACHE_OK &&
+            cache_value_as_int((cache_str){dec.data, dec.len}, &v))
+            is_int = 1;
+        cache_buf_free(&dec);
+    }
+    cache_buf_free(&cur);
+    if (!is_int)
+        return cache_fail(err, CACHE_ENOTINT, "value is not an integer");
+    if (__builtin_add_overflow(v, delta, &sum))
+        return cache_fail(err, CACHE_ENOTINT, "integer overflow");
+    char text[24];
+    int tn = snprintf(text, sizeof text, "%" PRIu64, (uint64_t)sum);
+    time_t exp;
+    if (mc_expiry(new_ttl, &exp))
+        exp = 0;
+    memcached_return_t crc = memcached_cas(b->m, k->s, k->len, text, (size_t)tn,
+                                           exp, MC_FLAG_INT, g.cas);
+    if (crc == MEMCACHED_SUCCESS) {
+        *result = sum;
+        return CACHE_OK;
+    }
+    if (crc == MEMCACHED_DATA_EXISTS || crc == MEMCACHED_NOTFOUND)
+        return 1;
+    return mc_fail(b, k, crc, err);
+}
+
+/* Atomic on the server: incr adds delta modulo 2^64 to the stored two's
+ * complement, which is exact signed arithmetic, keeps the entry's expiry,
+ * and never loses a concurrent update. A missing key is created by add
+ * with delta itself; losing that race to another client just means incr
+ * again. */
+int mc_incr(mc_backend *b, const mc_key *k, int64_t delta, double new_ttl,
+            int64_t *result, cache_err *err)
+{
+    uint64_t offset = (uint64_t)delta, r;
+    memcached_return_t rc;
+    if (b->incr_unguarded) {
+        rc = server_incr(b, k, offset, &r);
+        if (rc == MEMCACHED_SUCCESS)
+            return incr_done(b, k, delta, r, result, err);
+        if (rc != MEMCACHED_NOTFOUND) {
+            int t = incr_refused(b, k, rc, delta, new_ttl, result, err);
+            if (t != 1)
+                return t;
+        }
+    }
+    char text[24];
+    int tn = snprintf(text, sizeof text, "%" PRIu64, offset);
+    for (int attempt = 0; attempt < MC_INCR_ATTEMPTS; attempt++) {
+        time_t exp;
+        if (mc_expiry(new_ttl, &exp)) {
+            /* Created already expired: report it, store nothing, unless the
+             * key exists, which then keeps counting. */
+            int e = mc_exists(b, k, err);
+            if (e == CACHE_MISS) {
+                *result = delta;
+                return CACHE_OK;
+            }
+            if (e < 0)
+                return e;
+            rc = MEMCACHED_NOTSTORED;
+        } else {
+            rc = memcached_add(b->m, k->s, k->len, text, (size_t)tn, exp, MC_FLAG_INT);
+        }
+        if (rc == MEMCACHED_SUCCESS) {
+            *result = delta;
+            return CACHE_OK;
+        }
+        if (rc != MEMCACHED_NOTSTORED && rc != MEMCACHED_DATA_EXISTS)
+            return mc_fail(b, k, rc, err);
+        /* The server has just answered this connection without asking for
+         * authentication, so incr cannot meet libmemcached's assert. */
+        rc = server_incr(b, k, offset, &r);
+        if (rc == MEMCACHED_SUCCESS)
+            return incr_done(b, k, delta, r, result, err);
+        if (rc == MEMCACHED_NOTFOUND)
+            continue; /* deleted in between: add again */
+        int t = incr_refused(b, k, rc, delta, new_ttl, result, err);
+        if (t != 1)
+            return t;
+    }
+    return cache_fail(err, CACHE_FAIL, "memcached: inc gave up, the key kept changing");
+}
+
+/* ---- the MemcachedCache / SASLMemcachedCache vtable ----------------------------------------- */
+
+typedef struct decode_ctx {
+    cache_buf *out; /* one buffer per key */
+    int per_key;
+    cache_err *err;
+} decode_ctx;
+
+static int decode_hit(void *ctx, size_t i, const char *v, size_t len,
+                      uint32_t flags)
+{
+    decode_ctx *d = ctx;
+    cache_buf *out = d->per_key ? &d->out[i] : d->out;
+    int rc = mc_decode(v, len, flags, out, d->err);
+    return rc == CACHE_ENOMEM ? CACHE_ENOMEM : rc;
+}
+
+static int mcb_get(cache_backend *base, cache_str key, cache_buf *out,
+                   cache_err *err)
+{
+    mc_backend *b = (mc_backend *)base;
+    mc_key k;
+    mc_key_make(b, key, NULL, 0, &k);
+    decode_ctx d = {out, 0, err};
+    int st;
+    int rc = mc_mget(b, 1, &k, decode_hit, &d, &st, err);
+    return rc < 0 ? rc : st;
+}
+
+static int mcb_set(cache_backend *base, cache_str key, cache_str value,
+                   double ttl, int only_if_absent, cache_err *err)
+{
+    mc_backend *b = (mc_backend *)base;
+    mc_key k;
+    mc_key_make(b, key, NULL, 0, &k);
+    char text[24];
+    cache_str payload;
+    uint32_t flags;
+    mc_encode(value, text, &payload, &flags);
+    return mc_store(b, &k, payload.ptr, payload.len, flags, ttl, only_if_absent,
+                    err);
+}
+
+static int mcb_del(cache_backend *base, cache_str key, cache_err *err)
+{
+    mc_backend *b = (mc_backend *)base;
+    mc_key k;
+    mc_key_make(b, key, NULL, 0, &k);
+    return mc_delete(b, &k, err);
+}
+
+static int mcb_has(cache_backend *base, cache_str key, cache_err *err)
+{
+    mc_backend *b = (mc_backend *)base;
+    mc_key k;
+    mc_key_make(b, key, NULL, 0, &k);
+    return mc_exists(b, &k, err);
+}
+
+static int mcb_clear(cache_backend *base, cache_err *err)
+{
+    return mc_flush((mc_backend *)base, err);
+}
+
+static int mcb_incr(cache_backend *base, cache_str key, int64_t delta,
+                    double new_ttl, int64_t *result, cache_err *err)
+{
+    mc_backend *b = (mc_backend *)base;
+    mc_key k;
+    mc_key_make(b, key, NULL, 0, &k);
+    return mc_incr(b, &k, delta, new_ttl, result, err);
+}
+
+static mc_key *make_keys(mc_backend *b, size_t n, const cache_str *keys)
+{
+    mc_key *ks = malloc((n ? n : 1) * sizeof *ks);
+    if (ks)
+        for (size_t i = 0; i < n; i++)
+            mc_key_make(b, keys[i], NULL, 0, &ks[i]);
+    return ks;
+}
+
+static int mcb_get_many(cache_backend *base, size_t n, const cache_str *keys,
+                        cache_buf *out, int *status, cache_err *err)
+{
+    mc_backend *b = (mc_backend *)base;
+    mc_key *ks = make_keys(b, n, keys);
+    if (!ks)
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    decode_ctx d = {out, 1, err};
+    int rc = mc_mget(b, n, ks, decode_hit, &d, status, err);
+    free(ks);
+    return rc;
+}
+
+static int mcb_set_many(cache_backend *base, size_t n, const cache_str *keys,
+                        const cache_str *values, double ttl, int *status,
+                        cache_err *err)
+{
+    mc_backend *b = (mc_backend *)base;
+    mc_key *ks = make_keys(b, n, keys);
+    char(*texts)[24] = malloc((n ? n : 1) * sizeof *texts);
+    cache_str *payloads = malloc((n ? n : 1) * sizeof *payloads);
+    uint32_t *flags = malloc((n ? n : 1) * sizeof *flags);
+    int rc;
+    if (!ks || !texts || !payloads || !flags) {
+        rc = cache_fail(err, CACHE_ENOMEM, "out of memory");
+    } else {
+        for (size_t i = 0; i < n; i++)
+            mc_encode(values[i], texts[i], &payloads[i], &flags[i]);
+        rc = mc_store_many(b, n, ks, payloads, flags, ttl, status, err);
+    }
+    free(ks), free(texts), free(payloads), free(flags);
+    return rc;
+}
+
+static int mcb_del_many(cache_backend *base, size_t n, const cache_str *keys,
+                        int *status, cache_err *err)
+{
+    mc_backend *b = (mc_backend *)base;
+    if (n <= 2) { /* one round trip each is no more than the batch's two */
+        int rc = CACHE_OK;
+        for (size_t i = 0; i < n; i++) {
+            status[i] = mcb_del(base, keys[i], err);
+            if (status[i] < 0) {
+                rc = status[i];
+                if (!b->base.ignore_errors)
+                    return rc;
+            }
+        }
+        return rc == CACHE_OK || b->base.ignore_errors ? CACHE_OK : rc;
+    }
+    mc_key *ks = make_keys(b, n, keys);
+    int *gone = malloc(n * sizeof *gone);
+    mc_key *doomed = malloc(n * sizeof *doomed);
+    size_t *map = malloc(n * sizeof *map);
+    int rc;
+    if (!ks || !gone || !doomed || !map) {
+        rc = cache_fail(err, CACHE_ENOMEM, "out of memory");
+        goto out;
+    }
+    /* Which keys exist (a delete's own answer is lost in the pipeline), then
+     * delete those. */
+    rc = mc_mget(b, n, ks, ignore_hit, NULL, status, err);
+    if (rc < 0)
+        goto out;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (status[i] == CACHE_OK) {
+            doomed[m] = ks[i];
+            map[m++] = i;
+        }
+    rc = mc_delete_many_blind(b, m, doomed, gone, err);
+    for (size_t j = 0; j < m; j++)
+        status[map[j]] = gone[j];
+    rc = CACHE_OK;
+    for (size_t i = 0; i < n; i++)
+        if (status[i] < 0)
+            rc = status[i];
+out:
+    free(ks), free(gone), free(doomed), free(map);
+    return rc;
+}
+
+static void mcb_destroy(cache_backend *base)
+{
+    mc_backend *b = (mc_backend *)base;
+    mc_close(b);
+    free(b);
+}
+
+static const cache_vtable memcached_vt = {
+    .name = "MemcachedCache",
+    .get = mcb_get,
+    .set = mcb_set,
+    .del = mcb_del,
+    .has = mcb_has,
+    .clear = mcb_clear,
+    .incr = mcb_incr,
+    .get_many = mcb_get_many,
+    .set_many = mcb_set_many,
+    .del_many = mcb_del_many,
+    .destroy = mcb_destroy,
+};
+
+static const cache_vtable sasl_memcached_vt = {
+    .name = "SASLMemcachedCache",
+    .get = mcb_get,
+    .set = mcb_set,
+    .del = mcb_del,
+    .has = mcb_has,
+    .clear = mcb_clear,
+    .incr = mcb_incr,
+    .get_many = mcb_get_many,
+    .set_many = mcb_set_many,
+    .del_many = mcb_del_many,
+    .destroy = mcb_destroy,
+};
+
+static cache_backend *create(cache_opts *opts, int sasl, const cache_vtable *vt,
+                             cache_err *err)
+{
+    mc_backend *b = calloc(1, sizeof *b);
+    if (!b) {
+        cache_fail(err, CACHE_ENOMEM, "out of memory");
+        return NULL;
+    }
+    b->base.vt = vt;
+    if (mc_open(b, opts, sasl, err) != CACHE_OK) {
+        mc_close(b);
+        free(b);
+        return NULL;
+    }
+    return &b->base;
+}
+
+cache_backend *cache_memcached_create(cache_opts *opts, cache_err *err)
+{
+    return create(opts, 0, &memcached_vt, err);
+}
+
+cache_backend *cache_sasl_memcached_create(cache_opts *opts, cache_err *err)
+{
+    return create(opts, MC_SASL_REQUIRED, &sasl_memcached_vt, err);
+}

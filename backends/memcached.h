@@ -1,0 +1,122 @@
+/*
+ * memcached.h - what memcached.c (MemcachedCache, SASLMemcachedCache) shares
+ * with memcached_spread.c (SpreadSASLMemcachedCache): the connection, the key
+ * mapping, the stored form of values and the pipelined batch primitives, all
+ * on libmemcached with the binary protocol.
+ */
+#ifndef CACHE_BACKENDS_MEMCACHED_H
+#define CACHE_BACKENDS_MEMCACHED_H
+
+#include <stdint.h>
+
+#include <libmemcached/memcached.h>
+
+#include "cache.h"
+
+/* Item flags, the stored form of a value (documented in the README):
+ *   MC_FLAG_INT    the integer as decimal text; negative integers as their
+ *                  64-bit two's complement (2^64 - |n|), so that memcached's
+ *                  unsigned, wrapping incr does signed arithmetic. 2 is the
+ *                  integer flag of pylibmc and python-memcached.
+ *   MC_FLAG_CODEC  the engine's MessagePack bytes of any other value.
+ *   MC_FLAG_SPREAD_HEAD / MC_FLAG_SPREAD_PART  chunks of a spread value
+ *                  (memcached_spread.c).
+ * Any other flags: a foreign value, read as an integer when it is decimal
+ * text, as the engine's external form when it starts with '!', else as a
+ * string. */
+#define MC_FLAG_INT 2u
+#define MC_FLAG_CODEC 0x100u
+#define MC_FLAG_SPREAD_HEAD 0x200u
+#define MC_FLAG_SPREAD_PART 0x400u
+
+#define MC_MAX_KEY 250
+
+typedef struct mc_key {
+    size_t len;
+    char s[MC_MAX_KEY + 1];
+} mc_key;
+
+typedef struct mc_backend {
+    cache_backend base;
+    memcached_st *m;
+    char *prefix;
+    size_t prefix_len;
+    /* 1 when every connection is SASL-authenticated by libmemcached as it
+     * opens (credentials given, TCP servers only): incr may then be sent
+     * first. Otherwise an add must prove the connection first, because
+     * libmemcached abort()s in incr/decr on an authentication error. */
+    int incr_unguarded;
+    /* Why the last server failed, kept so that "disabled until retry" can
+     * say what disabled it (e.g. an authentication failure). */
+    char last_cause[100];
+    memcached_result_st result;
+    int result_ready;
+} mc_backend;
+
+/* Opens the connection from the options servers, key_prefix and, unless
+ * sasl is MC_SASL_NONE, username and password (both, or with
+ * MC_SASL_OPTIONAL neither). CACHE_OK or an error (CACHE_EINVAL for
+ * options). */
+enum { MC_SASL_NONE = 0, MC_SASL_REQUIRED = 1, MC_SASL_OPTIONAL = 2 };
+int mc_open(mc_backend *b, cache_opts *opts, int sasl, cache_err *err);
+void mc_close(mc_backend *b);
+
+/* The memcached key of prefix + key + suffix: itself when it is 1-250
+ * printable ASCII bytes without space, else (a printable prefix, when it
+ * is short enough) + "#" + hex sha256 of prefix + key + suffix. */
+void mc_key_make(const mc_backend *b, cache_str key, const char *suffix,
+                 size_t suffix_len, mc_key *out);
+
+/* A failure of operation rc on the server of k (or of the last server that
+ * failed, when k is NULL), recorded in err: "memcached HOST:PORT: why". */
+int mc_fail(mc_backend *b, const mc_key *k, memcached_return_t rc,
+            cache_err *err);
+
+/* Expiry for memcached from a ttl: 0 never, relative seconds rounded up,
+ * absolute unix time beyond 30 days. Returns 1 when the ttl is negative
+ * (the entry is born expired), else 0. */
+int mc_expiry(double ttl, time_t *out);
+
+/* The stored form of encoded value bytes: *payload / *flags. An integer is
+ * written as text into text_buf (which must outlive the payload). */
+void mc_encode(cache_str value, char text_buf[24], cache_str *payload,
+               uint32_t *flags);
+/* Appends the codec bytes of a stored item to out: CACHE_OK, or
+ * CACHE_MISS with err set (a '!' value whose bytes are corrupt), or
+ * CACHE_ENOMEM. */
+int mc_decode(const char *p, size_t n, uint32_t flags, cache_buf *out,
+              cache_err *err);
+
+/* Single-key operations on mapped keys. */
+int mc_get_raw(mc_backend *b, const mc_key *k, cache_buf *out, uint32_t *flags,
+               cache_err *err);
+int mc_store(mc_backend *b, const mc_key *k, const char *v, size_t n,
+             uint32_t flags, double ttl, int only_if_absent, cache_err *err);
+int mc_delete(mc_backend *b, const mc_key *k, cache_err *err);
+int mc_exists(mc_backend *b, const mc_key *k, cache_err *err);
+int mc_flush(mc_backend *b, cache_err *err);
+int mc_incr(mc_backend *b, const mc_key *k, int64_t delta, double new_ttl,
+            int64_t *result, cache_err *err);
+
+/* One multi-get of n mapped keys. hit(ctx, i, value, len, flags) is called
+ * for every key found (once per index, duplicates included); status[i] is
+ * CACHE_OK for a hit, CACHE_MISS, or CACHE_FAIL when its server failed.
+ * Returns CACHE_OK, or a failure when no server answered. */
+typedef int (*mc_hit_fn)(void *ctx, size_t i, const char *v, size_t len,
+                         uint32_t flags);
+int mc_mget(mc_backend *b, size_t n, const mc_key *keys, mc_hit_fn hit,
+            void *ctx, int *status, cache_err *err);
+
+/* Pipelined sets: quiet (noreply) sets, except the last key of each server,
+ * whose reply comes after the server has processed all of them, and values
+ * larger than 256 KiB, which are sent with a reply. status[i] per key. */
+int mc_store_many(mc_backend *b, size_t n, const mc_key *keys,
+                  const cache_str *vals, const uint32_t *flags, double ttl,
+                  int *status, cache_err *err);
+/* Pipelined deletes: buffered deletes, then one multi-get of the same keys
+ * that collects the replies and proves each key gone. status[i] is CACHE_OK
+ * when the key is absent afterwards, CACHE_FAIL otherwise. */
+int mc_delete_many_blind(mc_backend *b, size_t n, const mc_key *keys,
+                         int *status, cache_err *err);
+
+#endif
