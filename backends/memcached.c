@@ -129,26 +129,27 @@ static void server_label(const memcached_instance_st *in, char *out, size_t cap)
         snprintf(out, cap, "%s:%u", name, (unsigned)port);
 }
 
-int mc_fail(mc_backend *b, const mc_key *k, memcached_return_t rc,
-            cache_err *err)
+/* The failure as libmemcached handle m saw it. */
+static int fail_on(mc_backend *b, memcached_st *m, const mc_key *k,
+                   memcached_return_t rc, cache_err *err)
 {
     const memcached_instance_st *in = NULL;
     if (k) {
         memcached_return_t r2;
-        in = memcached_server_by_key(b->m, k->s, k->len, &r2);
+        in = memcached_server_by_key(m, k->s, k->len, &r2);
     }
     if (!in)
-        in = memcached_server_get_last_disconnect(b->m);
-    if (!in && memcached_server_count(b->m) > 0)
-        in = memcached_server_instance_by_position(b->m, 0);
+        in = memcached_server_get_last_disconnect(m);
+    if (!in && memcached_server_count(m) > 0)
+        in = memcached_server_instance_by_position(m, 0);
     char where[300] = "?";
     if (in)
         server_label(in, where, sizeof where);
     char why[160];
-    if (memcached_last_error(b->m) != MEMCACHED_SUCCESS)
-        clean_message(memcached_last_error_message(b->m), why, sizeof why);
+    if (memcached_last_error(m) != MEMCACHED_SUCCESS)
+        clean_message(memcached_last_error_message(m), why, sizeof why);
     else
-        clean_message(memcached_strerror(b->m, rc), why, sizeof why);
+        clean_message(memcached_strerror(m, rc), why, sizeof why);
     int disabled = rc == MEMCACHED_SERVER_TEMPORARILY_DISABLED ||
                    rc == MEMCACHED_SERVER_MARKED_DEAD;
     if (disabled && b->last_cause[0])
@@ -157,6 +158,12 @@ int mc_fail(mc_backend *b, const mc_key *k, memcached_return_t rc,
     if (!disabled)
         snprintf(b->last_cause, sizeof b->last_cause, "%.95s", why);
     return cache_fail(err, CACHE_FAIL, "memcached %s: %s", where, why);
+}
+
+int mc_fail(mc_backend *b, const mc_key *k, memcached_return_t rc,
+            cache_err *err)
+{
+    return fail_on(b, b->m, k, rc, err);
 }
 
 /* ---- time and values ---------------------------------------------------------- */
@@ -436,6 +443,11 @@ void mc_close(mc_backend *b)
     if (b->result_ready)
         memcached_result_free(&b->result);
     b->result_ready = 0;
+    if (b->del_m) {
+        memcached_result_free(&b->del_result);
+        memcached_free(b->del_m);
+        b->del_m = NULL;
+    }
     if (b->m)
         memcached_free(b->m);
     b->m = NULL;
@@ -539,15 +551,17 @@ static size_t find_first(const key_ref *refs, size_t n_refs, const char *s,
     return lo;
 }
 
-static int server_failed(mc_backend *b, const mc_key *k)
+static int server_failed(memcached_st *m, const mc_key *k)
 {
     memcached_return_t r2;
-    const memcached_instance_st *in = memcached_server_by_key(b->m, k->s, k->len, &r2);
+    const memcached_instance_st *in = memcached_server_by_key(m, k->s, k->len, &r2);
     return !in || memcached_failed(memcached_server_error_return(in));
 }
 
-int mc_mget(mc_backend *b, size_t n, const mc_key *keys, mc_hit_fn hit,
-            void *ctx, int *status, cache_err *err)
+/* mc_mget on handle m, fetching into res. */
+static int mget_on(mc_backend *b, memcached_st *m, memcached_result_st *res_buf,
+                   size_t n, const mc_key *keys, mc_hit_fn hit, void *ctx,
+                   int *status, cache_err *err)
 {
     if (n == 0)
         return CACHE_OK;
@@ -565,13 +579,13 @@ int mc_mget(mc_backend *b, size_t n, const mc_key *keys, mc_hit_fn hit,
         status[i] = CACHE_MISS;
     }
     qsort(refs, n, sizeof *refs, ref_cmp);
-    memcached_return_t rc = memcached_mget(b->m, ptrs, lens, n);
+    memcached_return_t rc = memcached_mget(m, ptrs, lens, n);
     int partial = rc != MEMCACHED_SUCCESS;
     int hit_rc = CACHE_OK;
     memcached_result_st *res;
     memcached_return_t frc;
     /* Fetch even after a failed mget: the servers that are up answer. */
-    while ((res = memcached_fetch_result(b->m, &b->result, &frc)) != NULL) {
+    while ((res = memcached_fetch_result(m, res_buf, &frc)) != NULL) {
         const char *rk = memcached_result_key_value(res);
         size_t rl = memcached_result_key_length(res);
         for (size_t j = find_first(refs, n, rk, rl);
@@ -592,7 +606,7 @@ int mc_mget(mc_backend *b, size_t n, const mc_key *keys, mc_hit_fn hit,
     int failed = 0, first_fail = -1;
     if (partial) {
         for (size_t i = 0; i < n; i++)
-            if (status[i] == CACHE_MISS && server_failed(b, &keys[i])) {
+            if (status[i] == CACHE_MISS && server_failed(m, &keys[i])) {
                 status[i] = CACHE_FAIL;
                 failed++;
                 if (first_fail < 0)
@@ -601,13 +615,19 @@ int mc_mget(mc_backend *b, size_t n, const mc_key *keys, mc_hit_fn hit,
     }
     free(ptrs), free(lens), free(refs);
     if (first_fail >= 0)
-        mc_fail(b, &keys[first_fail], partial && rc != MEMCACHED_SUCCESS ? rc : frc,
-                err);
+        fail_on(b, m, &keys[first_fail],
+                partial && rc != MEMCACHED_SUCCESS ? rc : frc, err);
     if (hit_rc < 0)
         return hit_rc;
     if ((size_t)failed == n)
         return CACHE_FAIL;
     return CACHE_OK;
+}
+
+int mc_mget(mc_backend *b, size_t n, const mc_key *keys, mc_hit_fn hit,
+            void *ctx, int *status, cache_err *err)
+{
+    return mget_on(b, b->m, &b->result, n, keys, hit, ctx, status, err);
 }
 
 /* ---- pipelined batches ------------------------------------------------------------- */
@@ -689,25 +709,47 @@ static int ignore_hit(void *ctx, size_t i, const char *v, size_t len,
     return CACHE_OK;
 }
 
+/* The handle for batches of deletes: a clone of b->m (same servers and
+ * credentials, its own connections) with buffered requests always on,
+ * because switching BUFFER_REQUESTS closes every connection of a handle,
+ * dropping what is still buffered. */
+static memcached_st *deleter(mc_backend *b)
+{
+    if (b->del_m)
+        return b->del_m;
+    memcached_st *d = memcached_clone(NULL, b->m);
+    if (!d)
+        return NULL;
+    if (!memcached_result_create(d, &b->del_result)) {
+        memcached_free(d);
+        return NULL;
+    }
+    memcached_behavior_set(d, MEMCACHED_BEHAVIOR_BUFFER_REQUESTS, 1);
+    b->del_m = d;
+    return d;
+}
+
 int mc_delete_many_blind(mc_backend *b, size_t n, const mc_key *keys,
                          int *status, cache_err *err)
 {
     if (n == 0)
         return CACHE_OK;
+    memcached_st *d = deleter(b);
     int *sent = malloc(n * sizeof *sent);
-    if (!sent)
+    if (!d || !sent) {
+        free(sent);
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
-    memcached_behavior_set(b->m, MEMCACHED_BEHAVIOR_BUFFER_REQUESTS, 1);
+    }
     for (size_t i = 0; i < n; i++) {
-        memcached_return_t rc = memcached_delete(b->m, keys[i].s, keys[i].len, 0);
+        memcached_return_t rc = memcached_delete(d, keys[i].s, keys[i].len, 0);
         sent[i] = rc == MEMCACHED_BUFFERED || rc == MEMCACHED_SUCCESS ||
                   rc == MEMCACHED_NOTFOUND;
     }
-    memcached_behavior_set(b->m, MEMCACHED_BEHAVIOR_BUFFER_REQUESTS, 0);
-    memcached_flush_buffers(b->m);
+    memcached_flush_buffers(d);
     /* The multi-get reads the deletes' replies first, then proves the keys
      * gone: one round trip for the whole batch. */
-    int rc = mc_mget(b, n, keys, ignore_hit, NULL, status, err);
+    int rc = mget_on(b, d, &b->del_result, n, keys, ignore_hit, NULL, status,
+                     err);
     int all_fail = 1;
     for (size_t i = 0; i < n; i++) {
         if (status[i] == CACHE_MISS && sent[i]) {

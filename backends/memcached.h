@@ -51,6 +51,9 @@ typedef struct mc_backend {
     char last_cause[100];
     memcached_result_st result;
     int result_ready;
+    /* batches of deletes (see mc_delete_many_blind), opened on first use */
+    memcached_st *del_m;
+    memcached_result_st del_result;
 } mc_backend;
 
 /* Opens the connection from the options servers, key_prefix and, unless
@@ -113,8 +116,9 @@ int mc_mget(mc_backend *b, size_t n, const mc_key *keys, mc_hit_fn hit,
 int mc_store_many(mc_backend *b, size_t n, const mc_key *keys,
                   const cache_str *vals, const uint32_t *flags, double ttl,
                   int *status, cache_err *err);
-/* Pipelined deletes: buffered deletes, then one multi-get of the same keys
- * that collects the replies and proves each key gone. status[i] is CACHE_OK
+/* Pipelined deletes: buffered deletes (on a second handle of the same
+ * servers), then one multi-get of the same keys that collects the replies
+ * and proves each key gone. status[i] is CACHE_OK
  * when the key is absent afterwards, CACHE_FAIL otherwise. */
 int mc_delete_many_blind(mc_backend *b, size_t n, const mc_key *keys,
                          int *status, cache_err *err);
