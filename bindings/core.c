@@ -557,8 +557,13 @@ static int open_backend(lua_State *L)
     int hidx = lua_gettop(L);
 
     h->b = cache_open(type, &opts, &err);
-    if (!h->b)
+    if (!h->b) {
+        /* name the backend once, whether or not its message already does */
+        size_t tl = strlen(type);
+        if (strncmp(err.msg, type, tl) == 0 && err.msg[tl] == ':')
+            return luaL_error(L, "%s", err.msg);
         return luaL_error(L, "%s: %s", type, err.msg);
+    }
 
     lua_createtable(L, 0, 2);
     double dt = h->b->default_timeout;

@@ -2,6 +2,7 @@
  * digest.c - md5/sha1/sha256/sha512 through libcrypto's EVP interface, and
  * the hex and Base64 renderings the keys use.
  */
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -38,28 +39,50 @@ size_t cache_digest_size(cache_digest_kind kind)
     return digests[kind].size;
 }
 
-static const EVP_MD *evp_of(cache_digest_kind kind)
+/* OpenSSL 3 looks an algorithm up on every EVP_DigestInit_ex with the
+ * legacy EVP_md5() objects, and a context costs an allocation: together
+ * they were most of a short digest. So the algorithms are fetched once per
+ * process and each thread keeps one context, freed when the thread ends. */
+static EVP_MD *fetched[4];
+static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
+static pthread_key_t ctx_key;
+
+static void free_ctx(void *ctx)
 {
-    switch (kind) {
-    case CACHE_MD5: return EVP_md5();
-    case CACHE_SHA1: return EVP_sha1();
-    case CACHE_SHA256: return EVP_sha256();
-    case CACHE_SHA512: return EVP_sha512();
+    EVP_MD_CTX_free(ctx);
+}
+
+static void fetch_all(void)
+{
+    for (int i = 0; i < 4; i++)
+        fetched[i] = EVP_MD_fetch(NULL, digests[i].name, NULL);
+    pthread_key_create(&ctx_key, free_ctx);
+}
+
+static EVP_MD_CTX *thread_ctx(void)
+{
+    EVP_MD_CTX *ctx = pthread_getspecific(ctx_key);
+    if (!ctx) {
+        ctx = EVP_MD_CTX_new();
+        if (ctx && pthread_setspecific(ctx_key, ctx) != 0) {
+            EVP_MD_CTX_free(ctx);
+            ctx = NULL;
+        }
     }
-    return NULL;
+    return ctx;
 }
 
 size_t cache_digest(cache_digest_kind kind, size_t n, const void *const *parts,
                     const size_t *lens, unsigned char out[CACHE_DIGEST_MAX])
 {
-    const EVP_MD *md = evp_of(kind);
-    EVP_MD_CTX *ctx = md ? EVP_MD_CTX_new() : NULL;
+    pthread_once(&fetch_once, fetch_all);
+    const EVP_MD *md = fetched[kind];
+    EVP_MD_CTX *ctx = md ? thread_ctx() : NULL;
     unsigned int len = 0;
     int ok = ctx && EVP_DigestInit_ex(ctx, md, NULL);
     for (size_t i = 0; ok && i < n; i++)
         ok = EVP_DigestUpdate(ctx, parts[i], lens[i]);
     ok = ok && EVP_DigestFinal_ex(ctx, out, &len);
-    EVP_MD_CTX_free(ctx);
     return ok ? len : 0;
 }
 
