@@ -1,0 +1,208 @@
+--- examples/openresty/app.lua: `cache` inside OpenResty handlers.
+--
+-- nginx.conf (next to this file) calls app.init_worker() from
+-- init_worker_by_lua and one app.<handler>() per location. spec/openresty_spec
+-- drives it with real HTTP requests; bench/openresty.sh measures it.
+--
+-- The pattern: create caches in init_worker_by_lua, one set per worker, and
+-- decorate the views there too. Every nginx worker is its own process with
+-- its own Lua VM, so
+--   * a SimpleCache is per worker (two workers = two independent caches);
+--   * a RedisCache opens its socket lazily in the worker that uses it, so
+--     both workers share the data through the server, never a socket. Do not
+--     create a network cache in init_by_lua: that runs in the master before
+--     the fork, and a connection made there would be shared by every worker.
+--
+-- Handlers add X-Worker (the worker's pid) and X-Computed (how many times this
+-- worker ran the real computation) so the spec can tell a hit from a miss.
+local cache = require "cache"
+local core = require "cache.core"
+
+local M = {}
+
+local stats = ngx.shared.stats -- counters every worker sees (lua_shared_dict)
+
+-- Per-worker state, filled by init_worker().
+local local_cache -- Cache object on a SimpleCache (this worker only)
+local redis_cache -- Cache object on a RedisCache (shared through the server)
+local redis_why   -- why there is no redis_cache
+local views = {}  -- decorated functions
+local computed = {} -- name -> real computations in this worker
+
+local function bump(name)
+  computed[name] = (computed[name] or 0) + 1
+  stats:incr("computed:" .. name, 1, 0)
+  return stats:incr("seq", 1, 0) -- a number unique across workers
+end
+
+local function bypass_header()
+  return ngx.req.get_headers()["x-bypass"] ~= nil
+end
+
+local function redis_config()
+  local port = os.getenv("CACHE_TEST_REDIS_PORT") -- passed by `env` in nginx.conf
+  if not port or port == "" then return nil, "CACHE_TEST_REDIS_PORT is not set" end
+  if not cache.backend_types().RedisCache then return nil, "RedisCache is not built" end
+  return {
+    CACHE_TYPE = "RedisCache",
+    CACHE_REDIS_HOST = os.getenv("CACHE_TEST_REDIS_HOST") or "127.0.0.1",
+    CACHE_REDIS_PORT = tonumber(port),
+    CACHE_KEY_PREFIX = "openresty-example:",
+    CACHE_DEFAULT_TIMEOUT = 300,
+    -- a Redis that stops answering blocks the worker for at most this long
+    CACHE_OPTIONS = { connect_timeout = 0.5, timeout = 0.5 },
+  }
+end
+
+function M.init_worker()
+  stats:incr("inits", 1, 0)
+  if not cache.new then return end -- decorators not installed: /info says so
+  local_cache = cache.new{ CACHE_TYPE = "SimpleCache", CACHE_THRESHOLD = 10000,
+                           CACHE_DEFAULT_TIMEOUT = 300 }
+
+  -- A page computed once per path, then served from this worker's cache.
+  views.page = local_cache:cached{ key_prefix = "view/%s", response_hit_indication = true }(
+    function() return ("page %s #%d"):format(ngx.var.uri, bump("view:" .. ngx.var.uri)) end)
+  -- The query arguments enter the key: ?a=1&b=2 == ?b=2&a=1 ~= ?a=2.
+  views.search = local_cache:cached{ key_prefix = "qs/%s", query_string = true,
+                                     response_hit_indication = true }(
+    function() return ("search #%d"):format(bump("qs:" .. ngx.var.uri)) end)
+  -- A request carrying X-Bypass is computed fresh and not stored.
+  views.fresh = local_cache:cached{ key_prefix = "bypass/%s", unless = bypass_header,
+                                    response_hit_indication = true }(
+    function() return ("fresh #%d"):format(bump("bypass:" .. ngx.var.uri)) end)
+  -- A memoized helper called from a handler.
+  views.square = local_cache:memoize{ timeout = 300, name = "app.square" }(
+    function(n) bump("square"); return n * n end)
+  -- For the benchmark: the same bytes as the bare handler, from the cache.
+  views.bench = local_cache:cached{ key_prefix = "bench/%s" }(
+    function() return "hello world" end)
+
+  local cfg
+  cfg, redis_why = redis_config()
+  if cfg then
+    local ok, c = pcall(cache.new, cfg)
+    if ok then
+      redis_cache = c
+      views.rpage = redis_cache:cached{ key_prefix = "rview/%s", response_hit_indication = true }(
+        function() return ("rpage %s #%d"):format(ngx.var.uri, bump("rview:" .. ngx.var.uri)) end)
+      views.rbench = redis_cache:cached{ key_prefix = "rbench/%s" }(
+        function() return "hello world" end)
+    else
+      redis_why = "RedisCache: " .. tostring(c)
+    end
+  end
+end
+
+-- Sends a one-line body with the worker's pid and computation count.
+local function reply(body, counter)
+  ngx.header["X-Worker"] = ngx.worker.pid()
+  if counter then ngx.header["X-Computed"] = computed[counter] or 0 end
+  ngx.say(body)
+end
+
+local function need(obj, why)
+  if obj then return true end
+  ngx.status = 501
+  reply(why)
+  return false
+end
+
+--- GET /info: what this worker has (the spec reads it to skip what is missing).
+function M.info()
+  local types = {}
+  for name, built in pairs(cache.backend_types()) do
+    if built then types[#types + 1] = name end
+  end
+  table.sort(types)
+  reply(table.concat({
+    "inits=" .. tostring(stats:get("inits")),
+    "new=" .. tostring(cache.new ~= nil),
+    "simple=" .. (local_cache and tostring(local_cache.cache) or "none"),
+    "redis=" .. (redis_cache and "yes" or tostring(redis_why or "no")),
+    "backends=" .. table.concat(types, ","),
+    "jit=" .. tostring(jit and jit.version),
+  }, ";"))
+end
+
+local function cached_view(name, counter_tag)
+  if not need(views[name], "cache.new is not installed") then return end
+  local body = views[name]()
+  reply(body, counter_tag .. ":" .. ngx.var.uri)
+end
+
+function M.page() cached_view("page", "view") end
+function M.search() cached_view("search", "qs") end
+function M.fresh() cached_view("fresh", "bypass") end
+
+function M.rpage()
+  if not need(redis_cache, redis_why or "no redis") then return end
+  cached_view("rpage", "rview")
+end
+
+--- GET /memo?n=7 -> 49, computed once per worker for each n.
+function M.memo()
+  if not need(views.square, "cache.new is not installed") then return end
+  local n = tonumber(ngx.var.arg_n) or 0
+  -- LuaJIT numbers are doubles and tostring() shows 14 digits: print with
+  -- %.17g to see every integer up to 2^53 exactly
+  reply(("%.17g"):format(views.square(n)), "square")
+end
+
+-- /simple/set?k=..&v=.. and /simple/get?k=..: this worker's SimpleCache.
+function M.simple_set()
+  if not need(local_cache, "cache.new is not installed") then return end
+  reply(tostring(local_cache:set(ngx.var.arg_k, ngx.var.arg_v)))
+end
+
+function M.simple_get()
+  if not need(local_cache, "cache.new is not installed") then return end
+  local v = local_cache:get(ngx.var.arg_k)
+  reply(v == nil and "MISS" or tostring(v))
+end
+
+-- /redis/set?k=..&v=.. and /redis/get?k=..: the Redis every worker shares.
+function M.redis_set()
+  if not need(redis_cache, redis_why or "no redis") then return end
+  local ok, err = redis_cache:set(ngx.var.arg_k, ngx.var.arg_v)
+  reply(ok and "true" or ("false " .. tostring(err)))
+end
+
+function M.redis_get()
+  if not need(redis_cache, redis_why or "no redis") then return end
+  local v, err = redis_cache:get(ngx.var.arg_k)
+  if v == nil and err ~= nil then
+    ngx.status = 502
+    return reply("ERROR " .. tostring(err))
+  end
+  reply(v == nil and "MISS" or tostring(v))
+end
+
+--- GET /redis/time?k=..&n=N: N gets of one key inside this handler, each
+-- timed on the monotonic clock; the body is the durations in microseconds.
+-- This is how long the blocking transport holds the whole worker.
+function M.redis_time()
+  if not need(redis_cache, redis_why or "no redis") then return end
+  local key, n = ngx.var.arg_k or "t", tonumber(ngx.var.arg_n) or 100
+  local b = redis_cache.cache
+  local out = {}
+  for i = 1, n do
+    local t0 = core.monotonic()
+    b:get(key)
+    out[i] = ("%.1f"):format((core.monotonic() - t0) * 1e6)
+  end
+  reply(table.concat(out, " "))
+end
+
+-- The benchmark pair: the same "hello world" body, bare or through the cache.
+function M.bench_cached()
+  if not need(views.bench, "cache.new is not installed") then return end
+  ngx.say(views.bench())
+end
+
+function M.bench_redis()
+  if not need(views.rbench, redis_why or "no redis") then return end
+  ngx.say(views.rbench())
+end
+
+return M

@@ -1,0 +1,131 @@
+#!/bin/bash
+# nginx + lua-nginx-module (LuaJIT) running examples/openresty on a free
+# loopback port, for spec/openresty_spec.lua and bench/openresty.sh.
+#
+#   openresty.sh start DIR   builds cache/core.so for LuaJIT (make LUA=luajit,
+#                            objects in build/ngx-spec, under a lock), lays out
+#                            DIR (conf/ logs/ tmp/ lua/ clib/), starts nginx
+#                            (master + 2 workers) and waits until both workers
+#                            answer; prints on stdout only:
+#                              export CACHE_NGX_PORT=P CACHE_NGX_PID=PID
+#   openresty.sh stop DIR    stops that nginx by PID (QUIT, then TERM, then
+#                            KILL), workers included.
+#
+# The Redis parts of the example use CACHE_TEST_REDIS_HOST/PORT from the
+# environment when they are set. Recipe and gotchas: test-servers.md §8.
+set -u
+cmd=${1:-}
+DIR=${2:-}
+[ -n "$cmd" ] && [ -n "$DIR" ] || { echo "usage: $0 start|stop DIR" >&2; exit 2; }
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+NGX_MODULES=${NGX_MODULES:-/usr/lib/nginx/modules}
+
+pid_alive() { # alive and not a zombie
+    local st
+    st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+    [ -n "$st" ] && [ "$st" != Z ]
+}
+
+# The workers of a master, so they can be stopped even if the master dies.
+worker_pids() {
+    ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' '
+}
+
+build_module() {
+    mkdir -p "$ROOT/build"
+    # Several runs may share build/ngx-spec: build one at a time.
+    (
+        flock -w 300 9 || { echo "build lock busy" >&2; exit 1; }
+        make --no-print-directory -C "$ROOT" LUA=luajit OBJDIR=build/ngx-spec \
+            MODDIR="$DIR/clib" >"$DIR/logs/build.log" 2>&1
+    ) 9>"$ROOT/build/ngx-spec.lock" || {
+        echo "make LUA=luajit failed:" >&2; tail -n 20 "$DIR/logs/build.log" >&2; return 1; }
+}
+
+layout() {
+    mkdir -p "$DIR"/{conf,logs,lua/cache,clib,tmp}
+    cp "$ROOT/lua/cache.lua" "$ROOT/examples/openresty/app.lua" "$DIR/lua/"
+    for f in "$ROOT"/lua/cache/*.lua; do [ -e "$f" ] && cp "$f" "$DIR/lua/cache/"; done
+}
+
+render() { # port
+    sed -e "s|@PREFIX@|$DIR|g" -e "s|@PORT@|$1|g" -e "s|@LUA_DIR@|$DIR/lua|g" \
+        -e "s|@CLIB_DIR@|$DIR/clib|g" "$ROOT/examples/openresty/nginx.conf" >"$DIR/conf/nginx.conf"
+}
+
+# Starts nginx on port $1; returns 0 once it answers, 1 if the port was
+# taken (the caller retries), 2 on any other failure.
+try_start() {
+    local port=$1 pid deadline
+    render "$port"
+    : >"$DIR/logs/error.log"
+    rm -f "$DIR/logs/nginx.pid"
+    # Workers run as nobody when started as root: everything they read must
+    # be world-readable.
+    chmod -R a+rX "$DIR"
+    nginx -p "$DIR" -c "$DIR/conf/nginx.conf" -e "$DIR/logs/error.log" \
+        >"$DIR/logs/stdout" 2>&1 &
+    pid=$!
+    echo "$pid" >"$DIR/master.pid"
+    deadline=$((SECONDS + 10))
+    while [ $SECONDS -lt $deadline ]; do
+        if ! pid_alive "$pid"; then
+            wait "$pid" 2>/dev/null
+            grep -q 'Address already in use' "$DIR/logs/error.log" "$DIR/logs/stdout" && return 1
+            return 2
+        fi
+        # ready when the server answers and both workers ran init_worker
+        if curl -s --max-time 1 "http://127.0.0.1:$port/info" 2>/dev/null | grep -q 'inits=2;'; then
+            echo "$port" >"$DIR/port"
+            return 0
+        fi
+        sleep 0.05
+    done
+    stop_nginx
+    return 2
+}
+
+start() {
+    command -v nginx >/dev/null || { echo "nginx is not installed" >&2; exit 1; }
+    [ -e "$NGX_MODULES/ngx_http_lua_module.so" ] || { echo "libnginx-mod-http-lua is not installed" >&2; exit 1; }
+    layout
+    build_module || exit 1
+    local tries=0 port rc
+    while :; do
+        port=$("$ROOT/spec/support/freeport.sh")
+        try_start "$port"; rc=$?
+        [ $rc = 0 ] && break
+        tries=$((tries + 1))
+        if [ $rc = 2 ] || [ $tries -ge 5 ]; then
+            echo "nginx did not start:" >&2
+            tail -n 20 "$DIR/logs/error.log" "$DIR/logs/stdout" >&2
+            stop_nginx; exit 1
+        fi
+    done
+    echo "export CACHE_NGX_PORT=$port CACHE_NGX_PID=$(cat "$DIR/master.pid")"
+}
+
+stop_nginx() {
+    local master workers p i
+    master=$(cat "$DIR/master.pid" 2>/dev/null || cat "$DIR/logs/nginx.pid" 2>/dev/null) || return 0
+    [ -n "$master" ] || return 0
+    workers=$(worker_pids "$master")
+    for sig in QUIT TERM KILL; do
+        pid_alive "$master" || break
+        kill -"$sig" "$master" 2>/dev/null
+        for i in $(seq 1 60); do pid_alive "$master" || break; sleep 0.05; done
+    done
+    # A master killed hard leaves its workers behind: stop them by PID too.
+    for p in $workers; do
+        pid_alive "$p" && grep -q nginx "/proc/$p/cmdline" 2>/dev/null && kill -KILL "$p" 2>/dev/null
+    done
+    wait "$master" 2>/dev/null
+    rm -f "$DIR/master.pid"
+    return 0
+}
+
+case "$cmd" in
+start) start ;;
+stop) stop_nginx ;;
+*) echo "usage: $0 start|stop DIR" >&2; exit 2 ;;
+esac
