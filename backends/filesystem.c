@@ -1,0 +1,1263 @@
+/*
+ * filesystem.c - FileSystemCache: one file per key in one directory, safe to
+ * share between processes.
+ *
+ * File name: the lower-case hex digest of the key bytes with hash_method
+ * (md5 of "foo" -> acbd18db4cc2f85cedef654fccc4a4d8).
+ *
+ * File format (version 1), 16 header bytes then the value:
+ *   0..3   magic "LCFS"
+ *   4      format version, 1
+ *   5..7   reserved, zero (a reader of version 1 refuses anything else)
+ *   8..15  expiry: int64 little-endian, milliseconds since the epoch (wall
+ *          clock, since files outlive and cross processes); 0 = never; an
+ *          entry stored already expired holds a past time, never 0
+ *   16..   the value bytes exactly as the codec made them
+ * Anything else at an entry's name (bad magic or version, short header, a
+ * value that fails cache_validate, a symlink, a FIFO...) is a miss and is
+ * removed. A directory at an entry's name is a miss and is left alone.
+ *
+ * Writes go to a temporary file ".tmp-<8 hex pid><16 hex random>" in the
+ * same directory (a name that can never look like a digest), created with
+ * O_EXCL|O_NOFOLLOW, given `mode` with fchmod (so the umask does not matter),
+ * filled, and renamed over the entry: a reader sees the old entry or the new
+ * one, never a torn one, whatever the number of processes. Nothing is
+ * fsync'ed: entries are atomic, not durable across a power loss. On any
+ * failure the temporary file is unlinked and the call fails naming the path.
+ *
+ * SIGXFSZ: writing past RLIMIT_FSIZE makes the kernel raise SIGXFSZ, whose
+ * default action kills the process; write() only returns EFBIG when the
+ * signal is ignored or caught. A library must not change signal dispositions,
+ * so set checks the entry's size against the soft RLIMIT_FSIZE before it
+ * creates anything and fails with EFBIG itself; the kernel never has to
+ * raise the signal. (If the limit shrinks between the check and the write,
+ * the process's own SIGXFSZ disposition applies.)
+ *
+ * Expired entries are removed when get/has/add/incr meet them. Before any
+ * removal by get/has the name is checked to still hold the inode that was
+ * read, so a fresh entry renamed in meanwhile by another process survives
+ * (up to a microsecond window between that check and the unlink).
+ *
+ * threshold (0 = unlimited) counts entries, i.e. files named like a digest
+ * of this hash_method. The count is kept in memory: listed once at open,
+ * +1 when a set creates a new file (known exactly: the rename into place is
+ * RENAME_NOREPLACE first), -1 on delete. When it passes threshold, the
+ * directory is listed again to get the true count (other processes write
+ * too) and, if that is still over threshold, pruned down to
+ * target = threshold - threshold / 10: every expired (or corrupt) entry goes
+ * first, then the oldest by mtime (a linear-time selection, no sort), never
+ * the entry just written. The next prune therefore comes at the earliest
+ * threshold / 10 + 1 new files later: the O(threshold) listing costs about
+ * ten directory entries per new file, amortised. Other processes' new files
+ * are seen only at a prune, so with several writers the directory may
+ * overshoot threshold by their share of that slack before it is trimmed.
+ * Stale temporary files (older than a minute: a writer crashed) are
+ * removed by prune and clear.
+ *
+ * incr is read-modify-write under an exclusive flock() on a fresh descriptor
+ * of the directory, so increments from any number of processes and threads
+ * do not lose updates against each other (where the file system supports
+ * flock on a directory; without it incr is not atomic across processes).
+ * A plain set racing an incr may still win or lose as last writer.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "codec.h"
+#include "digest.h"
+
+#define FS_MAGIC "LCFS"
+#define FS_VERSION 1
+#define FS_HEADER 16
+#define FS_NAME_MAX (2 * CACHE_DIGEST_MAX + 1)
+#define FS_TMP_PREFIX ".tmp-"
+#define FS_TMP_PREFIX_LEN 5
+#define FS_TMP_LEN (FS_TMP_PREFIX_LEN + 24)
+#define FS_TMP_STALE_SECONDS 60
+/* Open flags of every read: never follow a symlink, never block on a FIFO. */
+#define FS_READ_FLAGS (O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+
+/* How to put a file in place without replacing an existing one; falls back
+ * when the file system refuses the better way. */
+enum { NOREPLACE_RENAME2, NOREPLACE_LINK, NOREPLACE_CHECK };
+
+typedef struct fs_cache {
+    cache_backend base;
+    int dirfd;
+    char *dir;                /* as given, for messages */
+    cache_digest_kind kind;
+    size_t name_len;          /* hex digest length */
+    int64_t threshold;        /* 0 = unlimited */
+    mode_t mode;
+    uint64_t seed;            /* random part of temporary names */
+    atomic_uint_fast64_t counter;
+    atomic_int noreplace;     /* NOREPLACE_* */
+    atomic_int exchange;      /* RENAME_EXCHANGE works here */
+    pthread_mutex_t lock;     /* guards count and pruning */
+    int64_t count;
+    int pruning;
+} fs_cache;
+
+/* What reading an entry found; a failure is a negative cache code instead
+ * (CACHE_FAIL, CACHE_ENOMEM) with err set. */
+enum { ENT_LIVE, ENT_ABSENT, ENT_EXPIRED, ENT_BAD };
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static const char *errtext(int e, char *buf, size_t n)
+{
+    return strerror_r(e, buf, n);
+}
+
+static int fail_errno(fs_cache *fs, cache_err *err, const char *what,
+                      const char *name, int e)
+{
+    char eb[128];
+    return cache_fail(err, CACHE_FAIL, "FileSystemCache: %s %s/%s: %s", what,
+                      fs->dir, name, errtext(e, eb, sizeof eb));
+}
+
+static int64_t now_ms(void)
+{
+    return (int64_t)floor(cache_wall_now() * 1000.0);
+}
+
+static int is_live(int64_t expiry, int64_t now)
+{
+    return expiry == 0 || now < expiry;
+}
+
+/* The stored expiry of a ttl: 0 = never; a positive ttl rounds up to the
+ * millisecond (never expires early), a negative one stores a time already
+ * past (never 0). Returns -1 for a ttl that is not a number. */
+static int expiry_of_ttl(double ttl, int64_t *out)
+{
+    const double lim = 4.0e18;
+    if (isnan(ttl))
+        return -1;
+    if (ttl == 0) {
+        *out = 0;
+        return 0;
+    }
+    int64_t now = now_ms();
+    double d = (double)now + ttl * 1000.0;
+    if (ttl > 0) {
+        d = ceil(d);
+        if (d > lim)
+            d = lim;
+        int64_t e = (int64_t)d;
+        *out = e > now ? e : now + 1;
+    } else {
+        d = floor(d);
+        if (d < -lim)
+            d = -lim;
+        int64_t e = (int64_t)d;
+        if (e >= now)
+            e = now - 1;
+        *out = e == 0 ? -1 : e;
+    }
+    return 0;
+}
+
+static void put_header(unsigned char h[FS_HEADER], int64_t expiry)
+{
+    uint64_t u = (uint64_t)expiry;
+    memcpy(h, FS_MAGIC, 4);
+    h[4] = FS_VERSION;
+    h[5] = h[6] = h[7] = 0;
+    for (int i = 0; i < 8; i++)
+        h[8 + i] = (unsigned char)(u >> (8 * i));
+}
+
+/* 0 and the expiry, or -1 when the bytes are not our header. */
+static int parse_header(const unsigned char h[FS_HEADER], int64_t *expiry)
+{
+    if (memcmp(h, FS_MAGIC, 4) != 0 || h[4] != FS_VERSION || h[5] || h[6] ||
+        h[7])
+        return -1;
+    uint64_t u = 0;
+    for (int i = 0; i < 8; i++)
+        u |= (uint64_t)h[8 + i] << (8 * i);
+    *expiry = (int64_t)u;
+    return 0;
+}
+
+static int key_name(fs_cache *fs, cache_str key, char name[FS_NAME_MAX],
+                    cache_err *err)
+{
+    unsigned char d[CACHE_DIGEST_MAX];
+    const void *parts[1] = {key.ptr ? key.ptr : ""};
+    size_t lens[1] = {key.len};
+    size_t n = cache_digest(fs->kind, 1, parts, lens, d);
+    if (n == 0)
+        return cache_fail(err, CACHE_FAIL, "FileSystemCache: %s digest failed",
+                          cache_digest_name(fs->kind));
+    cache_hex(d, n, name);
+    return CACHE_OK;
+}
+
+static int is_hex_lower(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+static int is_entry_name(const fs_cache *fs, const char *s)
+{
+    return strlen(s) == fs->name_len && is_hex_lower(s, fs->name_len);
+}
+
+static int is_temp_name(const char *s)
+{
+    return strlen(s) == FS_TMP_LEN &&
+           memcmp(s, FS_TMP_PREFIX, FS_TMP_PREFIX_LEN) == 0 &&
+           is_hex_lower(s + FS_TMP_PREFIX_LEN, FS_TMP_LEN - FS_TMP_PREFIX_LEN);
+}
+
+static uint64_t splitmix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+/* A temporary name unique to this process (pid) and call (counter), with
+ * a per-open random seed so that hosts sharing a directory do not collide
+ * either; O_EXCL catches whatever is left. */
+static void temp_name(fs_cache *fs, char out[FS_TMP_LEN + 1])
+{
+    uint64_t c = atomic_fetch_add_explicit(&fs->counter, 1,
+                                           memory_order_relaxed);
+    snprintf(out, FS_TMP_LEN + 1, FS_TMP_PREFIX "%08x%016llx",
+             (unsigned)getpid() & 0xffffffffu,
+             (unsigned long long)splitmix64(fs->seed ^ (c * 0x2545f4914f6cdd1dULL)));
+}
+
+/* ---- removal ------------------------------------------------------------ */
+
+/* Removes name if it still is the inode that was read (st), so that an
+ * entry renamed in by another process since then is kept. */
+static int remove_if_same(fs_cache *fs, const char *name, const struct stat *st)
+{
+    struct stat now;
+    if (fstatat(fs->dirfd, name, &now, AT_SYMLINK_NOFOLLOW) != 0)
+        return -1;
+    if (now.st_dev != st->st_dev || now.st_ino != st->st_ino)
+        return -1;
+    return unlinkat(fs->dirfd, name, 0);
+}
+
+static void count_add(fs_cache *fs, int64_t d)
+{
+    if (!fs->threshold)
+        return;
+    pthread_mutex_lock(&fs->lock);
+    fs->count += d;
+    if (fs->count < 0)
+        fs->count = 0;
+    pthread_mutex_unlock(&fs->lock);
+}
+
+/* A name that is a symlink (or other non-entry) where an entry should be:
+ * removed, unless it is a directory. */
+static void remove_foreign(fs_cache *fs, const char *name)
+{
+    struct stat st;
+    if (fstatat(fs->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        !S_ISDIR(st.st_mode) && remove_if_same(fs, name, &st) == 0)
+        count_add(fs, -1);
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+/* Opens an entry for reading: the fd, or -1 with *state ENT_ABSENT,
+ * ENT_BAD (a symlink: already removed) or a failure code (err set). */
+static int open_entry(fs_cache *fs, const char *name, int *state,
+                      cache_err *err)
+{
+    int fd = openat(fs->dirfd, name, FS_READ_FLAGS);
+    if (fd >= 0)
+        return fd;
+    int e = errno;
+    if (e == ENOENT || e == ENOTDIR) {
+        *state = ENT_ABSENT;
+    } else if (e == ELOOP) {
+        remove_foreign(fs, name);
+        *state = ENT_BAD;
+    } else {
+        *state = fail_errno(fs, err, "open", name, e);
+    }
+    return -1;
+}
+
+/* A read in progress: the header, how many bytes of the file were read
+ * (header included; the value bytes sit in out's spare room past out->len)
+ * and whether end of file was seen. */
+typedef struct reading {
+    unsigned char h[FS_HEADER];
+    size_t got;
+    int eof;
+} reading;
+
+#define FS_READ_CHUNK 4096
+
+/* Reads on into r and out's spare room. The size is not known beforehand
+ * (no fstat on the hot path): reading stops at end of file, or - unless
+ * strict - at the first short read, which on local file systems means end
+ * of file; the caller re-reads strictly before calling anything corrupt.
+ * ENT_LIVE (bytes read, not judged), ENT_ABSENT (a directory), ENT_BAD (a
+ * FIFO or the like), or a failure code. */
+static int read_more(fs_cache *fs, const char *name, int fd, cache_buf *out,
+                     reading *r, int strict, cache_err *err)
+{
+    while (!r->eof) {
+        size_t vgot = r->got > FS_HEADER ? r->got - FS_HEADER : 0;
+        size_t room = out->cap - out->len - vgot;
+        if (room == 0 || out->cap == 0) {
+            size_t more = vgot > FS_READ_CHUNK ? vgot : FS_READ_CHUNK;
+            if (cache_buf_reserve(out, vgot + more) != 0)
+                return cache_fail(err, CACHE_ENOMEM, "out of memory");
+            room = out->cap - out->len - vgot;
+        }
+        struct iovec iov[2];
+        int cnt = 0;
+        if (r->got < FS_HEADER) {
+            iov[cnt].iov_base = r->h + r->got;
+            iov[cnt++].iov_len = FS_HEADER - r->got;
+        }
+        iov[cnt].iov_base = out->data + out->len + vgot;
+        iov[cnt++].iov_len = room;
+        size_t asked = room + (r->got < FS_HEADER ? FS_HEADER - r->got : 0);
+        ssize_t n = readv(fd, iov, cnt);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EISDIR)
+            return ENT_ABSENT;
+        if (n < 0 && errno == EAGAIN)
+            return ENT_BAD;
+        if (n < 0)
+            return fail_errno(fs, err, "read", name, errno);
+        if (n == 0)
+            r->eof = 1;
+        r->got += (size_t)n;
+        if (!strict && (size_t)n < asked)
+            break;
+    }
+    return ENT_LIVE;
+}
+
+/* Judges what was read: ENT_LIVE (*vlen, *expiry set), ENT_EXPIRED or
+ * ENT_BAD. */
+static int judge(const reading *r, const cache_buf *out, int64_t *expiry,
+                 size_t *vlen)
+{
+    if (r->got < FS_HEADER || parse_header(r->h, expiry) != 0)
+        return ENT_BAD;
+    if (!is_live(*expiry, now_ms()))
+        return ENT_EXPIRED;
+    *vlen = r->got - FS_HEADER;
+    if (cache_validate(out->data + out->len, *vlen, NULL) != CACHE_OK)
+        return ENT_BAD;
+    return ENT_LIVE;
+}
+
+/* Reads the header only. */
+static int read_header(fs_cache *fs, const char *name, int fd, reading *r,
+                       cache_err *err)
+{
+    ssize_t n;
+    do
+        n = read(fd, r->h, FS_HEADER);
+    while (n < 0 && errno == EINTR);
+    if (n == FS_HEADER) {
+        r->got = FS_HEADER;
+        return ENT_LIVE;
+    }
+    if (n < 0 && errno == EISDIR)
+        return ENT_ABSENT;
+    if (n < 0 && errno != EAGAIN)
+        return fail_errno(fs, err, "read", name, errno);
+    return ENT_BAD;
+}
+
+/* Removes an expired or bad entry that fd has open, if the name still
+ * holds it (a directory is never removed). */
+static void remove_read(fs_cache *fs, const char *name, int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) == 0 && !S_ISDIR(st.st_mode) &&
+        remove_if_same(fs, name, &st) == 0)
+        count_add(fs, -1);
+}
+
+/* Reads an entry. With out: the value is appended (and validated) when
+ * ENT_LIVE; without: the header only. Expired and bad entries are removed
+ * (ENT_EXPIRED / ENT_BAD returned). *expiry receives a live entry's expiry.
+ * A failure is returned as its negative code. The hot path is openat,
+ * readv, close. */
+static int read_entry(fs_cache *fs, const char *name, cache_buf *out,
+                      int64_t *expiry, cache_err *err)
+{
+    int state;
+    int fd = open_entry(fs, name, &state, err);
+    if (fd < 0)
+        return state;
+    reading r = {.got = 0, .eof = 0};
+    int64_t exp = 0;
+    size_t vlen = 0;
+    if (!out) {
+        state = read_header(fs, name, fd, &r, err);
+        if (state == ENT_LIVE && parse_header(r.h, &exp) != 0)
+            state = ENT_BAD;
+        else if (state == ENT_LIVE && !is_live(exp, now_ms()))
+            state = ENT_EXPIRED;
+    } else {
+        state = read_more(fs, name, fd, out, &r, 0, err);
+        if (state == ENT_LIVE)
+            state = judge(&r, out, &exp, &vlen);
+        if (state == ENT_BAD && !r.eof) { /* be sure before calling it bad */
+            state = read_more(fs, name, fd, out, &r, 1, err);
+            if (state == ENT_LIVE)
+                state = judge(&r, out, &exp, &vlen);
+        }
+        if (state == ENT_BAD)
+            cache_fail(err, CACHE_FAIL,
+                       "FileSystemCache: removed corrupt entry %s/%s", fs->dir,
+                       name);
+    }
+    if (state == ENT_EXPIRED || state == ENT_BAD)
+        remove_read(fs, name, fd);
+    close(fd);
+    if (state == ENT_LIVE) {
+        *expiry = exp;
+        if (out)
+            out->len += vlen;
+    }
+    return state;
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+static int64_t ns_of(struct timespec t)
+{
+    if (t.tv_sec > 9000000000 || t.tv_sec < -9000000000)
+        return t.tv_sec > 0 ? INT64_MAX : INT64_MIN;
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* Whether t lies after the time `ms` (milliseconds since the epoch). */
+static int after_ms(struct timespec t, int64_t ms)
+{
+    int64_t sec = ms / 1000, rem = ms % 1000;
+    if (rem < 0) {
+        sec--;
+        rem += 1000;
+    }
+    if ((int64_t)t.tv_sec != sec)
+        return (int64_t)t.tv_sec > sec;
+    return t.tv_nsec > rem * 1000000;
+}
+
+/* The expiry hint a writer leaves in the file's atime when threshold is on
+ * (an entry that never expires gets a far future), so that prune can tell
+ * live entries by one fstatat instead of opening each: relatime and noatime
+ * never move an atime that lies in the future. The header stays the truth:
+ * an entry whose atime is not in the future (expired, written without the
+ * hint, or read on a strictatime mount) is opened and judged by its header,
+ * so a lost hint only costs time. */
+static struct timespec expiry_hint(int64_t expiry)
+{
+    struct timespec t;
+    if (expiry == 0 || expiry > ((int64_t)1 << 40) * 1000) {
+        t.tv_sec = (time_t)1 << 40;
+        t.tv_nsec = 0;
+    } else {
+        t.tv_sec = (time_t)(expiry / 1000);
+        t.tv_nsec = (long)(expiry % 1000) * 1000000;
+        if (t.tv_nsec < 0) {
+            t.tv_sec--;
+            t.tv_nsec += 1000000000;
+        }
+    }
+    return t;
+}
+
+
+/* How write_entry puts the temporary file in place. */
+enum {
+    PLACE_REPLACE,  /* over whatever is there; reports whether it was new */
+    PLACE_NOREPLACE /* CACHE_EXISTS when the name is taken */
+};
+
+/* Refuses, before anything is written, an entry larger than the soft
+ * RLIMIT_FSIZE: writing past it would raise SIGXFSZ (see the top). */
+static int check_fsize(fs_cache *fs, const char *name, size_t total,
+                       cache_err *err)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_FSIZE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        (rlim_t)total <= rl.rlim_cur)
+        return CACHE_OK;
+    char eb[128];
+    return cache_fail(err, CACHE_FAIL,
+                      "FileSystemCache: write %s/%s: %s (%zu bytes, "
+                      "RLIMIT_FSIZE is %llu)",
+                      fs->dir, name, errtext(EFBIG, eb, sizeof eb), total,
+                      (unsigned long long)rl.rlim_cur);
+}
+
+/* Writes header and value fully; 0, or the errno. */
+static int fill(int fd, const unsigned char h[FS_HEADER], cache_str value)
+{
+    size_t want = FS_HEADER + value.len, done = 0;
+    while (done < want) {
+        struct iovec iov[2];
+        int cnt = 0;
+        if (done < FS_HEADER) {
+            iov[cnt].iov_base = (void *)(h + done);
+            iov[cnt++].iov_len = FS_HEADER - done;
+            if (value.len) {
+                iov[cnt].iov_base = (void *)value.ptr;
+                iov[cnt++].iov_len = value.len;
+            }
+        } else {
+            iov[cnt].iov_base = (void *)(value.ptr + (done - FS_HEADER));
+            iov[cnt++].iov_len = want - done;
+        }
+        ssize_t w = writev(fd, iov, cnt);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return errno;
+        if (w == 0)
+            return EIO;
+        done += (size_t)w;
+    }
+    return 0;
+}
+
+/* Renames tmp to name unless name exists: 0, EEXIST, or another errno.
+ * RENAME_NOREPLACE where the file system has it, else link + unlink, else
+ * (no hard links either) a check then a rename, which is not atomic. */
+static int place_noreplace(fs_cache *fs, const char *tmp, const char *name)
+{
+    int how = atomic_load_explicit(&fs->noreplace, memory_order_relaxed);
+    if (how == NOREPLACE_RENAME2) {
+        if (renameat2(fs->dirfd, tmp, fs->dirfd, name, RENAME_NOREPLACE) == 0)
+            return 0;
+        if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP)
+            return errno;
+        how = NOREPLACE_LINK;
+        atomic_store_explicit(&fs->noreplace, how, memory_order_relaxed);
+    }
+    if (how == NOREPLACE_LINK) {
+        if (linkat(fs->dirfd, tmp, fs->dirfd, name, 0) == 0) {
+            unlinkat(fs->dirfd, tmp, 0);
+            return 0;
+        }
+        if (errno != EPERM && errno != ENOTSUP && errno != ENOSYS &&
+            errno != EMLINK)
+            return errno;
+        how = NOREPLACE_CHECK;
+        atomic_store_explicit(&fs->noreplace, how, memory_order_relaxed);
+    }
+    struct stat st;
+    if (fstatat(fs->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+        return EEXIST;
+    return renameat(fs->dirfd, tmp, fs->dirfd, name) == 0 ? 0 : errno;
+}
+
+/* After an exchange the temporary name holds the old entry: unlink it. If
+ * the old "entry" was a directory, swap it back and report EISDIR (the
+ * caller then unlinks the temporary name, which holds our file again). */
+static int retire_old(fs_cache *fs, const char *tmp, const char *name)
+{
+    if (unlinkat(fs->dirfd, tmp, 0) == 0 || errno == ENOENT)
+        return 0;
+    if (errno == EISDIR &&
+        renameat2(fs->dirfd, tmp, fs->dirfd, name, RENAME_EXCHANGE) == 0)
+        return EISDIR;
+    return 0; /* the old file stays under a temporary name: stale later */
+}
+
+/* Replaces name by tmp atomically: 0 (*created = the name was free), or an
+ * errno. The replacement is RENAME_EXCHANGE followed by an unlink of the old
+ * file rather than a plain rename over it: ext4 (auto_da_alloc) starts
+ * writing back the new file's data on every rename that replaces a file,
+ * which made overwrites several times slower, while an exchange is just as
+ * atomic for readers. A free name takes the no-replace rename, so the count
+ * of entries knows new files exactly. */
+static int place_replace(fs_cache *fs, const char *tmp, const char *name,
+                         int *created)
+{
+    for (int tries = 0; tries < 4; tries++) {
+        if (atomic_load_explicit(&fs->exchange, memory_order_relaxed)) {
+            if (renameat2(fs->dirfd, tmp, fs->dirfd, name, RENAME_EXCHANGE) ==
+                0)
+                return retire_old(fs, tmp, name);
+            if (errno == EINVAL || errno == ENOSYS || errno == ENOTSUP) {
+                atomic_store_explicit(&fs->exchange, 0, memory_order_relaxed);
+                continue;
+            }
+            if (errno != ENOENT)
+                return errno;
+        } else if (!fs->threshold) {
+            break; /* nothing to count: a plain rename will do */
+        }
+        int e = place_noreplace(fs, tmp, name);
+        if (e == 0)
+            *created = 1;
+        if (e != EEXIST)
+            return e;
+        if (!atomic_load_explicit(&fs->exchange, memory_order_relaxed))
+            break; /* taken meanwhile: replace it */
+    }
+    return renameat(fs->dirfd, tmp, fs->dirfd, name) == 0 ? 0 : errno;
+}
+
+/* Moves the filled temporary file into place. */
+static int place(fs_cache *fs, const char *tmp, const char *name, int how,
+                 int *created)
+{
+    *created = 0;
+    if (how == PLACE_NOREPLACE) {
+        int e = place_noreplace(fs, tmp, name);
+        *created = e == 0;
+        return e;
+    }
+    return place_replace(fs, tmp, name, created);
+}
+
+/* Writes an entry through a temporary file. CACHE_OK (*created = the name
+ * was free, when `how` can tell), CACHE_EXISTS (PLACE_NOREPLACE and the
+ * name is taken), or CACHE_FAIL; whatever happens, no temporary file and no
+ * partial entry stay behind. */
+static int write_entry(fs_cache *fs, const char *name, cache_str value,
+                       int64_t expiry, int how, int *created, cache_err *err)
+{
+    *created = 0;
+    int rc = check_fsize(fs, name, FS_HEADER + value.len, err);
+    if (rc != CACHE_OK)
+        return rc;
+    char tmp[FS_TMP_LEN + 1];
+    int fd = -1;
+    for (int tries = 0; fd < 0 && tries < 8; tries++) {
+        temp_name(fs, tmp);
+        fd = openat(fs->dirfd, tmp,
+                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                    S_IRUSR | S_IWUSR);
+        if (fd < 0 && errno != EEXIST)
+            break;
+    }
+    if (fd < 0)
+        return fail_errno(fs, err, "create", tmp, errno);
+    unsigned char h[FS_HEADER];
+    put_header(h, expiry);
+    const char *what = "chmod", *path = tmp;
+    int e = fchmod(fd, fs->mode) == 0 ? 0 : errno;
+    if (!e && fs->threshold) {
+        struct timespec ts[2] = {expiry_hint(expiry), {0, UTIME_OMIT}};
+        futimens(fd, ts); /* only a hint: a failure costs prune time */
+    }
+    if (!e) {
+        what = "write";
+        e = fill(fd, h, value);
+    }
+    if (close(fd) != 0 && !e) {
+        what = "close";
+        e = errno;
+    }
+    if (!e) {
+        e = place(fs, tmp, name, how, created);
+        what = "rename to";
+        path = name;
+        if (e == EEXIST && how == PLACE_NOREPLACE) {
+            unlinkat(fs->dirfd, tmp, 0);
+            return CACHE_EXISTS;
+        }
+    }
+    if (!e)
+        return CACHE_OK;
+    unlinkat(fs->dirfd, tmp, 0);
+    return fail_errno(fs, err, what, path, e);
+}
+
+/* ---- directory listing and pruning -------------------------------------- */
+
+/* Calls visit for every name in the directory, through a descriptor of its
+ * own (the shared one's position must not move under another process that
+ * inherited it). */
+typedef int (*visit_fn)(fs_cache *, const struct dirent *, void *);
+
+static int list_dir(fs_cache *fs, visit_fn visit, void *ctx, cache_err *err)
+{
+    int fd = openat(fs->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return fail_errno(fs, err, "list", ".", errno);
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        int e = errno;
+        close(fd);
+        return fail_errno(fs, err, "list", ".", e);
+    }
+    int rc = CACHE_OK;
+    struct dirent *de;
+    errno = 0;
+    while (rc == CACHE_OK && (de = readdir(d)) != NULL)
+        rc = visit(fs, de, ctx);
+    if (rc == CACHE_OK && errno)
+        rc = fail_errno(fs, err, "list", ".", errno);
+    closedir(d);
+    return rc;
+}
+
+/* A temporary file a crashed writer left behind. */
+static int stale_temp(fs_cache *fs, const char *name)
+{
+    struct stat st;
+    return is_temp_name(name) &&
+           fstatat(fs->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+           (double)st.st_mtim.tv_sec <
+               cache_wall_now() - FS_TMP_STALE_SECONDS;
+}
+
+typedef struct cand {
+    int64_t mtime; /* ns */
+    char name[FS_NAME_MAX];
+} cand;
+
+typedef struct cand_list {
+    cand *v;
+    size_t n, cap;
+    int nomem;
+} cand_list;
+
+static int collect(fs_cache *fs, const struct dirent *de, void *ctx)
+{
+    cand_list *l = ctx;
+    if (de->d_type == DT_DIR)
+        return CACHE_OK;
+    if (!is_entry_name(fs, de->d_name)) {
+        if (stale_temp(fs, de->d_name))
+            unlinkat(fs->dirfd, de->d_name, 0);
+        return CACHE_OK;
+    }
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 256;
+        cand *v = realloc(l->v, cap * sizeof *v);
+        if (!v) {
+            l->nomem = 1;
+            return CACHE_ENOMEM;
+        }
+        l->v = v;
+        l->cap = cap;
+    }
+    cand *c = &l->v[l->n++];
+    c->mtime = 0;
+    memcpy(c->name, de->d_name, fs->name_len + 1);
+    return CACHE_OK;
+}
+
+static void swap_cand(cand *a, cand *b)
+{
+    cand t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* Reorders v so that its first k items are the k oldest: quickselect with a
+ * three-way partition (ties are common: mtimes are coarse), linear on
+ * average. */
+static void select_oldest(cand *v, size_t n, size_t k)
+{
+    size_t lo = 0, hi = n;
+    while (hi - lo > 1) {
+        int64_t a = v[lo].mtime, b = v[lo + (hi - lo) / 2].mtime,
+                c = v[hi - 1].mtime;
+        int64_t p = a < b ? (b < c ? b : (a < c ? c : a))
+                          : (a < c ? a : (b < c ? c : b));
+        size_t lt = lo, i = lo, gt = hi;
+        while (i < gt) {
+            if (v[i].mtime < p)
+                swap_cand(&v[lt++], &v[i++]);
+            else if (v[i].mtime > p)
+                swap_cand(&v[i], &v[--gt]);
+            else
+                i++;
+        }
+        if (k < lt)
+            hi = lt;
+        else if (k <= gt)
+            return;
+        else
+            lo = gt;
+    }
+}
+
+/* Judges one listed entry: 1 = live (mtime filled), 0 = gone now (it was
+ * expired, corrupt or foreign and is removed, or it vanished), -1 = not
+ * ours to judge (a directory, an unreadable file). */
+static int prune_check(fs_cache *fs, cand *c, int64_t now)
+{
+    struct stat st;
+    if (fstatat(fs->dirfd, c->name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+        return errno == ENOENT ? 0 : -1;
+    if (S_ISDIR(st.st_mode))
+        return -1;
+    if (!S_ISREG(st.st_mode)) {
+        remove_if_same(fs, c->name, &st);
+        return 0;
+    }
+    c->mtime = ns_of(st.st_mtim);
+    if (after_ms(st.st_atim, now))
+        return 1; /* the hint says live */
+    int fd = openat(fs->dirfd, c->name, FS_READ_FLAGS);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    unsigned char h[FS_HEADER];
+    int64_t exp;
+    int res = 1;
+    if (pread(fd, h, FS_HEADER, 0) != FS_HEADER ||
+        parse_header(h, &exp) != 0 || !is_live(exp, now)) {
+        struct stat fst;
+        if (fstat(fd, &fst) == 0)
+            remove_if_same(fs, c->name, &fst);
+        res = 0;
+    }
+    close(fd);
+    return res;
+}
+
+/* Lists the directory and, when it holds more than threshold entries, prunes
+ * it to threshold - threshold / 10: expired (and corrupt) entries first,
+ * then the oldest by mtime; `keep` (the entry just written) is spared.
+ * Returns the number of entries left, or -1 when listing failed. */
+static int64_t prune(fs_cache *fs, const char *keep)
+{
+    cand_list l = {0};
+    if (list_dir(fs, collect, &l, NULL) != CACHE_OK) {
+        free(l.v);
+        return -1;
+    }
+    int64_t total = (int64_t)l.n;
+    if (total > fs->threshold) {
+        int64_t target = fs->threshold - fs->threshold / 10;
+        int64_t now = now_ms();
+        size_t live = 0;
+        for (size_t i = 0; i < l.n; i++) {
+            if (keep && strcmp(l.v[i].name, keep) == 0)
+                continue;
+            int r = prune_check(fs, &l.v[i], now);
+            if (r == 0)
+                total--;
+            else if (r == 1)
+                l.v[live++] = l.v[i];
+        }
+        if (total > target && live > 0) {
+            size_t k = (size_t)(total - target);
+            if (k > live)
+                k = live;
+            select_oldest(l.v, live, k);
+            for (size_t i = 0; i < k; i++)
+                if (unlinkat(fs->dirfd, l.v[i].name, 0) == 0 ||
+                    errno == ENOENT)
+                    total--;
+        }
+    }
+    free(l.v);
+    return total;
+}
+
+/* A set created a new file: count it, and prune when over threshold. One
+ * thread prunes at a time; increments made meanwhile are kept. */
+static void note_new_entry(fs_cache *fs, const char *name)
+{
+    if (!fs->threshold)
+        return;
+    pthread_mutex_lock(&fs->lock);
+    fs->count++;
+    int go = fs->count > fs->threshold && !fs->pruning;
+    int64_t before = fs->count;
+    if (go)
+        fs->pruning = 1;
+    pthread_mutex_unlock(&fs->lock);
+    if (!go)
+        return;
+    int64_t left = prune(fs, name);
+    pthread_mutex_lock(&fs->lock);
+    if (left >= 0)
+        fs->count = left + (fs->count - before);
+    fs->pruning = 0;
+    pthread_mutex_unlock(&fs->lock);
+}
+
+static int count_one(fs_cache *fs, const struct dirent *de, void *ctx)
+{
+    if (de->d_type != DT_DIR && is_entry_name(fs, de->d_name))
+        ++*(int64_t *)ctx;
+    return CACHE_OK;
+}
+
+/* ---- the operations ----------------------------------------------------- */
+
+static int fs_get(cache_backend *b, cache_str key, cache_buf *out,
+                  cache_err *err)
+{
+    fs_cache *fs = (fs_cache *)b;
+    char name[FS_NAME_MAX];
+    int rc = key_name(fs, key, name, err);
+    if (rc != CACHE_OK)
+        return rc;
+    int64_t exp;
+    int st = read_entry(fs, name, out, &exp, err);
+    if (st < 0)
+        return st;
+    return st == ENT_LIVE ? CACHE_OK : CACHE_MISS;
+}
+
+static int fs_has(cache_backend *b, cache_str key, cache_err *err)
+{
+    fs_cache *fs = (fs_cache *)b;
+    char name[FS_NAME_MAX];
+    int rc = key_name(fs, key, name, err);
+    if (rc != CACHE_OK)
+        return rc;
+    int64_t exp;
+    int st = read_entry(fs, name, NULL, &exp, err);
+    if (st < 0)
+        return st;
+    return st == ENT_LIVE ? CACHE_OK : CACHE_MISS;
+}
+
+/* add: refused only by a live entry. An expired or corrupt one is removed
+ * by the check, then the new file goes in with no-replace semantics, so of
+ * two processes adding at once exactly one wins. */
+static int fs_add(fs_cache *fs, const char *name, cache_str value,
+                  int64_t expiry, cache_err *err)
+{
+    for (int tries = 0; tries < 3; tries++) {
+        int64_t exp;
+        int st = read_entry(fs, name, NULL, &exp, err);
+        if (st < 0)
+            return st;
+        if (st == ENT_LIVE)
+            return CACHE_EXISTS;
+        int created;
+        int rc = write_entry(fs, name, value, expiry, PLACE_NOREPLACE,
+                             &created, err);
+        if (rc == CACHE_OK)
+            note_new_entry(fs, name);
+        if (rc != CACHE_EXISTS)
+            return rc;
+        /* someone put a file there meanwhile: is it live? */
+    }
+    return CACHE_EXISTS;
+}
+
+static int fs_set(cache_backend *b, cache_str key, cache_str value,
+                  double ttl, int only_if_absent, cache_err *err)
+{
+    fs_cache *fs = (fs_cache *)b;
+    char name[FS_NAME_MAX];
+    int rc = key_name(fs, key, name, err);
+    if (rc != CACHE_OK)
+        return rc;
+    int64_t expiry;
+    if (expiry_of_ttl(ttl, &expiry) != 0)
+        return cache_fail(err, CACHE_EINVAL, "timeout is not a number");
+    if (only_if_absent)
+        return fs_add(fs, name, value, expiry, err);
+    int created;
+    rc = write_entry(fs, name, value, expiry,
+                     PLACE_REPLACE, &created,
+                     err);
+    if (rc == CACHE_OK && created)
+        note_new_entry(fs, name);
+    return rc;
+}
+
+static int fs_del(cache_backend *b, cache_str key, cache_err *err)
+{
+    fs_cache *fs = (fs_cache *)b;
+    char name[FS_NAME_MAX];
+    int rc = key_name(fs, key, name, err);
+    if (rc != CACHE_OK)
+        return rc;
+    if (unlinkat(fs->dirfd, name, 0) == 0) {
+        count_add(fs, -1);
+        return CACHE_OK;
+    }
+    if (errno == ENOENT || errno == EISDIR)
+        return CACHE_MISS;
+    return fail_errno(fs, err, "remove", name, errno);
+}
+
+typedef struct clear_ctx {
+    int64_t left;
+    int rc;
+    cache_err *err;
+} clear_ctx;
+
+static int clear_one(fs_cache *fs, const struct dirent *de, void *ctx)
+{
+    clear_ctx *c = ctx;
+    if (de->d_type == DT_DIR)
+        return CACHE_OK;
+    if (!(is_entry_name(fs, de->d_name) || stale_temp(fs, de->d_name)))
+        return CACHE_OK;
+    if (unlinkat(fs->dirfd, de->d_name, 0) == 0 || errno == ENOENT)
+        return CACHE_OK;
+    if (errno == EISDIR)
+        return CACHE_OK;
+    if (is_entry_name(fs, de->d_name))
+        c->left++;
+    if (c->rc == CACHE_OK) /* report the first failure, go on with the rest */
+        c->rc = fail_errno(fs, c->err, "remove", de->d_name, errno);
+    return CACHE_OK;
+}
+
+/* Removes this cache's files only: digest-named entries and stale
+ * temporary files; anything else in the directory is left alone. */
+static int fs_clear(cache_backend *b, cache_err *err)
+{
+    fs_cache *fs = (fs_cache *)b;
+    clear_ctx c = {0, CACHE_OK, err};
+    int rc = list_dir(fs, clear_one, &c, err);
+    if (fs->threshold) {
+        pthread_mutex_lock(&fs->lock);
+        fs->count = c.left;
+        pthread_mutex_unlock(&fs->lock);
+    }
+    return rc != CACHE_OK ? rc : c.rc;
+}
+
+/* Takes the cross-process increment lock: a descriptor of the directory of
+ * its own (flock belongs to the open file description, which a forked child
+ * shares), locked exclusively. -1 when it cannot be had: incr then goes on
+ * unlocked. */
+static int incr_lock(fs_cache *fs)
+{
+    int fd = openat(fs->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int r;
+    do
+        r = flock(fd, LOCK_EX);
+    while (r != 0 && errno == EINTR);
+    if (r != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int incr_locked(fs_cache *fs, const char *name, int64_t delta,
+                       double new_ttl, int64_t *result, cache_err *err)
+{
+    cache_buf cur;
+    cache_buf_init(&cur);
+    int64_t exp, base = 0;
+    int st = read_entry(fs, name, &cur, &exp, err);
+    int rc = st < 0 ? st : CACHE_OK;
+    if (st == ENT_LIVE &&
+        !cache_value_as_int((cache_str){cur.data, cur.len}, &base))
+        rc = cache_fail(err, CACHE_ENOTINT, "value is not an integer");
+    if (rc == CACHE_OK && st != ENT_LIVE &&
+        expiry_of_ttl(new_ttl, &exp) != 0)
+        rc = cache_fail(err, CACHE_EINVAL, "timeout is not a number");
+    int64_t sum = 0;
+    if (rc == CACHE_OK && __builtin_add_overflow(base, delta, &sum))
+        rc = cache_fail(err, CACHE_ENOTINT, "integer overflow");
+    if (rc == CACHE_OK) {
+        cur.len = 0;
+        cache_writer w;
+        cache_writer_init(&w, &cur);
+        cache_write_int(&w, sum);
+        if (w.failed)
+            rc = cache_fail(err, CACHE_ENOMEM, "out of memory");
+    }
+    if (rc == CACHE_OK) {
+        int created;
+        rc = write_entry(fs, name, (cache_str){cur.data, cur.len}, exp,
+                         PLACE_REPLACE,
+                         &created, err);
+        if (rc == CACHE_OK && created)
+            note_new_entry(fs, name);
+    }
+    cache_buf_free(&cur);
+    if (rc == CACHE_OK)
+        *result = sum;
+    return rc;
+}
+
+/* incr keeps a live entry's expiry; a missing (or expired, or corrupt) one
+ * starts at 0 with new_ttl. */
+static int fs_incr(cache_backend *b, cache_str key, int64_t delta,
+                   double new_ttl, int64_t *result, cache_err *err)
+{
+    fs_cache *fs = (fs_cache *)b;
+    char name[FS_NAME_MAX];
+    int rc = key_name(fs, key, name, err);
+    if (rc != CACHE_OK)
+        return rc;
+    int lockfd = incr_lock(fs);
+    rc = incr_locked(fs, name, delta, new_ttl, result, err);
+    if (lockfd >= 0)
+        close(lockfd); /* releases the flock */
+    return rc;
+}
+
+static void fs_destroy(cache_backend *b)
+{
+    fs_cache *fs = (fs_cache *)b;
+    if (fs->dirfd >= 0)
+        close(fs->dirfd);
+    pthread_mutex_destroy(&fs->lock);
+    free(fs->dir);
+    free(fs);
+}
+
+static const cache_vtable fs_vtable = {
+    .name = "FileSystemCache",
+    .get = fs_get,
+    .set = fs_set,
+    .del = fs_del,
+    .has = fs_has,
+    .clear = fs_clear,
+    .incr = fs_incr,
+    .destroy = fs_destroy,
+};
+
+/* ---- construction ------------------------------------------------------- */
+
+/* mkdir -p with 0700 for what it creates; then opens the directory. The
+ * descriptor, or -1 with err set. */
+static int open_cache_dir(const char *dir, cache_err *err)
+{
+    char *p = cache_strndup(dir, strlen(dir));
+    if (!p)
+        return cache_fail(err, CACHE_ENOMEM, "out of memory"), -1;
+    int mkerr = 0;
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(p, 0700) != 0 && errno != EEXIST)
+            mkerr = errno;
+        *s = '/';
+    }
+    if (mkdir(p, 0700) != 0 && errno != EEXIST)
+        mkerr = errno;
+    free(p);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        char eb[128];
+        int e = errno == ENOENT && mkerr ? mkerr : errno;
+        cache_fail(err, CACHE_FAIL, "FileSystemCache: cache_dir '%s': %s",
+                   dir, errtext(e, eb, sizeof eb));
+    }
+    return fd;
+}
+
+static uint64_t random_seed(void)
+{
+    uint64_t s = 0;
+    if (getrandom(&s, sizeof s, GRND_NONBLOCK) != (ssize_t)sizeof s) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        s = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
+            ((uint64_t)getpid() << 40) ^ (uint64_t)(uintptr_t)&s;
+    }
+    return s;
+}
+
+typedef struct fs_options {
+    char *dir;
+    int64_t threshold, mode;
+    cache_digest_kind kind;
+} fs_options;
+
+static int take_options(cache_opts *opts, fs_options *o, cache_err *err)
+{
+    const char *s;
+    size_t n;
+    int r = cache_opt_str(opts, "cache_dir", &s, &n, err);
+    if (r < 0)
+        return r;
+    if (r == 0)
+        return cache_fail(err, CACHE_EINVAL, "option 'cache_dir' is required");
+    if (n == 0 || strlen(s) != n)
+        return cache_fail(err, CACHE_EINVAL,
+                          "option 'cache_dir': a non-empty path without NUL "
+                          "bytes expected");
+    o->threshold = 500;
+    o->mode = 0600;
+    if ((r = cache_opt_int(opts, "threshold", 0, INT64_MAX / 2, &o->threshold,
+                           err)) < 0 ||
+        (r = cache_opt_int(opts, "mode", 0, 0777, &o->mode, err)) < 0)
+        return r;
+    const char *hm = "md5";
+    size_t hn = 3;
+    if ((r = cache_opt_str(opts, "hash_method", &hm, &hn, err)) < 0)
+        return r;
+    if (strlen(hm) != hn || cache_digest_lookup(hm, &o->kind) != 0)
+        return cache_fail(err, CACHE_EINVAL,
+                          "option 'hash_method': unknown hash method '%.*s' "
+                          "(md5, sha1, sha256 or sha512)",
+                          (int)(hn > 40 ? 40 : hn), hm);
+    o->dir = cache_strndup(s, n);
+    if (!o->dir)
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    return CACHE_OK;
+}
+
+cache_backend *cache_filesystem_create(cache_opts *opts, cache_err *err)
+{
+    fs_options o;
+    if (take_options(opts, &o, err) != CACHE_OK)
+        return NULL;
+    fs_cache *fs = calloc(1, sizeof *fs);
+    if (!fs) {
+        free(o.dir);
+        cache_fail(err, CACHE_ENOMEM, "out of memory");
+        return NULL;
+    }
+    fs->base.vt = &fs_vtable;
+    fs->dir = o.dir;
+    fs->kind = o.kind;
+    fs->name_len = 2 * cache_digest_size(o.kind);
+    fs->threshold = o.threshold;
+    fs->mode = (mode_t)o.mode;
+    fs->seed = random_seed();
+    atomic_init(&fs->counter, 0);
+    atomic_init(&fs->noreplace, NOREPLACE_RENAME2);
+    atomic_init(&fs->exchange, 1);
+    pthread_mutex_init(&fs->lock, NULL);
+    fs->dirfd = open_cache_dir(fs->dir, err);
+    if (fs->dirfd < 0 ||
+        (fs->threshold && list_dir(fs, count_one, &fs->count, err) != CACHE_OK)) {
+        fs_destroy(&fs->base);
+        return NULL;
+    }
+    return &fs->base;
+}
