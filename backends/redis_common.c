@@ -205,11 +205,24 @@ static int flushdb(redis_single *s, cache_err *err)
     return done(s, rc);
 }
 
-/* Appends one UNLINK of the keys of a SCAN reply. UNLINK (Redis >= 4.0)
- * frees the values in the background, so a big clear does not stall the
- * server. */
-static int add_unlink(redis_req *q, const redisReply *keys, cache_err *err)
+/* Appends the UNLINK of the keys of a SCAN reply: one command, or one per
+ * key (Redis Cluster refuses multi-key commands across slots). UNLINK
+ * (Redis >= 4.0) frees the values in the background, so a big clear does
+ * not stall the server. Returns the number of commands added, or < 0. */
+static int add_unlink(redis_req *q, const redisReply *keys, int per_key,
+                      cache_err *err)
 {
+    if (per_key) {
+        for (size_t i = 0; i < keys->elements; i++) {
+            redis_arg args[2] = {
+                {{"UNLINK", 6}, {NULL, 0}},
+                {{NULL, 0}, {keys->element[i]->str, keys->element[i]->len}}};
+            int rc = redis_req_add(q, 2, args, err);
+            if (rc != CACHE_OK)
+                return rc;
+        }
+        return (int)keys->elements;
+    }
     redis_arg *args = malloc((keys->elements + 1) * sizeof *args);
     if (!args)
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
@@ -219,18 +232,34 @@ static int add_unlink(redis_req *q, const redisReply *keys, cache_err *err)
                                   {keys->element[i]->str, keys->element[i]->len}};
     int rc = redis_req_add(q, keys->elements + 1, args, err);
     free(args);
-    return rc;
+    return rc == CACHE_OK ? 1 : rc;
 }
 
-/* Deletes every key under the prefix: SCAN MATCH <prefix>* in batches,
- * never KEYS (which blocks the server). Each round trip carries the UNLINK
- * of the previous batch and the next SCAN, so n batches cost n + 1 round
- * trips. */
-static int clear_prefix(redis_single *s, cache_err *err)
+/* UNLINK answers a count; a key whose slot just moved (MOVED / ASK) is left
+ * to whoever owns it now. */
+static int check_unlinks(const redis_proto *p, const redis_req *q, int n,
+                         cache_err *err)
 {
-    if (redis_glob_prefix(s->proto.prefix, s->proto.plen, &s->pattern))
+    for (int i = 0; i < n; i++) {
+        const redisReply *r = q->replies[i];
+        if (r->type == REDIS_REPLY_INTEGER || redis_reply_is_error(r, "MOVED") ||
+            redis_reply_is_error(r, "ASK"))
+            continue;
+        if (redis_reply_check(r, p->label, err) < 0)
+            return CACHE_FAIL;
+        return cache_fail(err, CACHE_FAIL, "%s: unexpected reply to UNLINK",
+                          p->label);
+    }
+    return CACHE_OK;
+}
+
+int redis_clear_prefix(const redis_proto *p, redis_req *a, redis_req *b,
+                       cache_buf *pattern, int per_key, redis_xchg_fn fn,
+                       void *ctx, cache_err *err)
+{
+    if (redis_glob_prefix(p->prefix, p->plen, pattern))
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
-    redis_req *cur = &s->req, *next = &s->req2;
+    redis_req *cur = a, *next = b;
     redis_req_reset(cur);
     char cursor[32] = "0";
     size_t clen = 1;
@@ -238,39 +267,42 @@ static int clear_prefix(redis_single *s, cache_err *err)
     int scanned = 0, rc = CACHE_OK;
     for (;;) {
         int more = !scanned || !(clen == 1 && cursor[0] == '0');
-        int unlink = keys && keys->elements > 0;
-        if (!more && !unlink)
+        int nunlink = 0;
+        if (!more && !(keys && keys->elements > 0))
             break;
         redis_req_reset(next);
-        if (unlink)
-            rc = add_unlink(next, keys, err);
+        if (keys && keys->elements > 0) {
+            nunlink = add_unlink(next, keys, per_key, err);
+            rc = nunlink < 0 ? nunlink : CACHE_OK;
+        }
         if (rc == CACHE_OK && more)
-            rc = redis_op_scan_build(next, cursor, clen, &s->pattern, err);
+            rc = redis_op_scan_build(next, cursor, clen, pattern, err);
         if (rc == CACHE_OK)
-            rc = s->exchange(s, next, err);
-        if (rc == CACHE_OK && unlink &&
-            next->replies[0]->type != REDIS_REPLY_INTEGER)
-            rc = redis_reply_check(next->replies[0], s->proto.label, err) < 0
-                     ? CACHE_FAIL
-                     : cache_fail(err, CACHE_FAIL,
-                                  "%s: unexpected reply to UNLINK",
-                                  s->proto.label);
+            rc = fn(ctx, next, err);
+        if (rc == CACHE_OK)
+            rc = check_unlinks(p, next, nunlink, err);
         redis_req_reset(cur);
         keys = NULL;
         redis_req *t = cur;
         cur = next;
         next = t;
         if (rc == CACHE_OK && more) {
-            rc = redis_op_scan_finish(&s->proto, cur, unlink ? 1 : 0, cursor,
-                                      &clen, &keys, err);
+            rc = redis_op_scan_finish(p, cur, (size_t)nunlink, cursor, &clen,
+                                      &keys, err);
             scanned = 1;
         }
         if (rc != CACHE_OK)
             break;
     }
-    redis_req_reset(&s->req);
-    redis_req_reset(&s->req2);
+    redis_req_reset(a);
+    redis_req_reset(b);
     return rc;
+}
+
+static int single_xchg(void *ctx, redis_req *q, cache_err *err)
+{
+    redis_single *s = ctx;
+    return s->exchange(s, q, err);
 }
 
 /* With a key prefix only that prefix is cleared; without one, the whole
@@ -280,7 +312,11 @@ int redis_single_clear(cache_backend *b, cache_err *err)
     redis_single *s = (redis_single *)b;
     if (s->proto.plen == 0)
         return flushdb(s, err);
-    return clear_prefix(s, err);
+    /* SCAN MATCH <prefix>* in batches, never KEYS (which blocks the
+     * server); each round trip carries the UNLINK of the previous batch and
+     * the next SCAN. */
+    return redis_clear_prefix(&s->proto, &s->req, &s->req2, &s->pattern, 0,
+                              single_xchg, s, err);
 }
 
 /* ---- options ------------------------------------------------------------------- */

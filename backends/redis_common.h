@@ -50,6 +50,15 @@ int redis_single_set_many(cache_backend *b, size_t n, const cache_str *keys,
 int redis_single_del_many(cache_backend *b, size_t n, const cache_str *keys,
                           int *status, cache_err *err);
 
+/* Deletes every key under p's prefix through fn (one server): SCAN MATCH
+ * <escaped prefix>* COUNT 1000 in batches, each round trip carrying the
+ * UNLINK of the previous batch (one multi-key UNLINK, or one per key when
+ * per_key) and the next SCAN. a and b are two scratch requests. */
+typedef int (*redis_xchg_fn)(void *ctx, redis_req *q, cache_err *err);
+int redis_clear_prefix(const redis_proto *p, redis_req *a, redis_req *b,
+                       cache_buf *pattern, int per_key, redis_xchg_fn fn,
+                       void *ctx, cache_err *err);
+
 /* ---- options ------------------------------------------------------------- */
 
 /* key_prefix, connect_timeout (1.0) and timeout (1.0): every Redis backend. */

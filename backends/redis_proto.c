@@ -508,6 +508,83 @@ int redis_op_mdel_build(const redis_proto *p, redis_req *q, size_t n,
     return multi_key_cmd(p, q, "DEL", n, keys, err);
 }
 
+/* ---- Redis Cluster ------------------------------------------------------------ */
+
+/* CRC16-CCITT (XMODEM: polynomial 0x1021, initial 0), as the cluster
+ * specification defines the key slots. Bitwise: keys are short. */
+static unsigned crc16(const char *s, size_t n)
+{
+    unsigned crc = 0;
+    for (size_t i = 0; i < n; i++) {
+        crc ^= (unsigned)(unsigned char)s[i] << 8;
+        for (int b = 0; b < 8; b++)
+            crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff
+                               : (crc << 1) & 0xffff;
+    }
+    return crc;
+}
+
+unsigned redis_key_slot(const char *key, size_t len)
+{
+    const char *open = memchr(key, '{', len);
+    if (open) {
+        const char *from = open + 1;
+        const char *close = memchr(from, '}', (size_t)(key + len - from));
+        if (close && close > from)
+            return crc16(from, (size_t)(close - from)) % REDIS_SLOTS;
+    }
+    return crc16(key, len) % REDIS_SLOTS;
+}
+
+int redis_redirect(const redisReply *r, int *ask, unsigned *slot, char *host,
+                   size_t host_size, int *port)
+{
+    size_t skip;
+    if (redis_reply_is_error(r, "MOVED")) {
+        *ask = 0;
+        skip = 6;
+    } else if (redis_reply_is_error(r, "ASK")) {
+        *ask = 1;
+        skip = 4;
+    } else {
+        return 0;
+    }
+    /* "MOVED <slot> <host>:<port>" (host may be empty, or [v6]) */
+    const char *p = r->str + skip, *end = r->str + r->len;
+    unsigned long v = 0;
+    const char *digits = p;
+    while (p < end && *p >= '0' && *p <= '9' && v < REDIS_SLOTS)
+        v = v * 10 + (unsigned long)(*p++ - '0');
+    if (p == digits || p >= end || *p != ' ' || v >= REDIS_SLOTS)
+        return 0;
+    p++;
+    const char *colon = NULL;
+    for (const char *c = end; c > p; c--)
+        if (c[-1] == ':') {
+            colon = c - 1;
+            break;
+        }
+    if (!colon)
+        return 0;
+    const char *h = p, *he = colon;
+    if (he > h && *h == '[' && he[-1] == ']')
+        h++, he--;
+    size_t hn = (size_t)(he - h);
+    long pv = 0;
+    for (const char *c = colon + 1; c < end; c++) {
+        if (*c < '0' || *c > '9' || pv > 65535)
+            return 0;
+        pv = pv * 10 + (*c - '0');
+    }
+    if (pv < 1 || pv > 65535 || hn >= host_size || colon + 1 == end)
+        return 0;
+    memcpy(host, h, hn);
+    host[hn] = '\0';
+    *slot = (unsigned)v;
+    *port = (int)pv;
+    return 1;
+}
+
 /* ---- clear ---------------------------------------------------------------------- */
 
 int redis_op_scan_build(redis_req *q, const char *cursor, size_t cursor_len,

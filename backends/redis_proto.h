@@ -169,6 +169,20 @@ int redis_op_mget_finish(const redis_proto *p, const redis_req *q, size_t at,
 int redis_op_mdel_build(const redis_proto *p, redis_req *q, size_t n,
                         const cache_str *keys, cache_err *err);
 
+/* ---- Redis Cluster ---------------------------------------------------------- */
+#define REDIS_SLOTS 16384
+
+/* The hash slot of a full (prefixed) key: CRC16 (XMODEM) mod 16384 of the
+ * key, or of its hash tag: the bytes between the first '{' and the first
+ * '}' after it, when there is at least one. */
+unsigned redis_key_slot(const char *key, size_t len);
+
+/* A MOVED or ASK error reply: 1 with *ask, *slot, host (copied into buf,
+ * empty when the server left it out: same host as the one asked) and
+ * *port; 0 for any other reply. */
+int redis_redirect(const redisReply *r, int *ask, unsigned *slot, char *host,
+                   size_t host_size, int *port);
+
 /* ---- clear ------------------------------------------------------------------ */
 /* SCAN cursor MATCH pattern COUNT REDIS_CLEAR_BATCH. */
 int redis_op_scan_build(redis_req *q, const char *cursor, size_t cursor_len,

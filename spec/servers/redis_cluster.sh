@@ -1,0 +1,57 @@
+#!/bin/bash
+# A 3-master Redis Cluster for the RedisClusterCache specs (recipe:
+# test-servers.md §5), on free loopback ports P whose bus port P+10000 is
+# free too.
+#   redis_cluster.sh start DIR   prints on stdout only:
+#     export CACHE_TEST_REDIS_CLUSTER=127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3
+#   redis_cluster.sh stop DIR    stops the nodes by PID
+set -u
+cmd=${1:-}
+DIR=${2:-}
+[ -n "$cmd" ] && [ -n "$DIR" ] || { echo "usage: $0 start|stop DIR" >&2; exit 2; }
+. "$(dirname "$0")/../support/redis_lib.sh"
+
+start_node() { # start_node I: node I on a free cluster port, port echoed
+    local i=$1 attempt port
+    for attempt in 1 2 3 4 5; do
+        port=$("$REDIS_ROOT/spec/support/freeport.sh" 1 --cluster)
+        rm -rf "$DIR/n$i"
+        mkdir -p "$DIR/n$i"
+        if redis_start "$DIR" "n$i" "$port" --cluster-enabled yes \
+            --cluster-config-file "$DIR/n$i/nodes.conf" --cluster-node-timeout 2000 \
+            --repl-diskless-sync-delay 0 >&2; then
+            echo "$port"
+            return 0
+        fi
+    done
+    return 1
+}
+
+start() {
+    command -v redis-server >/dev/null || { echo "redis-server is not installed" >&2; exit 1; }
+    mkdir -p "$DIR"
+    local ports=() i p ok
+    for i in 1 2 3; do
+        p=$(start_node "$i") || { stop_pids "$DIR"; exit 1; }
+        ports+=("$p")
+    done
+    redis-cli --cluster create $(for p in "${ports[@]}"; do printf '127.0.0.1:%s ' "$p"; done) \
+        --cluster-replicas 0 --cluster-yes >"$DIR/create.log" 2>&1 \
+        || { cat "$DIR/create.log" >&2; stop_pids "$DIR"; exit 1; }
+    for i in $(seq 300); do # about 2.2 s in the recipe
+        ok=1
+        for p in "${ports[@]}"; do
+            redis-cli -p "$p" cluster info 2>/dev/null | tr -d '\r' | grep -q '^cluster_state:ok' || ok=0
+        done
+        [ $ok = 1 ] && break
+        sleep 0.05
+    done
+    [ $ok = 1 ] || { echo "cluster did not reach state ok" >&2; stop_pids "$DIR"; exit 1; }
+    echo "export CACHE_TEST_REDIS_CLUSTER=$(IFS=,; for p in "${ports[@]}"; do printf '127.0.0.1:%s\n' "$p"; done | paste -sd,)"
+}
+
+case "$cmd" in
+start) start ;;
+stop) stop_pids "$DIR" ;;
+*) echo "usage: $0 start|stop DIR" >&2; exit 2 ;;
+esac
