@@ -161,10 +161,13 @@ function M.simple_get()
   reply(v == nil and "MISS" or tostring(v))
 end
 
--- /redis/set?k=..&v=.. and /redis/get?k=..: the Redis every worker shares.
+-- /redis/set?k=..&v=.. (or &size=N for N bytes) and /redis/get?k=..: the
+-- Redis every worker shares.
 function M.redis_set()
   if not need(redis_cache, redis_why or "no redis") then return end
-  local ok, err = redis_cache:set(ngx.var.arg_k, ngx.var.arg_v)
+  local v = ngx.var.arg_v
+  if ngx.var.arg_size then v = ("x"):rep(tonumber(ngx.var.arg_size) or 0) end
+  local ok, err = redis_cache:set(ngx.var.arg_k, v)
   reply(ok and "true" or ("false " .. tostring(err)))
 end
 

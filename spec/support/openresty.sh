@@ -11,6 +11,7 @@
 #   openresty.sh stop DIR    stops that nginx by PID (QUIT, then TERM, then
 #                            KILL), workers included.
 #
+# CACHE_NGX_CORE=path/to/core.so uses that LuaJIT build instead of building.
 # The Redis parts of the example use CACHE_TEST_REDIS_HOST/PORT from the
 # environment when they are set. Recipe and gotchas: test-servers.md §8.
 set -u
@@ -32,6 +33,10 @@ worker_pids() {
 }
 
 build_module() {
+    if [ -n "${CACHE_NGX_CORE:-}" ]; then # a module built beforehand
+        mkdir -p "$DIR/clib/cache" && cp "$CACHE_NGX_CORE" "$DIR/clib/cache/core.so"
+        return
+    fi
     mkdir -p "$ROOT/build"
     # Several runs may share build/ngx-spec: build one at a time.
     (
