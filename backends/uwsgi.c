@@ -366,7 +366,8 @@ static int command(uw_backend *c, uwsgi_cmd cmd, cache_str key,
     char digest[UWSGI_DIGEST_KEY_LEN + 1];
     cache_str wire_key = {NULL, 0};
     if (cmd != UWSGI_CMD_CLEAR && uwsgi_proto_map_key(key, digest, &wire_key))
-        return cache_fail(err, CACHE_FAIL, "UWSGICache %s: key digest failed", c->spec);
+        return cache_fail(err, CACHE_FAIL, "UWSGICache %s: key digest failed",
+                          c->spec);
     cache_buf req, reply;
     cache_buf_init(&req);
     cache_buf_init(&reply);
@@ -397,9 +398,12 @@ static int command(uw_backend *c, uwsgi_cmd cmd, cache_str key,
     return answer;
 }
 
-static int refused_store(uw_backend *c, size_t size, cache_err *err)
+/* The server would not store: it resets the connection when it left the
+ * value unread (over the cache's item size), else it just closes. */
+static int refused_store(uw_backend *c, size_t size, int reset,
+                         cache_err *err)
 {
-    if (size > UWSGI_DEFAULT_ITEM_MAX)
+    if (reset || size > UWSGI_DEFAULT_ITEM_MAX)
         return cache_fail(err, CACHE_FAIL,
                           "UWSGICache %s: value too large or server refused "
                           "(%zu bytes; uWSGI's default item limit is %d)",
@@ -458,7 +462,7 @@ static int uw_add(uw_backend *c, cache_str key, cache_str value,
         return CACHE_EXISTS;
     if (h < 0)
         return h;
-    return refused_store(c, value.len, err);
+    return refused_store(c, value.len, a == ANSWER_RESET, err);
 }
 
 static int uw_set(cache_backend *b, cache_str key, cache_str value, double ttl,
@@ -486,7 +490,9 @@ static int uw_set(cache_backend *b, cache_str key, cache_str value, double ttl,
     int a = command(c, UWSGI_CMD_UPDATE, key, value, expires, NULL, err);
     if (a < 0)
         return a;
-    return a == ANSWER_OK ? CACHE_OK : refused_store(c, value.len, err);
+    return a == ANSWER_OK ? CACHE_OK
+                          : refused_store(c, value.len, a == ANSWER_RESET,
+                                          err);
 }
 
 static int uw_clear(cache_backend *b, cache_err *err)
