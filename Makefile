@@ -108,3 +108,6 @@ install: $(MODDIR)/cache/core.so
 
 clean:
 	rm -rf build cache
+
+# Hardening: make fuzz, make leakcheck (fuzz/fuzz.mk)
+include fuzz/fuzz.mk
