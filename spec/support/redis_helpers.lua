@@ -10,9 +10,9 @@ local function q(s)
 end
 M.q = q
 
---- Seconds (fractions) since the epoch.
+--- Seconds (fractions) on the monotonic clock.
 function M.now()
-  return tonumber(helpers.sh("date +%s.%N"))
+  return require("cache").core.monotonic()
 end
 
 --- redis-cli against port (or "-s socket"), args quoted one by one; its
