@@ -335,7 +335,7 @@ static int add_one_server(mc_backend *b, const char *s, size_t n,
 /* One list element may hold several servers separated by commas. */
 static int add_servers(mc_backend *b, const char *s, size_t n, cache_err *err)
 {
-    if (n > 0 && s[0] == '/')
+    if (n == 0 || s[0] == '/')
         return add_one_server(b, s, n, err);
     while (n > 0) {
         const char *comma = memchr(s, ',', n);

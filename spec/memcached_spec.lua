@@ -1,0 +1,716 @@
+-- The memcached backends beyond the shared contract: key mapping (no key can
+-- inject protocol text), ketama over two servers, failures and recovery,
+-- timeouts, the stored form (flags, integers, foreign values), SASL with a
+-- wrong password on every operation, and SpreadSASLMemcachedCache's chunks.
+local helpers = require "support.helpers"
+
+local A = os.getenv("CACHE_TEST_MEMCACHED")
+local B = os.getenv("CACHE_TEST_MEMCACHED2")
+local SOCKET = os.getenv("CACHE_TEST_MEMCACHED_SOCKET")
+local SASL = os.getenv("CACHE_TEST_MEMCACHED_SASL")
+local USER = os.getenv("CACHE_TEST_MEMCACHED_USER")
+local PASS = os.getenv("CACHE_TEST_MEMCACHED_PASS")
+local ROOT = os.getenv("CACHE_ROOT") or "."
+
+local function now()
+  return require("cache.core").monotonic()
+end
+
+-- Sends ASCII protocol text to a plain memcached and returns its reply up to
+-- the meta no-op's "MN" (appended here), so any command can be checked raw.
+local function raw(hostport, text)
+  local host, port = hostport:match("^(.*):(%d+)$")
+  local f = os.tmpname()
+  local fh = assert(io.open(f, "wb"))
+  fh:write(text, "mn\r\n")
+  fh:close()
+  local out = helpers.sh(([[timeout 5 bash -c 'exec 3<>/dev/tcp/%s/%s; cat %s >&3;
+    while IFS= read -r line <&3; do printf "%%s\n" "$line"; case $line in MN*) break;; esac; done' 2>/dev/null]])
+    :format(host, port, f))
+  os.remove(f)
+  return (out:gsub("\r", ""))
+end
+
+-- "mg KEY f t v" through the ASCII protocol: flags, remaining ttl, value.
+local function meta(hostport, key)
+  local out = raw(hostport, ("mg %s f t v\r\n"):format(key))
+  local flags, ttl, value = out:match("^VA %d+ f(%d+) t(%-?%d+)\n([^\n]*)\n")
+  if not flags then
+    flags, value = out:match("^VA %d+ f(%d+)\n([^\n]*)\n")
+  end
+  return tonumber(flags), tonumber(ttl), value, out
+end
+
+-- A memcached of the spec's own (to kill and restart), on a free port.
+local function port_open(port)
+  return os.execute(("bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d' 2>/dev/null"):format(port)) == true
+end
+
+local own = {}
+local function start_own(port)
+  port = port or tonumber(helpers.sh(ROOT .. "/spec/support/freeport.sh"))
+  local dir = helpers.tmpdir("mcown")
+  local pidf = dir .. "/pid"
+  local as_root = helpers.sh("id -u") == "0" and " -u root" or ""
+  assert(os.execute(("memcached -d -P %s -l 127.0.0.1 -p %d -U 0 -m 16%s 2>>%s/err"):format(pidf, port, as_root, dir)))
+  local deadline = now() + 5
+  while not port_open(port) and now() < deadline do helpers.sleep(0.05) end
+  assert(port_open(port), "own memcached did not start on " .. port .. ": " .. helpers.sh("cat " .. dir .. "/err; ss -tanp | grep " .. port))
+  local pid
+  deadline = now() + 2
+  repeat
+    local fh = io.open(pidf)
+    if fh then pid = fh:read("n"); fh:close() end
+    if not pid then helpers.sleep(0.05) end
+  until pid or now() > deadline
+  local s = { port = port, pid = assert(pid, "no pid file"), addr = "127.0.0.1:" .. port }
+  own[#own + 1] = s
+  return s
+end
+
+local function stop_own(s)
+  if not s.pid then return end
+  os.execute("kill " .. s.pid .. " 2>/dev/null")
+  local deadline = now() + 5
+  while now() < deadline and (port_open(s.port) or
+      os.execute("kill -0 " .. s.pid .. " 2>/dev/null") == true) do
+    helpers.sleep(0.05)
+  end
+  os.execute("kill -9 " .. s.pid .. " 2>/dev/null")
+  s.pid = nil
+end
+
+describe("memcached backends", function()
+  if not A then
+    it("runs", function() pending("memcached not started (spec/servers/memcached.sh)") end)
+    return
+  end
+  local cache = require "cache"
+
+  local function new(opts)
+    local o = { servers = { A }, key_prefix = helpers.unique("mcs") }
+    for k, v in pairs(opts or {}) do o[k] = v end
+    return cache.MemcachedCache(o), o.key_prefix
+  end
+
+  teardown(function()
+    for _, s in ipairs(own) do stop_own(s) end
+  end)
+
+  describe("options", function()
+    it("rejects unknown options, bad servers and wrong types, naming them", function()
+      local ok, err = pcall(cache.MemcachedCache, { servers = { A }, bogus = 1 })
+      assert.is_false(ok)
+      assert.matches("bogus", err)
+      for _, bad in ipairs { "127.0.0.1:0", "127.0.0.1:x", "127.0.0.1:70000", ":11211", "::1:11211", "" } do
+        ok, err = pcall(cache.MemcachedCache, { servers = { bad } })
+        assert.is_false(ok, bad)
+        assert.matches("servers", err)
+      end
+      ok, err = pcall(cache.MemcachedCache, { key_prefix = {} })
+      assert.is_false(ok)
+      assert.matches("key_prefix", err)
+      ok, err = pcall(cache.SASLMemcachedCache, { servers = SASL or A, password = "x" })
+      assert.is_false(ok)
+      assert.matches("username", err)
+      ok, err = pcall(cache.SpreadSASLMemcachedCache, { servers = A, chunksize = 0 })
+      assert.is_false(ok)
+      assert.matches("chunksize", err)
+      ok, err = pcall(cache.SpreadSASLMemcachedCache, { servers = A, maxchunk = "2" })
+      assert.is_false(ok)
+      assert.matches("maxchunk", err)
+    end)
+
+    it("takes one server as a string, several as a list or comma-separated, and [v6]:port", function()
+      local prefix = helpers.unique("srv")
+      local c1 = cache.MemcachedCache { servers = A, key_prefix = prefix }
+      assert.is_true(c1:set("k", 1))
+      local c2 = cache.MemcachedCache { servers = A .. "," .. B, key_prefix = prefix }
+      local c3 = cache.MemcachedCache { servers = { A, B }, key_prefix = prefix }
+      c2:set("x", "same")
+      assert.equal("same", c3:get("x"))
+      assert.has_no.errors(function() cache.MemcachedCache { servers = { "[::1]:11211" } } end)
+      -- The default is 127.0.0.1:11211, used lazily (nothing listens there
+      -- in the test machine, or something does: either way no raise).
+      local d = cache.MemcachedCache {}
+      assert.equal(300, d.default_timeout)
+    end)
+
+    it("works on a unix socket", function()
+      if not SOCKET then return pending("no socket server") end
+      local c = cache.MemcachedCache { servers = SOCKET, key_prefix = helpers.unique("sock") }
+      assert.is_true(c:set("k", { 1, 2 }))
+      assert.same({ 1, 2 }, c:get("k"))
+      assert.equal(3, c:inc("n", 3))
+      assert.equal(-1, c:dec("n", 4))
+    end)
+
+    it("reaches the backends through cache.new and CACHE_MEMCACHED_*", function()
+      if not cache.new then return pending("cache.new not installed") end
+      local c = cache.new { CACHE_TYPE = "memcached", CACHE_MEMCACHED_SERVERS = { A, B },
+                            CACHE_KEY_PREFIX = helpers.unique("cfg") }
+      assert.is_true(c:set("k", "v"))
+      assert.equal("v", c:get("k"))
+      if SASL then
+        local s = cache.new { CACHE_TYPE = "saslmemcached", CACHE_MEMCACHED_SERVERS = SASL,
+                              CACHE_MEMCACHED_USERNAME = USER, CACHE_MEMCACHED_PASSWORD = PASS,
+                              CACHE_KEY_PREFIX = helpers.unique("cfgs") }
+        assert.is_true(s:set("k", "v"))
+        assert.equal("v", s:get("k"))
+        local sp = cache.new { CACHE_TYPE = "spreadsaslmemcached", CACHE_MEMCACHED_SERVERS = SASL,
+                               CACHE_MEMCACHED_USERNAME = USER, CACHE_MEMCACHED_PASSWORD = PASS,
+                               CACHE_KEY_PREFIX = helpers.unique("cfgp") }
+        assert.is_true(sp:set("k", ("x"):rep(3000000)))
+        assert.equal(3000000, #sp:get("k"))
+      end
+    end)
+  end)
+
+  describe("keys", function()
+    it("stores keys with CR LF, spaces, NUL, control bytes and 300 bytes, and nothing leaks into the protocol", function()
+      local c, prefix = new()
+      -- Keys that are also valid and would be hit by an injection.
+      assert.is_true(c:set("evil", "untouched"))
+      assert.is_true(c:set("a", "plain a"))
+      local keys = {
+        "x\r\nset evil 0 0 4\r\nPWND\r\n",
+        "a b",
+        "a\0b",
+        "tab\there",
+        "\r\n",
+        "delete a\r\n",
+        ("k"):rep(300),
+        ("\255"):rep(10),
+        "",
+      }
+      for i, k in ipairs(keys) do
+        assert.is_true(c:set(k, i), ("key #%d"):format(i))
+      end
+      for i, k in ipairs(keys) do
+        assert.equal(i, c:get(k), ("key #%d"):format(i))
+        assert.is_true(c:has(k))
+      end
+      assert.equal("untouched", c:get("evil"))
+      assert.equal("plain a", c:get("a"))
+      -- The raw server has no key "evil" of its own, and the prefixed key
+      -- shows the mapping: prefix .. "#" .. sha256 hex.
+      local _, _, v = meta(A, "evil")
+      assert.is_nil(v)
+      local out = raw(A, ("mg %sevil v\r\n"):format(prefix))
+      assert.matches("untouched", out)
+      -- Many at once, then the connection still answers correctly.
+      local r = helpers.pack(c:get_many(table.unpack(keys)))
+      for i = 1, #keys do assert.equal(i, r[i]) end
+      local all, deleted = c:delete_many(keys[1], keys[2], keys[7], "never-set")
+      assert.is_false(all)
+      assert.equal(3, #deleted)
+      assert.is_nil(c:get(keys[1]))
+      assert.equal(3, c:get(keys[3]))
+      assert.equal(5, c:inc(keys[5], 0))
+      assert.is_true(c:set("after", "sound"))
+      assert.equal("sound", c:get("after"))
+    end)
+
+    it("maps an invalid or long key deterministically to prefix#sha256", function()
+      local c, prefix = new()
+      c:set("a b", 1)
+      local d = cache.MemcachedCache { servers = { A }, key_prefix = prefix }
+      assert.equal(1, d:get("a b"))
+      local long = ("y"):rep(251 - #prefix)
+      c:set(long, "long")
+      -- 250 bytes with the prefix is kept as it is; one more is hashed.
+      local kept = ("y"):rep(250 - #prefix)
+      c:set(kept, "kept")
+      assert.matches("kept$", select(3, meta(A, prefix .. kept)))
+      local _, _, v = meta(A, prefix .. long)
+      assert.is_nil(v)
+    end)
+
+    it("keeps prefixes apart, and clear() flushes every prefix (flush_all)", function()
+      local c1 = new()
+      local c2 = new()
+      c1:set("k", 1)
+      c2:set("k", 2)
+      assert.equal(1, c1:get("k"))
+      assert.equal(2, c2:get("k"))
+      assert.is_true(c1:clear())
+      assert.is_nil(c2:get("k"))
+    end)
+  end)
+
+  describe("ketama over two servers", function()
+    it("spreads keys over both, each key on one", function()
+      local prefix = helpers.unique("ket")
+      local pool = cache.MemcachedCache { servers = { A, B }, key_prefix = prefix }
+      local only_a = cache.MemcachedCache { servers = { A }, key_prefix = prefix }
+      local only_b = cache.MemcachedCache { servers = { B }, key_prefix = prefix }
+      local on_a, on_b = 0, 0
+      for i = 1, 200 do
+        assert.is_true(pool:set("k" .. i, i))
+      end
+      for i = 1, 200 do
+        local a, b = only_a:get("k" .. i), only_b:get("k" .. i)
+        assert.is_true((a == nil) ~= (b == nil), "key on exactly one server")
+        if a then on_a = on_a + 1 else on_b = on_b + 1 end
+      end
+      assert.is_true(on_a > 40 and on_b > 40, ("%d / %d"):format(on_a, on_b))
+    end)
+
+    it("adding a third server moves about a third of the keys (consistent hashing)", function()
+      local extra = start_own()
+      local prefix = helpers.unique("ket3")
+      local two = cache.MemcachedCache { servers = { A, B }, key_prefix = prefix }
+      for i = 1, 300 do two:set("k" .. i, i) end
+      local three = cache.MemcachedCache { servers = { A, B, extra.addr }, key_prefix = prefix }
+      local stayed = 0
+      for i = 1, 300 do
+        if three:get("k" .. i) == i then stayed = stayed + 1 end
+      end
+      -- modulo hashing would keep about 1/3; ketama about 2/3
+      assert.is_true(stayed > 150, "keys still found: " .. stayed)
+    end)
+  end)
+
+  describe("failures", function()
+    it("a server down gives nil/false and an error, fast, and recovers when it returns", function()
+      local s = start_own()
+      local c = cache.MemcachedCache { servers = { s.addr }, key_prefix = helpers.unique("down") }
+      assert.is_true(c:set("k", "v"))
+      stop_own(s)
+      local t0 = now()
+      local v, err = c:get("k")
+      assert.is_nil(v)
+      assert.matches("memcached 127%.0%.0%.1:" .. s.port, err)
+      local ok
+      ok, err = c:set("k", 1)
+      assert.is_false(ok)
+      assert.is_string(err)
+      v, err = c:inc("n")
+      assert.is_nil(v)
+      assert.is_string(err)
+      ok, err = c:has("k")
+      assert.is_false(ok)
+      assert.is_string(err)
+      ok, err = c:delete("k")
+      assert.is_false(ok)
+      assert.is_string(err)
+      local r = helpers.pack(c:get_many("a", "b"))
+      assert.equal(3, r.n)
+      assert.is_string(r[3])
+      ok, _, err = c:set_many { a = 1, b = 2 }
+      assert.is_false(ok)
+      assert.is_string(err)
+      ok, _, err = c:delete_many("a", "b", "c")
+      assert.is_false(ok)
+      assert.is_string(err)
+      ok, err = c:clear()
+      assert.is_false(ok)
+      assert.is_string(err)
+      assert.is_true(now() - t0 < 5, "failures are fast")
+      -- Back on the same port: a later call reconnects (retry after 1 s).
+      start_own(s.port)
+      local deadline = now() + 10
+      repeat
+        ok = c:set("k", "again")
+        if not ok then helpers.sleep(0.2) end
+      until ok or now() > deadline
+      assert.is_true(ok)
+      assert.equal("again", c:get("k"))
+      assert.equal(1, c:inc("fresh"))
+    end)
+
+    it("killing one of two servers leaves the other's keys readable", function()
+      local s1, s2 = start_own(), start_own()
+      local prefix = helpers.unique("kill")
+      local pool = cache.MemcachedCache { servers = { s1.addr, s2.addr }, key_prefix = prefix }
+      local only1 = cache.MemcachedCache { servers = { s1.addr }, key_prefix = prefix }
+      for i = 1, 60 do assert.is_true(pool:set("k" .. i, i)) end
+      local on1 = {}
+      for i = 1, 60 do on1[i] = only1:get("k" .. i) ~= nil end
+      stop_own(s2)
+      local read, failed = 0, 0
+      for i = 1, 60 do
+        local v, err = pool:get("k" .. i)
+        if on1[i] then
+          assert.equal(i, v)
+          read = read + 1
+        else
+          assert.is_nil(v)
+          assert.matches("memcached 127%.0%.0%.1:" .. s2.port, err)
+          failed = failed + 1
+        end
+      end
+      assert.is_true(read > 0 and failed > 0)
+      -- get_many: the live server's hits, nil for the dead one's keys
+      local keys = {}
+      for i = 1, 60 do keys[i] = "k" .. i end
+      local r = helpers.pack(pool:get_many(table.unpack(keys)))
+      for i = 1, 60 do
+        if on1[i] then assert.equal(i, r[i]) else assert.is_nil(r[i]) end
+      end
+      -- and it comes back (empty)
+      start_own(s2.port)
+      local deadline, back = now() + 10, false
+      repeat
+        local all = pool:set_many { x1 = 1, x2 = 2, x3 = 3, x4 = 4, x5 = 5, x6 = 6 }
+        back = all
+        if not back then helpers.sleep(0.2) end
+      until back or now() > deadline
+      assert.is_true(back)
+    end)
+  end)
+
+  describe("timeouts", function()
+    it("sends more than 30 days as an absolute time, fractions rounded up", function()
+      local c, prefix = new()
+      local forty_days = 40 * 86400
+      assert.is_true(c:set("long", "v", forty_days))
+      assert.equal("v", c:get("long"))
+      local _, ttl = meta(A, prefix .. "long")
+      assert.is_true(ttl > forty_days - 10 and ttl <= forty_days + 1, "ttl " .. tostring(ttl))
+      assert.is_true(c:set("thirty", "v", 2592000))
+      _, ttl = meta(A, prefix .. "thirty")
+      assert.is_true(ttl > 2592000 - 10, "ttl " .. tostring(ttl))
+      assert.is_true(c:set("frac", "v", 0.2))
+      _, ttl = meta(A, prefix .. "frac")
+      assert.is_true(ttl == 1 or ttl == 0, "ttl " .. tostring(ttl))
+      assert.is_true(c:set("never", "v", 0))
+      _, ttl = meta(A, prefix .. "never")
+      assert.equal(-1, ttl)
+      assert.is_true(c:add("huge", "v", 1e12)) -- clamped to the 32-bit field
+      assert.equal("v", c:get("huge"))
+    end)
+
+    it("a negative timeout deletes (set) or only checks (add)", function()
+      local c = new()
+      c:set("k", 1)
+      assert.is_true(c:set("k", 2, -1))
+      assert.is_nil(c:get("k"))
+      c:set("k", 1)
+      assert.is_false(c:add("k", 2, -1))
+      assert.equal(1, c:get("k"))
+      assert.is_true(c:add("fresh", 2, -1))
+      assert.is_false(c:has("fresh"))
+      local ok, keys = c:set_many({ a = 1, b = 2 }, -5)
+      assert.is_true(ok)
+      assert.equal(2, #keys)
+      assert.is_nil(c:get("a"))
+    end)
+
+    it("inc keeps the entry's expiry; a new key gets default_timeout", function()
+      local c, prefix = new { default_timeout = 100 }
+      c:set("n", 1, 1000)
+      assert.equal(2, c:inc("n"))
+      local _, ttl = meta(A, prefix .. "n")
+      assert.is_true(ttl > 900, "ttl " .. tostring(ttl))
+      assert.equal(1, c:inc("m"))
+      _, ttl = meta(A, prefix .. "m")
+      assert.is_true(ttl <= 100 and ttl > 90, "ttl " .. tostring(ttl))
+    end)
+  end)
+
+  describe("the stored form", function()
+    it("stores integers as decimal text with flag 2 (negatives as 2^64 - n), others as MessagePack with flag 256", function()
+      local c, prefix = new()
+      c:set("i", 42)
+      local flags, _, v = meta(A, prefix .. "i")
+      assert.equal(2, flags)
+      assert.equal("42", v)
+      c:set("neg", -7)
+      flags, _, v = meta(A, prefix .. "neg")
+      assert.equal(2, flags)
+      assert.equal("18446744073709551609", v)
+      c:set("s", "str")
+      flags = meta(A, prefix .. "s")
+      assert.equal(256, flags)
+      -- memcached's own incr/decr on them, from another client:
+      assert.matches("^52", raw(A, ("incr %si 10\r\n"):format(prefix)))
+      assert.equal(52, c:get("i"))
+      assert.matches("^2\n", raw(A, ("decr %si 50\r\n"):format(prefix)))
+      assert.equal(2, c:get("i"))
+      raw(A, ("incr %sneg 3\r\n"):format(prefix))
+      assert.equal(-4, c:get("neg"))
+    end)
+
+    it("inc/dec are atomic on the server, exact across zero and the int64 range", function()
+      local c = new()
+      assert.equal(5, c:inc("n", 5))
+      assert.equal(-5, c:dec("n", 10))
+      assert.equal(0, c:inc("n", 5))
+      assert.equal(-3, c:dec("m", 3))
+      assert.equal(-1, c:inc("m", 2))
+      c:set("big", math.maxinteger - 1)
+      assert.equal(math.maxinteger, c:inc("big"))
+      local v, err = c:inc("big")
+      assert.is_nil(v)
+      assert.matches("overflow", err)
+      assert.equal(math.maxinteger, c:get("big"))
+      c:set("small", math.mininteger + 1)
+      assert.equal(math.mininteger, c:dec("small"))
+      v, err = c:dec("small")
+      assert.is_nil(v)
+      assert.equal(math.mininteger, c:get("small"))
+    end)
+
+    it("loses no increment between concurrent clients", function()
+      local prefix = helpers.unique("conc")
+      local script = os.tmpname()
+      local fh = assert(io.open(script, "w"))
+      fh:write(([[
+        local cache = require "cache"
+        local c = cache.MemcachedCache { servers = { %q, %q }, key_prefix = %q }
+        for i = 1, 200 do
+          assert(c:inc("counter"))
+          assert(c:dec("down"))
+        end
+      ]]):format(A, B, prefix))
+      fh:close()
+      local lua = helpers.sh("command -v lua5.4")
+      local cmd = ("for i in 1 2 3 4; do %s %s & done; wait"):format(lua, script)
+      assert(os.execute(cmd))
+      os.remove(script)
+      local c = cache.MemcachedCache { servers = { A, B }, key_prefix = prefix }
+      assert.equal(800, c:get("counter"))
+      assert.equal(-800, c:get("down"))
+    end)
+
+    it("reads foreign values: decimal as integer, '!' + MessagePack, anything else as a string", function()
+      local c, prefix = new()
+      raw(A, ("set %sfi 0 0 3\r\n123\r\n"):format(prefix))
+      raw(A, ("set %sfs 0 0 5\r\nhello\r\n"):format(prefix))
+      raw(A, ("set %sfe 0 0 0\r\n\r\n"):format(prefix))
+      raw(A, ("set %sfn 2 0 2\r\n-5\r\n"):format(prefix)) -- pylibmc's negative int
+      local packed = "!" .. cache.encode({ a = 1 })
+      raw(A, ("set %sfm 0 0 %d\r\n%s\r\n"):format(prefix, #packed, packed))
+      raw(A, ("set %sfbad 0 0 2\r\n!\193\r\n"):format(prefix))
+      assert.equal(123, c:get("fi"))
+      assert.equal("hello", c:get("fs"))
+      assert.equal("", c:get("fe"))
+      assert.equal(-5, c:get("fn"))
+      assert.same({ a = 1 }, c:get("fm"))
+      assert.is_nil(c:get("fbad")) -- marker, corrupt bytes: unreadable, a miss
+      assert.equal(124, c:inc("fi"))
+      assert.equal(-4, c:inc("fn")) -- memcached cannot incr "-5": rewritten by CAS
+      assert.equal(-6, c:dec("fn", 2))
+      local v, err = c:inc("fs")
+      assert.is_nil(v)
+      assert.matches("not an integer", err)
+      assert.equal("hello", c:get("fs"))
+      assert.equal(2, c:inc(("k"):rep(300), 2)) -- still a sound connection
+    end)
+  end)
+
+  describe("SASLMemcachedCache", function()
+    if not SASL then
+      it("runs", function() pending("SASL memcached not started") end)
+      return
+    end
+
+    it("authenticates and works", function()
+      local c = cache.SASLMemcachedCache { servers = SASL, username = USER, password = PASS,
+                                           key_prefix = helpers.unique("sasl") }
+      assert.is_true(c:set("k", "v"))
+      assert.equal("v", c:get("k"))
+      assert.equal(1, c:inc("n"))
+      assert.equal(-2, c:dec("n", 3))
+    end)
+
+    -- Every operation with a wrong password, and without credentials at all:
+    -- false/nil and an error, quickly, and above all no abort (libmemcached
+    -- aborts in incr/decr on an unauthenticated connection; this process
+    -- would die here if a path were unguarded).
+    local function every_op(c, expect_get_error)
+      local t0 = now()
+      local results = {}
+      local function rec(name, ...) results[name] = helpers.pack(...) end
+      rec("set", c:set("k", "v"))
+      rec("add", c:add("k2", "v"))
+      rec("get", c:get("k"))
+      rec("delete", c:delete("k"))
+      rec("has", c:has("k"))
+      rec("inc", c:inc("n"))
+      rec("dec", c:dec("n"))
+      rec("get_many", c:get_many("a", "b", "c"))
+      rec("get_dict", c:get_dict("a", "b", "c"))
+      rec("set_many", c:set_many { a = 1, b = 2, c = 3 })
+      rec("delete_many", c:delete_many("a", "b", "c"))
+      rec("clear", c:clear())
+      local elapsed = now() - t0
+      assert.is_true(elapsed < 10, "took " .. elapsed)
+      for _, name in ipairs { "set", "add", "delete", "has" } do
+        assert.is_false(results[name][1], name)
+        assert.matches("memcached", results[name][2], name)
+      end
+      for _, name in ipairs { "inc", "dec" } do
+        assert.is_nil(results[name][1], name)
+        assert.matches("memcached", results[name][2], name)
+      end
+      assert.is_false(results.set_many[1])
+      assert.same({}, results.set_many[2])
+      assert.matches("memcached", results.set_many[3])
+      assert.is_false(results.delete_many[1])
+      assert.same({}, results.delete_many[2])
+      if expect_get_error then
+        assert.is_nil(results.get[1])
+        assert.matches("memcached", results.get[2])
+        assert.equal(4, results.get_many.n)
+        assert.matches("memcached", results.get_many[4])
+        assert.is_nil(results.get_dict[1])
+        assert.matches("memcached", results.get_dict[2])
+        assert.is_false(results.clear[1])
+        assert.matches("memcached", results.delete_many[3])
+      else
+        assert.is_nil(results.get[1])
+      end
+      return results
+    end
+
+    it("a wrong password fails every operation with an error, never a hang or an abort", function()
+      local c = cache.SASLMemcachedCache { servers = SASL, username = USER, password = "wrong",
+                                           key_prefix = helpers.unique("bad") }
+      local r = every_op(c, true)
+      assert.matches("authentication", r.set[2])
+      -- and again, while the server is disabled for a second, then after
+      every_op(c, true)
+      helpers.sleep(1.2)
+      every_op(c, true)
+    end)
+
+    it("an unknown user fails the same way", function()
+      local c = cache.SpreadSASLMemcachedCache { servers = SASL, username = "nobody", password = "x",
+                                                 key_prefix = helpers.unique("bad") }
+      every_op(c, true)
+    end)
+
+    it("no credentials against a SASL server: errors, and no abort in inc/dec", function()
+      -- libmemcached reports an unauthenticated get as NOT FOUND (a miss),
+      -- the writes as "authentication failure".
+      local c = cache.MemcachedCache { servers = SASL, key_prefix = helpers.unique("anon") }
+      local r = every_op(c, false)
+      assert.matches("authentication", r.inc[2])
+      local s = cache.SpreadSASLMemcachedCache { servers = SASL, key_prefix = helpers.unique("anon") }
+      every_op(s, false)
+    end)
+
+    it("gives the reason when the server is disabled after a failed login", function()
+      local c = cache.SASLMemcachedCache { servers = SASL, username = USER, password = "wrong",
+                                           key_prefix = helpers.unique("bad") }
+      local _, err1 = c:set("k", 1)
+      local _, err2 = c:set("k", 1)
+      assert.matches("authentication failure", err1)
+      assert.matches("authentication failure", err2)
+    end)
+  end)
+
+  describe("SpreadSASLMemcachedCache", function()
+    if not SASL then
+      it("runs", function() pending("SASL memcached not started") end)
+      return
+    end
+    local function spread(opts)
+      local o = { servers = SASL, username = USER, password = PASS,
+                  key_prefix = helpers.unique("spr"), chunksize = 1048576 }
+      for k, v in pairs(opts or {}) do o[k] = v end
+      local raw_view = cache.SASLMemcachedCache { servers = SASL, username = USER,
+                                                  password = PASS, key_prefix = o.key_prefix }
+      return cache.SpreadSASLMemcachedCache(o), raw_view
+    end
+
+    local function blob(n)
+      local parts, seed = {}, 7
+      for i = 1, n // 1024 do
+        seed = (seed * 1103515245 + 12345) % 2147483648
+        parts[i] = string.char(seed % 256, (seed >> 8) % 256) .. ("%08d"):format(i) .. ("."):rep(1014)
+      end
+      return table.concat(parts) .. ("z"):rep(n % 1024)
+    end
+
+    it("round-trips a 3 MB value in 1 MB chunks, under <key>.0 .. <key>.3", function()
+      local c, view = spread()
+      local v = blob(3 * 1048576 + 100)
+      assert.is_true(c:set("big", v))
+      local got = c:get("big")
+      assert.equal(#v, #got)
+      assert.is_true(got == v)
+      for i = 0, 3 do assert.is_true(view:has("big." .. i), "chunk " .. i) end
+      assert.is_false(view:has("big.4"))
+      assert.is_true(c:has("big"))
+      -- tables too, and get_many mixing chunked and small values
+      local t = { data = v, n = 1 }
+      assert.is_true(c:set("tbl", t))
+      c:set("small", "s")
+      local a, b, s, m = c:get_many("big", "tbl", "small", "missing")
+      assert.is_true(a == v)
+      assert.is_true(b.data == v)
+      assert.equal("s", s)
+      assert.is_nil(m)
+    end)
+
+    it("a missing chunk, or one that is not a piece of this value, is a miss", function()
+      local c, view = spread()
+      local v = blob(2 * 1048576 + 10)
+      c:set("k", v)
+      assert.is_true(view:delete("k.1"))
+      assert.is_nil(c:get("k"))
+      assert.is_nil((c:get_many("k")))
+      c:set("k", v)
+      assert.is_true(view:set("k.2", "not a piece"))
+      assert.is_nil(c:get("k"))
+      -- leftovers of a bigger, older value are ignored
+      c:set("k", v)
+      local smaller = blob(1048576 + 5)
+      c:set("k", smaller)
+      assert.is_true(view:has("k.2"))
+      assert.is_true(c:get("k") == smaller)
+    end)
+
+    it("delete removes every chunk", function()
+      local c, view = spread()
+      c:set("k", blob(3 * 1048576))
+      assert.is_true(c:delete("k"))
+      for i = 0, 3 do assert.is_false(view:has("k." .. i), "chunk " .. i) end
+      assert.is_false(c:delete("k"))
+      c:set("a", blob(1048577))
+      c:set("b", 1)
+      local all, keys = c:delete_many("a", "b", "nope")
+      assert.is_false(all)
+      table.sort(keys)
+      assert.same({ "a", "b" }, keys)
+      for i = 0, 1 do assert.is_false(view:has("a." .. i)) end
+    end)
+
+    it("a value too large for maxchunk chunks gives false and an error", function()
+      local c = spread { chunksize = 1000, maxchunk = 3 }
+      local ok, err = c:set("k", ("x"):rep(5000))
+      assert.is_false(ok)
+      assert.matches("maxchunk", err)
+      assert.is_nil(c:get("k"))
+      ok = c:set("fits", ("x"):rep(2900))
+      assert.is_true(ok)
+      assert.equal(2900, #c:get("fits"))
+      local all, keys = c:set_many { big = ("x"):rep(5000), small = "s" }
+      assert.is_false(all)
+      assert.same({ "small" }, keys)
+    end)
+
+    it("small values are one item, integers count on the server", function()
+      local c, view = spread()
+      c:set("n", 10)
+      assert.equal(10, view:get("n.0"))
+      assert.equal(11, c:inc("n"))
+      assert.equal(-4, c:dec("new", 4))
+      c:set("big", blob(1048577))
+      local v, err = c:inc("big")
+      assert.is_nil(v)
+      assert.matches("not an integer", err)
+    end)
+
+    it("add on a chunked value: the head decides", function()
+      local c = spread()
+      local v = blob(1048576 * 2)
+      assert.is_true(c:add("k", v))
+      assert.is_false(c:add("k", "other"))
+      assert.is_true(c:get("k") == v)
+    end)
+  end)
+end)
