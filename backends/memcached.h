@@ -110,6 +110,11 @@ typedef int (*mc_hit_fn)(void *ctx, size_t i, const char *v, size_t len,
 int mc_mget(mc_backend *b, size_t n, const mc_key *keys, mc_hit_fn hit,
             void *ctx, int *status, cache_err *err);
 
+/* The same for one key (faster than mc_mget of one): hit's status, or a
+ * failure. */
+int mc_get_one(mc_backend *b, const mc_key *k, mc_hit_fn hit, void *ctx,
+               cache_err *err);
+
 /* Pipelined sets: quiet (noreply) sets, except the last key of each server,
  * whose reply comes after the server has processed all of them, and values
  * larger than 256 KiB, which are sent with a reply. status[i] per key. */

@@ -257,7 +257,14 @@ static int read_values(spread *s, size_t n, const cache_str *keys,
         slots[i].state = CACHE_MISS;
     }
     read_ctx r = {slots, NULL, err};
-    rc = mc_mget(&s->mc, n, heads, head_hit, &r, status, err);
+    if (n == 1) {
+        status[0] = mc_get_one(&s->mc, &heads[0], head_hit, &r, err);
+        rc = status[0] == CACHE_ENOMEM ? CACHE_ENOMEM : CACHE_OK;
+        if (status[0] < 0)
+            rc = status[0];
+    } else {
+        rc = mc_mget(&s->mc, n, heads, head_hit, &r, status, err);
+    }
     if (rc < 0)
         goto out;
     size_t np = 0;

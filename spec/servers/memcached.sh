@@ -123,7 +123,7 @@ start() {
         || { echo "saslpasswd2 failed" >&2; stop; exit 1; }
     printf 'mech_list: plain cram-md5\nsasldb_path: %s/sasldb2\n' "$DIR/sasl" >"$DIR/sasl/memcached.conf"
     export SASL_CONF_PATH="$DIR/sasl"
-    start_tcp sasl ps -S -I 2m -vv || { stop; exit 1; }
+    start_tcp sasl ps -S -I 2m || { stop; exit 1; }
     echo "export CACHE_TEST_MEMCACHED=127.0.0.1:$pa"
     echo "export CACHE_TEST_MEMCACHED2=127.0.0.1:$pb"
     echo "export CACHE_TEST_MEMCACHED_SOCKET=$DIR/mc.sock"
