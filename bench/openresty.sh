@@ -4,11 +4,14 @@
 #   1. requests/s (wrk, median of 3 interleaved runs) of a bare content_by_lua handler, of a `cached` view
 #      served from the per-worker SimpleCache, and of one served from Redis
 #      (same body: "hello world");
-#   2. how long one RedisCache get blocks the nginx worker inside a handler
-#      (blocking transport), timed on the monotonic clock in the handler;
-#   3. how long a get blocks when Redis stops answering (SIGSTOP): bounded by
-#      the backend's `timeout` (0.5 s in the example).
-# Starts its own Redis and nginx on free loopback ports, stops both by PID.
+#   2. how long one get blocks the nginx worker inside a handler, for each
+#      backend (SimpleCache, FileSystemCache, and the blocking transports of
+#      Redis, memcached, uWSGI), timed on the monotonic clock in the handler;
+#   3. how long a get blocks when the server stops answering (SIGSTOP):
+#      bounded by the backend's timeout (0.5 s for Redis and uWSGI in the
+#      example; libmemcached's fixed 1 s poll timeout for memcached).
+# Starts its own Redis, memcached, uWSGI and nginx on free loopback ports and
+# stops them by PID.
 # Env: DURATION (wrk seconds, default 5), CONNS (default 32), THREADS (1).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,25 +24,46 @@ done
 
 WORK=$(mktemp -d /tmp/cache-bench-ngx.XXXXXX)
 chmod 755 "$WORK"
-REDIS_STOPPED=0
+STOPPED=""
 cleanup() {
-    [ -n "${REDIS_PID:-}" ] && [ $REDIS_STOPPED = 1 ] && kill -CONT "$REDIS_PID" 2>/dev/null
+    # shellcheck disable=SC2086
+    [ -n "$STOPPED" ] && kill -CONT $STOPPED 2>/dev/null
     bash "$ROOT/spec/support/openresty.sh" stop "$WORK/nginx" >/dev/null 2>&1
-    bash "$ROOT/spec/servers/redis.sh" stop "$WORK/redis" >/dev/null 2>&1
+    for srv in redis memcached uwsgi; do
+        [ -d "$WORK/$srv" ] && bash "$ROOT/spec/servers/$srv.sh" stop "$WORK/$srv" >/dev/null 2>&1
+    done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-mkdir -p "$WORK/redis" "$WORK/nginx"
+mkdir -p "$WORK/redis" "$WORK/nginx" "$WORK/memcached" "$WORK/uwsgi"
 bash "$ROOT/spec/servers/redis.sh" start "$WORK/redis" >"$WORK/redis.env" || exit 1
 # shellcheck disable=SC1091
 . "$WORK/redis.env"
 REDIS_PID=$(cat "$WORK/redis"/main*.pid 2>/dev/null | head -n 1)
+MC_PIDS="" UWSGI_PIDS=""
+if command -v memcached >/dev/null && bash "$ROOT/spec/servers/memcached.sh" start "$WORK/memcached" >"$WORK/memcached.env" 2>"$WORK/memcached.err"; then
+    . "$WORK/memcached.env"
+    mc_port=${CACHE_TEST_MEMCACHED##*:}
+    for f in "$WORK/memcached"/*.pid; do # the one serving CACHE_TEST_MEMCACHED
+        p=$(cat "$f"); tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q -- "-p $mc_port\b" && MC_PIDS=$p
+    done
+else
+    unset CACHE_TEST_MEMCACHED
+fi
+if command -v uwsgi >/dev/null && bash "$ROOT/spec/servers/uwsgi.sh" start "$WORK/uwsgi" >"$WORK/uwsgi.env" 2>"$WORK/uwsgi.err"; then
+    . "$WORK/uwsgi.env"
+    up=$(cat "$WORK/uwsgi/uwsgi.pid")
+    UWSGI_PIDS="$up $(ps -o pid= --ppid "$up" | tr -d ' ' | tr '\n' ' ')"
+else
+    unset CACHE_TEST_UWSGI
+fi
 env_out=$(bash "$ROOT/spec/support/openresty.sh" start "$WORK/nginx") || exit 1
 eval "$env_out"
 BASE="http://127.0.0.1:$CACHE_NGX_PORT"
 curl -s "$BASE/info" | grep -q 'redis=yes' || { echo "nginx has no RedisCache:" >&2; curl -s "$BASE/info" >&2; exit 1; }
+TIMED=$(curl -s "$BASE/info" | sed -n 's/.*timed=\([^;]*\).*/\1/p')
 
 rps() { # path -> requests/s
     wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" "$BASE$1" 2>&1 | awk '/^Requests\/sec/ {print $2}'
@@ -70,20 +94,32 @@ stats() { # reads numbers on stdin, prints min / median / p99 / max
     tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {
         if (NR == 0) { print "no samples"; exit }
         p = int(NR * 0.99); if (p < 1) p = 1
-        printf "min %.0f us, median %.0f us, p99 %.0f us, max %.0f us (%d gets)\n",
+        printf "min %.1f us, median %.1f us, p99 %.1f us, max %.0f us (%d gets)\n",
                a[1], a[int((NR + 1) / 2)], a[p], a[NR], NR }'
 }
-curl -s -o /dev/null "$BASE/redis/set?k=bench-small&v=hello"
-curl -s -o /dev/null "$BASE/redis/set?k=bench-big&size=100000"
-echo "RedisCache get blocking the worker, inside a handler:"
-printf '  %-20s %s\n' "hit (5 bytes)" "$(curl -s "$BASE/redis/time?k=bench-small&n=2000" | stats)"
-printf '  %-20s %s\n' "hit (100 kB)" "$(curl -s "$BASE/redis/time?k=bench-big&n=2000" | stats)"
-printf '  %-20s %s\n' "miss" "$(curl -s "$BASE/redis/time?k=bench-none&n=2000" | stats)"
+echo "one get inside a handler, i.e. how long it holds the worker (timed in the handler):"
+for b in simple filesystem redis memcached uwsgi; do
+    case ",$TIMED," in *",$b,"*) ;; *) printf '  %-11s not available\n' "$b"; continue ;; esac
+    curl -s -o /dev/null "$BASE/backend/set?b=$b&k=bench-small&size=5"
+    curl -s -o /dev/null "$BASE/backend/set?b=$b&k=bench-big&size=10000"
+    printf '  %-11s %-7s %s\n' "$b" "5 B" "$(curl -s "$BASE/backend/time?b=$b&k=bench-small&n=2000" | stats)"
+    printf '  %-11s %-7s %s\n' "" "10 kB" "$(curl -s "$BASE/backend/time?b=$b&k=bench-big&n=2000" | stats)"
+    printf '  %-11s %-7s %s\n' "" "miss" "$(curl -s "$BASE/backend/time?b=$b&k=bench-none&n=2000" | stats)"
+done
 
-# Redis alive but silent: the worker is stuck until the backend's timeout.
-if [ -n "$REDIS_PID" ]; then
-    kill -STOP "$REDIS_PID" && REDIS_STOPPED=1
-    t=$(curl -s --max-time 10 "$BASE/redis/time?k=bench-small&n=1" | stats)
-    kill -CONT "$REDIS_PID"; REDIS_STOPPED=0
-    printf '  %-20s %s\n' "Redis not answering" "$t"
-fi
+# A server alive but silent (SIGSTOP): the worker is stuck until the
+# backend's timeout. The PIDs are those of the servers this script started.
+stall() { # backend, pids...
+    local b=$1 t; shift
+    [ $# -gt 0 ] || return 0
+    case ",$TIMED," in *",$b,"*) ;; *) return 0 ;; esac
+    STOPPED="$*"
+    kill -STOP "$@"
+    t=$(curl -s --max-time 10 "$BASE/backend/time?b=$b&k=bench-small&n=1" | tr -d ' \n')
+    kill -CONT "$@"; STOPPED=""
+    printf '  %-11s one get took %.0f ms\n' "$b" "$(awk -v t="$t" 'BEGIN {print t/1000}')"
+}
+echo "server not answering (SIGSTOP), one get:"
+stall redis "$REDIS_PID"
+stall memcached $MC_PIDS
+stall uwsgi $UWSGI_PIDS

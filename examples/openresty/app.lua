@@ -54,6 +54,30 @@ local function redis_config()
   }
 end
 
+-- The other backends, for bench/openresty.sh: each is timed the same way as
+-- Redis (/backend/set, /backend/time). All of them but SimpleCache do their
+-- I/O with blocking calls, so they hold the worker for the duration.
+local others = {}
+
+local function open_others()
+  local types = cache.backend_types()
+  local function try(name, ctor, opts)
+    if not types[ctor] then return end
+    local ok, b = pcall(cache[ctor], opts)
+    if ok then others[name] = b else ngx.log(ngx.ERR, name, ": ", tostring(b)) end
+  end
+  if local_cache then others.simple = local_cache.cache end
+  if redis_cache then others.redis = redis_cache.cache end
+  -- one folder for both workers (openresty.sh makes it writable by nobody)
+  try("filesystem", "FileSystemCache", { cache_dir = ngx.config.prefix() .. "fscache", threshold = 0 })
+  local mc = os.getenv("CACHE_TEST_MEMCACHED")
+  if mc and mc ~= "" then
+    try("memcached", "MemcachedCache", { servers = { mc }, key_prefix = "openresty-example:" })
+  end
+  local uw = os.getenv("CACHE_TEST_UWSGI")
+  if uw and uw ~= "" then try("uwsgi", "UWSGICache", { cache = "mycache@" .. uw, timeout = 0.5 }) end
+end
+
 function M.init_worker()
   stats:incr("inits", 1, 0)
   if not cache.new then return end -- decorators not installed: /info says so
@@ -92,6 +116,7 @@ function M.init_worker()
       redis_why = "RedisCache: " .. tostring(c)
     end
   end
+  open_others()
 end
 
 -- Sends a one-line body with the worker's pid and computation count.
@@ -120,6 +145,12 @@ function M.info()
     "new=" .. tostring(cache.new ~= nil),
     "simple=" .. (local_cache and tostring(local_cache.cache) or "none"),
     "redis=" .. (redis_cache and "yes" or tostring(redis_why or "no")),
+    "timed=" .. (function()
+      local names = {}
+      for name in pairs(others) do names[#names + 1] = name end
+      table.sort(names)
+      return table.concat(names, ",")
+    end)(),
     "backends=" .. table.concat(types, ","),
     "jit=" .. tostring(jit and jit.version),
   }, ";"))
@@ -181,13 +212,22 @@ function M.redis_get()
   reply(v == nil and "MISS" or tostring(v))
 end
 
---- GET /redis/time?k=..&n=N: N gets of one key inside this handler, each
--- timed on the monotonic clock; the body is the durations in microseconds.
--- This is how long the blocking transport holds the whole worker.
-function M.redis_time()
-  if not need(redis_cache, redis_why or "no redis") then return end
+-- /backend/set?b=NAME&k=..&size=N stores N bytes in that backend.
+function M.backend_set()
+  local b = others[ngx.var.arg_b or ""]
+  if not need(b, "no backend " .. tostring(ngx.var.arg_b)) then return end
+  local ok, err = b:set(ngx.var.arg_k or "t", ("x"):rep(tonumber(ngx.var.arg_size) or 5))
+  reply(ok and "true" or ("false " .. tostring(err)))
+end
+
+--- GET /backend/time?b=NAME&k=..&n=N: N gets of one key inside this handler,
+-- each timed on the monotonic clock; the body is the durations in
+-- microseconds. This is how long the call holds the whole worker: nothing
+-- else runs in it meanwhile (a C call cannot yield to nginx).
+function M.backend_time()
+  local b = others[ngx.var.arg_b or ""]
+  if not need(b, "no backend " .. tostring(ngx.var.arg_b)) then return end
   local key, n = ngx.var.arg_k or "t", tonumber(ngx.var.arg_n) or 100
-  local b = redis_cache.cache
   local out = {}
   for i = 1, n do
     local t0 = core.monotonic()

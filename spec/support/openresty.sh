@@ -48,7 +48,8 @@ build_module() {
 }
 
 layout() {
-    mkdir -p "$DIR"/{conf,logs,lua/cache,clib,tmp}
+    mkdir -p "$DIR"/{conf,logs,lua/cache,clib,tmp,fscache}
+    chmod 1777 "$DIR/fscache" # the example's FileSystemCache, written by the workers
     cp "$ROOT/lua/cache.lua" "$ROOT/examples/openresty/app.lua" "$DIR/lua/"
     for f in "$ROOT"/lua/cache/*.lua; do [ -e "$f" ] && cp "$f" "$DIR/lua/cache/"; done
 }
@@ -79,8 +80,17 @@ try_start() {
             grep -q 'Address already in use' "$DIR/logs/error.log" "$DIR/logs/stdout" && return 1
             return 2
         fi
+        if grep -q 'init_worker_by_lua error' "$DIR/logs/error.log"; then
+            stop_nginx
+            return 2
+        fi
         # ready when the server answers and both workers ran init_worker
         if curl -s --max-time 1 "http://127.0.0.1:$port/info" 2>/dev/null | grep -q 'inits=2;'; then
+            sleep 0.1 # let a failing init_worker of the other worker show up
+            if grep -q 'init_worker_by_lua error' "$DIR/logs/error.log"; then
+                stop_nginx
+                return 2
+            fi
             echo "$port" >"$DIR/port"
             return 0
         fi
