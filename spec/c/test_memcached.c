@@ -1,0 +1,252 @@
+#define _POSIX_C_SOURCE 200809L
+/*
+ * test_memcached.c - the memcached backends' pure parts from C (key mapping,
+ * expiry, the stored form of values) and, when CACHE_TEST_MEMCACHED names a
+ * server (spec/servers/memcached.sh), a few calls through cache_open.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../backends/memcached.h"
+#include "codec.h"
+#include "ctest.h"
+#include "digest.h"
+
+static mc_backend with_prefix(const char *p)
+{
+    mc_backend b;
+    memset(&b, 0, sizeof b);
+    b.prefix = (char *)p;
+    b.prefix_len = strlen(p);
+    return b;
+}
+
+static cache_str S(const char *s) { return (cache_str){s, strlen(s)}; }
+
+static int is_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strchr("0123456789abcdef", s[i]))
+            return 0;
+    return 1;
+}
+
+static void keys_valid_are_kept(void)
+{
+    mc_backend b = with_prefix("app:");
+    mc_key k;
+    mc_key_make(&b, S("user:1"), NULL, 0, &k);
+    CHECK(k.len == 10 && memcmp(k.s, "app:user:1", 10) == 0);
+    mc_key_make(&b, S("big"), ".3", 2, &k);
+    CHECK(k.len == 9 && memcmp(k.s, "app:big.3", 9) == 0);
+    char long_ok[251];
+    memset(long_ok, 'x', 246);
+    long_ok[246] = '\0';
+    mc_key_make(&b, S(long_ok), NULL, 0, &k); /* 4 + 246 = 250 */
+    CHECK(k.len == 250 && memcmp(k.s + 4, long_ok, 246) == 0);
+}
+
+static void keys_invalid_are_hashed(void)
+{
+    mc_backend b = with_prefix("app:");
+    const char *bad[] = {"a b", "x\r\nset evil 0 0 1\r\nZ", "tab\t", "\x7f", "\xff\xfe"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        mc_key k;
+        mc_key_make(&b, S(bad[i]), NULL, 0, &k);
+        CHECK(k.len == 4 + 1 + 64);
+        CHECK(memcmp(k.s, "app:#", 5) == 0);
+        CHECK(is_hex(k.s + 5, 64));
+        /* the digest is sha256 of prefix + key */
+        unsigned char d[CACHE_DIGEST_MAX];
+        const void *parts[2] = {"app:", bad[i]};
+        size_t lens[2] = {4, strlen(bad[i])};
+        char hex[65];
+        CHECK(cache_digest(CACHE_SHA256, 2, parts, lens, d) == 32);
+        cache_hex(d, 32, hex);
+        CHECK(memcmp(k.s + 5, hex, 64) == 0);
+    }
+    /* NUL inside, 251 bytes, empty: hashed too, and all different */
+    mc_key k1, k2, k3;
+    mc_key_make(&b, (cache_str){"a\0b", 3}, NULL, 0, &k1);
+    mc_key_make(&b, (cache_str){"a\0c", 3}, NULL, 0, &k2);
+    mc_key_make(&b, S(""), NULL, 0, &k3);
+    CHECK(k1.len == 69 && k2.len == 69);
+    CHECK(memcmp(k1.s, k2.s, 69) != 0);
+    CHECK(k3.len == 4 && memcmp(k3.s, "app:", 4) == 0); /* "app:" + "" is valid */
+    mc_backend none = with_prefix("");
+    mc_key_make(&none, S(""), NULL, 0, &k3);
+    CHECK(k3.len == 65 && k3.s[0] == '#');
+    char long_bad[252];
+    memset(long_bad, 'x', 247);
+    long_bad[247] = '\0';
+    mc_key_make(&b, S(long_bad), NULL, 0, &k1); /* 251 bytes */
+    CHECK(k1.len == 69);
+    /* a prefix that is itself invalid is not kept in front */
+    mc_backend sp = with_prefix("my app:");
+    mc_key_make(&sp, S("k"), NULL, 0, &k1);
+    CHECK(k1.len == 65 && k1.s[0] == '#');
+    /* deterministic */
+    mc_key_make(&b, S("a b"), NULL, 0, &k1);
+    mc_key_make(&b, S("a b"), NULL, 0, &k2);
+    CHECK(k1.len == k2.len && memcmp(k1.s, k2.s, k1.len) == 0);
+}
+
+static void expiry_rules(void)
+{
+    time_t e;
+    CHECK(mc_expiry(0, &e) == 0 && e == 0);
+    CHECK(mc_expiry(0.2, &e) == 0 && e == 1);
+    CHECK(mc_expiry(1, &e) == 0 && e == 1);
+    CHECK(mc_expiry(1.0001, &e) == 0 && e == 2);
+    CHECK(mc_expiry(2592000, &e) == 0 && e == 2592000);
+    double now = cache_wall_now();
+    CHECK(mc_expiry(2592001, &e) == 0);
+    CHECK(e >= (time_t)now + 2592000 && e <= (time_t)now + 2592002);
+    CHECK(mc_expiry(1e15, &e) == 0 && e == (time_t)4294967295u);
+    CHECK(mc_expiry(-1, &e) == 1);
+    CHECK(mc_expiry(-0.001, &e) == 1);
+}
+
+static void int_codec(int64_t i, cache_buf *out)
+{
+    cache_writer w;
+    out->len = 0;
+    cache_writer_init(&w, out);
+    cache_write_int(&w, i);
+}
+
+static void stored_form(void)
+{
+    cache_buf v, out;
+    cache_buf_init(&v);
+    cache_buf_init(&out);
+    char text[24];
+    cache_str payload;
+    uint32_t flags;
+    int64_t got;
+
+    int_codec(42, &v);
+    mc_encode((cache_str){v.data, v.len}, text, &payload, &flags);
+    CHECK(flags == MC_FLAG_INT && payload.len == 2 && memcmp(payload.ptr, "42", 2) == 0);
+    int_codec(-7, &v);
+    mc_encode((cache_str){v.data, v.len}, text, &payload, &flags);
+    CHECK(flags == MC_FLAG_INT && strcmp(text, "18446744073709551609") == 0);
+    CHECK(mc_decode(payload.ptr, payload.len, flags, &out, NULL) == CACHE_OK);
+    CHECK(cache_value_as_int((cache_str){out.data, out.len}, &got) && got == -7);
+    int_codec(INT64_MIN, &v);
+    mc_encode((cache_str){v.data, v.len}, text, &payload, &flags);
+    out.len = 0;
+    CHECK(mc_decode(payload.ptr, payload.len, flags, &out, NULL) == CACHE_OK);
+    CHECK(cache_value_as_int((cache_str){out.data, out.len}, &got) && got == INT64_MIN);
+
+    /* memcached pads a shrinking incr/decr result with spaces */
+    out.len = 0;
+    CHECK(mc_decode("29      ", 8, MC_FLAG_INT, &out, NULL) == CACHE_OK);
+    CHECK(cache_value_as_int((cache_str){out.data, out.len}, &got) && got == 29);
+
+    /* other values: the codec bytes, flag 256, as they are */
+    cache_writer w;
+    v.len = 0;
+    cache_writer_init(&w, &v);
+    cache_write_str(&w, "hi", 2);
+    mc_encode((cache_str){v.data, v.len}, text, &payload, &flags);
+    CHECK(flags == MC_FLAG_CODEC && payload.ptr == v.data && payload.len == 3);
+
+    /* foreign values */
+    out.len = 0;
+    CHECK(mc_decode("123", 3, 0, &out, NULL) == CACHE_OK);
+    CHECK(cache_value_as_int((cache_str){out.data, out.len}, &got) && got == 123);
+    out.len = 0;
+    CHECK(mc_decode("18446744073709551609", 20, 0, &out, NULL) == CACHE_OK);
+    CHECK(!cache_value_as_int((cache_str){out.data, out.len}, &got)); /* a string */
+    out.len = 0;
+    CHECK(mc_decode("hello", 5, 0, &out, NULL) == CACHE_OK);
+    CHECK(out.len == 6 && memcmp(out.data + 1, "hello", 5) == 0);
+    char marked[8] = "!";
+    memcpy(marked + 1, v.data, v.len);
+    out.len = 0;
+    CHECK(mc_decode(marked, 1 + v.len, 0, &out, NULL) == CACHE_OK);
+    CHECK(out.len == v.len && memcmp(out.data, v.data, v.len) == 0);
+    out.len = 0;
+    cache_err err = {0, ""};
+    CHECK(mc_decode("!\xc1", 2, 0, &out, &err) == CACHE_MISS && out.len == 0);
+    cache_buf_free(&v);
+    cache_buf_free(&out);
+}
+
+/* ---- against a server ----------------------------------------------------------- */
+
+static cache_backend *open_mc(const char *server, const char *prefix)
+{
+    cache_opt o[2] = {
+        {.name = "servers", .type = CACHE_OPT_STR, .s = server, .slen = strlen(server)},
+        {.name = "key_prefix", .type = CACHE_OPT_STR, .s = prefix, .slen = strlen(prefix)},
+    };
+    cache_opts opts = {o, 2};
+    cache_err err = {0, ""};
+    cache_backend *b = cache_open("MemcachedCache", &opts, &err);
+    if (!b)
+        printf("  open: %s\n", err.msg);
+    return b;
+}
+
+static void server_roundtrip(void)
+{
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "ctest:%ld:", (long)cache_wall_now());
+    cache_backend *b = open_mc(getenv("CACHE_TEST_MEMCACHED"), prefix);
+    CHECK(b != NULL);
+    if (!b)
+        return;
+    cache_err err = {0, ""};
+    cache_buf v, out;
+    cache_buf_init(&v);
+    cache_buf_init(&out);
+    int_codec(5, &v);
+    CHECK(cache_set(b, S("n"), (cache_str){v.data, v.len}, 0, &err) == CACHE_OK);
+    int64_t r = 0;
+    CHECK(cache_incr(b, S("n"), -10, 300, &r, &err) == CACHE_OK && r == -5);
+    CHECK(cache_incr(b, S("new"), -3, 300, &r, &err) == CACHE_OK && r == -3);
+    CHECK(cache_get(b, S("n"), &out, &err) == CACHE_OK);
+    int64_t got;
+    CHECK(cache_value_as_int((cache_str){out.data, out.len}, &got) && got == -5);
+    CHECK(cache_del(b, S("n"), &err) == CACHE_OK);
+    CHECK(cache_del(b, S("n"), &err) == CACHE_MISS);
+    CHECK(cache_has(b, S("new"), &err) == CACHE_OK);
+    cache_close(b);
+    cache_buf_free(&v);
+    cache_buf_free(&out);
+}
+
+static void server_down(void)
+{
+    /* port 1 on loopback: nothing listens, the connection is refused */
+    cache_backend *b = open_mc("127.0.0.1:1", "down:");
+    CHECK(b != NULL);
+    if (!b)
+        return;
+    cache_err err = {0, ""};
+    cache_buf out;
+    cache_buf_init(&out);
+    CHECK(cache_get(b, S("k"), &out, &err) == CACHE_FAIL);
+    CHECK(strstr(err.msg, "memcached 127.0.0.1:1") != NULL);
+    int64_t r;
+    CHECK(cache_incr(b, S("k"), 1, 0, &r, &err) == CACHE_FAIL);
+    cache_close(b);
+    cache_buf_free(&out);
+}
+
+int main(void)
+{
+    RUN(keys_valid_are_kept);
+    RUN(keys_invalid_are_hashed);
+    RUN(expiry_rules);
+    RUN(stored_form);
+    RUN(server_down);
+    if (getenv("CACHE_TEST_MEMCACHED"))
+        RUN(server_roundtrip);
+    else
+        SKIP(server_roundtrip, "CACHE_TEST_MEMCACHED unset");
+    CTEST_END();
+}
