@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -734,6 +735,52 @@ static void test_clear_leaves_foreign_files(void)
     cache_close(b);
 }
 
+/* clear while another process writes and deletes: files vanishing under
+ * the listing are not errors. */
+static void test_clear_racing_writer(void)
+{
+    char dir[256];
+    new_dir(dir, sizeof dir);
+    cache_backend *b = open_fs(dir, 0, -1);
+    CHECK(b != NULL);
+    if (!b)
+        return;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        cache_backend *c = open_fs(dir, 0, -1);
+        for (int i = 0; c && i < 4000; i++) {
+            char k[16];
+            cache_err err = {0};
+            snprintf(k, sizeof k, "r%d", i % 40);
+            if (i % 2)
+                cache_del(c, S(k), &err);
+            else
+                set_str(c, k, "v", 0);
+        }
+        _exit(0);
+    }
+    int fails = 0, clears = 0;
+    cache_err err = {0};
+    while (waitpid(pid, NULL, WNOHANG) == 0) {
+        for (int i = 0; i < 40; i++) {
+            char k[16];
+            snprintf(k, sizeof k, "r%d", i);
+            cache_del(b, S(k), &err); /* delete too, to race the listing */
+        }
+        memset(&err, 0, sizeof err);
+        if (cache_clear(b, &err) != CACHE_OK) {
+            if (!fails)
+                printf("  clear: %s\n", err.msg);
+            fails++;
+        }
+        clears++;
+    }
+    printf("  %d clears racing a writer: %d failed\n", clears, fails);
+    CHECK(fails == 0 && clears > 0);
+    cache_close(b);
+}
+
 /* ---- incr ------------------------------------------------------------------ */
 
 static void test_incr(void)
@@ -1329,6 +1376,114 @@ static void test_processes_incr_and_add(void)
     cache_close(b);
 }
 
+/* Threads of one process share one cache object: its entry count and
+ * pruning are guarded, incr excludes other threads too. */
+#define NTHREADS 4
+
+typedef struct thread_arg {
+    cache_backend *b;
+    int id, bad, failures, incr_ok;
+} thread_arg;
+
+static void *thread_main(void *p)
+{
+    thread_arg *a = p;
+    cache_buf val, out;
+    cache_buf_init(&val);
+    cache_buf_init(&out);
+    char pay[512];
+    unsigned seed = (unsigned)a->id * 2654435761u;
+    for (int i = 0; i < 2000; i++) {
+        char k[32];
+        cache_err err = {0};
+        seed = seed * 1103515245u + 12345u;
+        snprintf(k, sizeof k, "t%u", (seed >> 8) % 200);
+        if ((seed >> 20) % 2) {
+            cache_str v = make_value(&val, a->id, i, pay, (seed >> 4) % 512);
+            a->failures += cache_set(a->b, S(k), v, 0, &err) != CACHE_OK;
+        } else {
+            out.len = 0;
+            int rc = a->b->vt->get(a->b, S(k), &out, &err);
+            if (rc == CACHE_OK)
+                a->bad += !check_value(&out);
+            else if (rc == CACHE_MISS)
+                a->bad += err.code == CACHE_FAIL;
+            else
+                a->failures++;
+        }
+        if (i % 4 == 0) {
+            int64_t r;
+            a->incr_ok += cache_incr(a->b, S("tcount"), 1, 0, &r, &err) ==
+                          CACHE_OK;
+        }
+    }
+    cache_buf_free(&val);
+    cache_buf_free(&out);
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    char dir[256];
+    new_dir(dir, sizeof dir);
+    cache_backend *b = open_fs(dir, 50, -1);
+    CHECK(b != NULL);
+    if (!b)
+        return;
+    pthread_t th[NTHREADS];
+    thread_arg args[NTHREADS];
+    for (int i = 0; i < NTHREADS; i++) {
+        args[i] = (thread_arg){b, i + 1, 0, 0, 0};
+        pthread_create(&th[i], NULL, thread_main, &args[i]);
+    }
+    int bad = 0, failures = 0, incrs = 0;
+    for (int i = 0; i < NTHREADS; i++) {
+        pthread_join(th[i], NULL);
+        bad += args[i].bad;
+        failures += args[i].failures;
+        incrs += args[i].incr_ok;
+    }
+    cache_buf out;
+    cache_buf_init(&out);
+    cache_err err = {0};
+    int64_t v = -1;
+    int rc = cache_get(b, S("tcount"), &out, &err);
+    /* the counter may have been pruned (threshold 50): then it restarted */
+    if (rc == CACHE_OK)
+        cache_value_as_int((cache_str){out.data, out.len}, &v);
+    int files = count_names(dir, "");
+    printf("  %d threads x 2000 ops, threshold 50: %d bad, %d failures, "
+           "%d incr ok (counter %lld), %d files\n",
+           NTHREADS, bad, failures, incrs, (long long)v, files);
+    CHECK(bad == 0 && failures == 0 && incrs == NTHREADS * 500);
+    CHECK(files <= 50 && count_names(dir, ".tmp-") == 0);
+    cache_buf_free(&out);
+    cache_close(b);
+
+    /* without pruning the counter must be exact */
+    new_dir(dir, sizeof dir);
+    b = open_fs(dir, 0, -1);
+    CHECK(b != NULL);
+    if (!b)
+        return;
+    for (int i = 0; i < NTHREADS; i++) {
+        args[i] = (thread_arg){b, i + 1, 0, 0, 0};
+        pthread_create(&th[i], NULL, thread_main, &args[i]);
+    }
+    incrs = 0;
+    for (int i = 0; i < NTHREADS; i++) {
+        pthread_join(th[i], NULL);
+        incrs += args[i].incr_ok;
+        CHECK(args[i].bad == 0 && args[i].failures == 0);
+    }
+    cache_buf_init(&out);
+    CHECK(cache_get(b, S("tcount"), &out, &err) == CACHE_OK);
+    CHECK(cache_value_as_int((cache_str){out.data, out.len}, &v) &&
+          v == NTHREADS * 500 && incrs == NTHREADS * 500);
+    cache_buf_free(&out);
+    cache_close(b);
+}
+
 /* A cache object inherited through fork keeps working in both processes. */
 static void test_fork_inherits(void)
 {
@@ -1377,6 +1532,7 @@ int main(void)
     RUN(test_modes);
     RUN(test_corrupt_and_foreign);
     RUN(test_clear_leaves_foreign_files);
+    RUN(test_clear_racing_writer);
     RUN(test_incr);
     RUN(test_threshold_expired_first_then_oldest);
     RUN(test_threshold_small_and_amortised);
@@ -1390,6 +1546,7 @@ int main(void)
     RUN(test_processes_mixed);
     RUN(test_processes_mixed_pruning);
     RUN(test_processes_incr_and_add);
+    RUN(test_threads);
     RUN(test_fork_inherits);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
