@@ -31,6 +31,12 @@ FUZZ_SRC_redis_reply := fuzz/fuzz_redis_reply.c backends/redis_proto.c engine/co
 FUZZ_SRC_fs_entry    := fuzz/fuzz_fs_entry.c backends/filesystem.c engine/codec.c \
                         engine/util.c engine/digest.c engine/dispatch.c \
                         engine/options.c engine/registry.c
+# Headers each depends on (not every header of the tree: other backends'
+# headers change often and would rebuild everything).
+FUZZ_HDR             := $(wildcard engine/*.h)
+FUZZ_HDR_codec       := $(wildcard bindings/*.h)
+FUZZ_HDR_uwsgi       := backends/uwsgi_proto.h
+FUZZ_HDR_redis_reply := backends/redis_proto.h
 FUZZ_XFLAGS_codec    := $(shell $(PKG) --cflags lua5.4 2>/dev/null)
 FUZZ_XLIBS_codec     := $(shell $(PKG) --libs lua5.4 2>/dev/null)
 
@@ -49,7 +55,7 @@ $(FUZZ_ALL:%=fuzz-%): fuzz-%: $(FUZZ_DIR)/fuzz_%
 	@FUZZ_DIR=$(FUZZ_DIR) fuzz/run.sh $(FUZZ_SECONDS) $*
 
 define FUZZ_RULE
-$(FUZZ_DIR)/fuzz_$(1): $(FUZZ_SRC_$(1)) $(HEADERS) fuzz/fuzz.mk
+$(FUZZ_DIR)/fuzz_$(1): $(FUZZ_SRC_$(1)) $(FUZZ_HDR) $(FUZZ_HDR_$(1)) fuzz/fuzz.mk
 	@mkdir -p $(FUZZ_DIR)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_XFLAGS_$(1)) $(FUZZ_SRC_$(1)) \
 	    $(FUZZ_LIBS) $(FUZZ_XLIBS_$(1)) -o $$@
