@@ -314,7 +314,7 @@ static int open_entry(fs_cache *fs, const char *name, int *state,
     int e = errno;
     if (e == ENOENT || e == ENOTDIR) {
         *state = ENT_ABSENT;
-    } else if (e == ELOOP) {
+    } else if (e == ELOOP || e == ENXIO) { /* a symlink, a socket */
         remove_foreign(fs, name);
         *state = ENT_BAD;
     } else {

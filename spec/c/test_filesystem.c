@@ -18,6 +18,8 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -663,6 +665,18 @@ static void test_corrupt_and_foreign(void)
     CHECK(get_str(b, "fifo", v, sizeof v) == CACHE_MISS && !exists(p));
     CHECK(mkfifo(p, 0600) == 0);
     CHECK(cache_has(b, S("fifo"), &err) == CACHE_MISS && !exists(p));
+
+    /* a Unix socket at an entry's name: a miss, removed */
+    entry_path(dir, "sock", p, sizeof p);
+    int sfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    CHECK(strlen(p) < sizeof sa.sun_path);
+    memcpy(sa.sun_path, p, strlen(p) < sizeof sa.sun_path ? strlen(p) + 1 : 0);
+    CHECK(sfd >= 0 && bind(sfd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    memset(&err, 0, sizeof err);
+    CHECK(get_str(b, "sock", v, sizeof v) == CACHE_MISS && !exists(p));
+    CHECK(err.code == 0);
+    close(sfd);
 
     /* a directory at an entry's name is a miss and is left alone */
     entry_path(dir, "adir", p, sizeof p);
