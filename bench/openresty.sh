@@ -14,6 +14,7 @@
 # stops them by PID.
 # Env: DURATION (wrk seconds, default 5), CONNS (default 32), THREADS (1).
 set -u
+unset LD_PRELOAD
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DURATION=${DURATION:-5}
 CONNS=${CONNS:-32}
@@ -59,7 +60,7 @@ if command -v uwsgi >/dev/null && bash "$ROOT/spec/servers/uwsgi.sh" start "$WOR
 else
     unset CACHE_TEST_UWSGI
 fi
-env_out=$(bash "$ROOT/spec/support/openresty.sh" start "$WORK/nginx") || exit 1
+env_out=$(CACHE_NGX_OWNER=$$ bash "$ROOT/spec/support/openresty.sh" start "$WORK/nginx") || exit 1
 eval "$env_out"
 BASE="http://127.0.0.1:$CACHE_NGX_PORT"
 curl -s "$BASE/info" | grep -q 'redis=yes' || { echo "nginx has no RedisCache:" >&2; curl -s "$BASE/info" >&2; exit 1; }
