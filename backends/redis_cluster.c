@@ -470,18 +470,17 @@ static void group_keys(cluster_backend *cb, size_t n, const batch *a,
 /* Writes every node's pipeline, then reads every node's replies. */
 static void exchange_all(cluster_backend *cb)
 {
-    double deadline = cb->timeout > 0 ? cache_monotonic_now() + cb->timeout : 0;
     for (size_t j = 0; j < cb->nnodes; j++) {
         cnode *node = cb->nodes[j];
         if (node->req.ncmds &&
-            redis_conn_send(&node->conn, &node->req, deadline, &node->err) !=
+            redis_conn_send(&node->conn, &node->req, &node->err) !=
                 CACHE_OK)
             node->failed = 1;
     }
     for (size_t j = 0; j < cb->nnodes; j++) {
         cnode *node = cb->nodes[j];
         if (node->req.ncmds && !node->failed &&
-            redis_conn_recv(&node->conn, &node->req, deadline, &node->err) !=
+            redis_conn_recv(&node->conn, &node->req, &node->err) !=
                 CACHE_OK)
             node->failed = 1;
     }

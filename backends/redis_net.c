@@ -231,10 +231,9 @@ static int setup_session(redis_conn *c, cache_err *err)
     }
     if (rc != CACHE_OK || q->ncmds == 0)
         return rc;
-    double deadline = redis_conn_deadline(c);
-    rc = redis_conn_send(c, q, deadline, err);
+    rc = redis_conn_send(c, q, err);
     if (rc == CACHE_OK)
-        rc = redis_conn_recv(c, q, deadline, err);
+        rc = redis_conn_recv(c, q, err);
     if (rc != CACHE_OK)
         return rc;
     for (size_t i = 0; i < q->nreplies; i++) {
@@ -286,8 +285,7 @@ int redis_conn_open(redis_conn *c, cache_err *err)
 
 /* ---- exchanging -------------------------------------------------------------- */
 
-int redis_conn_send(redis_conn *c, redis_req *q, double deadline,
-                    cache_err *err)
+int redis_conn_send(redis_conn *c, redis_req *q, cache_err *err)
 {
     redis_req_drop_replies(q);
     int rc = redis_conn_open(c, err);
@@ -307,12 +305,12 @@ int redis_conn_send(redis_conn *c, redis_req *q, double deadline,
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            int ready = wait_fd(c->fd, POLLOUT, deadline);
+            int ready = wait_fd(c->fd, POLLOUT, redis_conn_deadline(c));
             if (ready > 0)
                 continue;
             if (ready == 0) {
                 char what[64];
-                snprintf(what, sizeof what, "write timed out after %gs",
+                snprintf(what, sizeof what, "write stalled for %gs",
                          c->timeout);
                 return conn_fail(c, q, err, what);
             }
@@ -322,8 +320,7 @@ int redis_conn_send(redis_conn *c, redis_req *q, double deadline,
     return CACHE_OK;
 }
 
-int redis_conn_recv(redis_conn *c, redis_req *q, double deadline,
-                    cache_err *err)
+int redis_conn_recv(redis_conn *c, redis_req *q, cache_err *err)
 {
     if (c->fd < 0)
         return conn_fail(c, q, err, "not connected");
@@ -351,12 +348,13 @@ int redis_conn_recv(redis_conn *c, redis_req *q, double deadline,
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            int ready = wait_fd(c->fd, POLLIN, deadline);
+            int ready = wait_fd(c->fd, POLLIN, redis_conn_deadline(c));
             if (ready > 0)
                 continue;
             if (ready == 0) {
                 char what[64];
-                snprintf(what, sizeof what, "timed out after %gs", c->timeout);
+                snprintf(what, sizeof what, "timed out after %gs without a reply",
+                         c->timeout);
                 return conn_fail(c, q, err, what);
             }
         }
@@ -374,9 +372,8 @@ int redis_conn_exchange(redis_conn *c, redis_req *q, cache_err *err)
     int rc = redis_conn_open(c, err);
     if (rc != CACHE_OK)
         return rc;
-    double deadline = redis_conn_deadline(c);
-    rc = redis_conn_send(c, q, deadline, err);
+    rc = redis_conn_send(c, q, err);
     if (rc == CACHE_OK)
-        rc = redis_conn_recv(c, q, deadline, err);
+        rc = redis_conn_recv(c, q, err);
     return rc;
 }

@@ -6,8 +6,10 @@
  * - connect within connect_timeout (each address of the host in turn), then
  *   TCP_NODELAY and keepalive; AUTH [username] password and SELECT db are
  *   sent right after connecting, in one round trip;
- * - a request (its write and all its replies) must complete within timeout
- *   seconds; 0 means no limit;
+ * - timeout bounds every wait on the socket: a request fails when the server
+ *   accepts no bytes, or sends none, for that long (as redis-py's
+ *   socket_timeout and hiredis's own timeouts), so a big value that keeps
+ *   moving is not cut off; 0 means no limit;
  * - after ANY failure (refused, reset, timeout, protocol error, a reply out
  *   of step) the connection is closed, and the next exchange reconnects. A
  *   failed request is not resent: the caller sees the failure.
@@ -63,13 +65,11 @@ int redis_conn_open(redis_conn *c, cache_err *err);
 int redis_conn_exchange(redis_conn *c, redis_req *q, cache_err *err);
 
 /* The two halves, for a caller that talks to several servers at once (the
- * cluster: write to every node, then read from each). deadline is a
- * cache_monotonic_now() time, 0 for none; redis_conn_deadline gives the
- * one the connection's timeout sets from now. */
+ * cluster: write to every node, then read from each). */
+int redis_conn_send(redis_conn *c, redis_req *q, cache_err *err);
+int redis_conn_recv(redis_conn *c, redis_req *q, cache_err *err);
+
+/* When a wait starting now gives up (cache_monotonic_now() time; 0: never). */
 double redis_conn_deadline(const redis_conn *c);
-int redis_conn_send(redis_conn *c, redis_req *q, double deadline,
-                    cache_err *err);
-int redis_conn_recv(redis_conn *c, redis_req *q, double deadline,
-                    cache_err *err);
 
 #endif

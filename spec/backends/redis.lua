@@ -11,6 +11,9 @@ return {
     local o = {
       host = os.getenv("CACHE_TEST_REDIS_HOST") or "127.0.0.1",
       port = tonumber(os.getenv("CACHE_TEST_REDIS_PORT")),
+      -- generous: the shared test machine can be loaded, and 64 MB values
+      -- (faults_spec) must not be cut off by the 1 s default
+      timeout = 5,
       key_prefix = helpers.unique("redis"),
     }
     for k, v in pairs(opts or {}) do o[k] = v end

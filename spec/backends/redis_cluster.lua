@@ -10,6 +10,9 @@ return {
     local cache = require "cache"
     local o = {
       cluster = os.getenv("CACHE_TEST_REDIS_CLUSTER"),
+      -- generous: the shared test machine can be loaded, and 64 MB values
+      -- (faults_spec) must not be cut off by the 1 s default
+      timeout = 5,
       key_prefix = helpers.unique("cluster"),
     }
     for k, v in pairs(opts or {}) do o[k] = v end

@@ -11,6 +11,9 @@ return {
     local o = {
       sentinels = os.getenv("CACHE_TEST_SENTINELS"),
       master = os.getenv("CACHE_TEST_SENTINEL_MASTER") or "mymaster",
+      -- generous: the shared test machine can be loaded, and 64 MB values
+      -- (faults_spec) must not be cut off by the 1 s default
+      timeout = 5,
       key_prefix = helpers.unique("sentinel"),
     }
     for k, v in pairs(opts or {}) do o[k] = v end

@@ -161,7 +161,9 @@ function M.fake_redis_bin()
   if fake_bin then return fake_bin end
   local root = os.getenv("CACHE_ROOT") or "."
   local out = (os.getenv("CACHE_TEST_STATE") or "/tmp") .. "/fake_redis." .. tostring(os.time())
-  assert(os.execute(("cc -std=c11 -O1 -o %s %s/spec/support/fake_redis.c"):format(q(out), q(root))))
+  -- env -u: a sanitizer run's LD_PRELOAD must not reach the compiler
+  assert(os.execute(("env -u LD_PRELOAD cc -std=c11 -O1 -o %s %s/spec/support/fake_redis.c")
+    :format(q(out), q(root))))
   fake_bin = out
   return out
 end
@@ -172,7 +174,7 @@ function M.fake_redis(replies)
   local dir = helpers.tmpdir("fake")
   local args = {}
   for i, r in ipairs(replies) do args[i] = q(r) end
-  os.execute(("%s %s/port %s </dev/null >%s/log 2>&1 & echo $! >%s/pid")
+  os.execute(("env -u LD_PRELOAD %s %s/port %s </dev/null >%s/log 2>&1 & echo $! >%s/pid")
     :format(q(bin), q(dir), table.concat(args, " "), q(dir), q(dir)))
   local port
   for _ = 1, 250 do
