@@ -252,8 +252,21 @@ static int setup_session(redis_conn *c, cache_err *err)
     return CACHE_OK;
 }
 
+/* A connection opened before fork() is shared with the other process: its
+ * replies would be read by whichever asks first. The child drops its copy
+ * (without a word to the server) and opens its own. */
+static void drop_if_forked(redis_conn *c)
+{
+    if (c->fd >= 0 && c->pid != getpid()) {
+        close(c->fd);
+        c->fd = -1;
+        redis_conn_close(c);
+    }
+}
+
 int redis_conn_open(redis_conn *c, cache_err *err)
 {
+    drop_if_forked(c);
     if (c->fd >= 0)
         return CACHE_OK;
     double deadline = c->connect_timeout > 0
@@ -280,6 +293,7 @@ int redis_conn_open(redis_conn *c, cache_err *err)
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
     }
     c->fd = fd;
+    c->pid = getpid();
     return setup_session(c, err);
 }
 
@@ -322,6 +336,7 @@ int redis_conn_send(redis_conn *c, redis_req *q, cache_err *err)
 
 int redis_conn_recv(redis_conn *c, redis_req *q, cache_err *err)
 {
+    drop_if_forked(c);
     if (c->fd < 0)
         return conn_fail(c, q, err, "not connected");
     char chunk[65536];

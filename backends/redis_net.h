@@ -10,6 +10,7 @@
  *   accepts no bytes, or sends none, for that long (as redis-py's
  *   socket_timeout and hiredis's own timeouts), so a big value that keeps
  *   moving is not cut off; 0 means no limit;
+ * - a process forked after connecting opens its own connection;
  * - after ANY failure (refused, reset, timeout, protocol error, a reply out
  *   of step) the connection is closed, and the next exchange reconnects. A
  *   failed request is not resent: the caller sees the failure.
@@ -20,6 +21,8 @@
  */
 #ifndef CACHE_BACKENDS_REDIS_NET_H
 #define CACHE_BACKENDS_REDIS_NET_H
+
+#include <sys/types.h>
 
 #include "cache.h"
 #include "redis_proto.h"
@@ -35,6 +38,7 @@ typedef struct redis_conn {
     double connect_timeout, timeout;
     /* state */
     int fd; /* -1 when not connected */
+    pid_t pid; /* the process that connected (see fork in redis_net.c) */
     redisReader *reader;
     redis_req setup; /* AUTH / SELECT */
     char label[160]; /* "redis 127.0.0.1:6379", for messages */

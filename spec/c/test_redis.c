@@ -2,12 +2,16 @@
  * test_redis.c - the Redis protocol without sockets: request bytes of the
  * operations, replies fed to the reader in fixtures, split at every byte and
  * mutated at random (never a crash), slots and redirections, URLs and
- * addresses. The backends against real servers are the Lua specs'.
+ * addresses. The backends against real servers are the Lua specs', except
+ * what Lua cannot show: a connection made before fork() (needs
+ * CACHE_TEST_REDIS_PORT, skipped without).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "cache.h"
 #include "codec.h"
@@ -288,6 +292,59 @@ static void urls(void)
     CHECK(redis_parse_hostport(":1", 2, &h, &port, "x", &err) == CACHE_EINVAL);
 }
 
+/* Parent and child both use a connection opened before fork(): each must
+ * get its own answers (the child reconnects). */
+static void fork_safety(void)
+{
+    const char *port = getenv("CACHE_TEST_REDIS_PORT");
+    cache_opt items[3] = {
+        {.name = "host", .type = CACHE_OPT_STR, .s = "127.0.0.1", .slen = 9},
+        {.name = "port", .type = CACHE_OPT_INT, .i = atoi(port), .n = atoi(port)},
+        {.name = "key_prefix", .type = CACHE_OPT_STR, .s = "ctest-fork:", .slen = 11},
+    };
+    cache_opts opts = {items, 3};
+    cache_err err;
+    cache_backend *b = cache_open("RedisCache", &opts, &err);
+    CHECK(b != NULL);
+    if (!b)
+        return;
+    cache_buf v, out;
+    cache_buf_init(&v);
+    cache_buf_init(&out);
+    int64_t n;
+    for (int i = 0; i < 2; i++) {
+        int_bytes(&v, i);
+        char key[2] = {(char)('a' + i), 0};
+        CHECK(cache_set(b, S(key), (cache_str){v.data, v.len}, 0, &err) == CACHE_OK);
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        int bad = 0;
+        for (int r = 0; r < 2000; r++) {
+            out.len = 0;
+            if (cache_get(b, S("b"), &out, &err) != CACHE_OK ||
+                !cache_value_as_int((cache_str){out.data, out.len}, &n) || n != 1)
+                bad++;
+        }
+        _exit(bad ? 1 : 0);
+    }
+    int bad = 0;
+    for (int r = 0; r < 2000; r++) {
+        out.len = 0;
+        if (cache_get(b, S("a"), &out, &err) != CACHE_OK ||
+            !cache_value_as_int((cache_str){out.data, out.len}, &n) || n != 0)
+            bad++;
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CHECK(bad == 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    cache_clear(b, &err);
+    cache_close(b);
+    cache_buf_free(&v);
+    cache_buf_free(&out);
+}
+
 int main(void)
 {
     RUN(requests);
@@ -297,5 +354,9 @@ int main(void)
     RUN(fuzz_replies);
     RUN(slots_and_redirects);
     RUN(urls);
+    if (getenv("CACHE_TEST_REDIS_PORT"))
+        RUN(fork_safety);
+    else
+        SKIP(fork_safety, "CACHE_TEST_REDIS_PORT not set (spec/servers/redis.sh)");
     CTEST_END();
 }
