@@ -6,7 +6,7 @@
 #                                exec counts; non-zero exit on a finding
 #   make fuzz-build              only build them (build/fuzz/fuzz_<name>)
 #   make fuzz-<name>             build and run one (codec, fs_entry, uwsgi,
-#                                redis_reply)
+#                                redis_reply, redis_topology)
 #   make leakcheck               valgrind of lua5.4 running the core specs
 #
 # Harnesses whose code under test does not exist yet are left out. Inputs
@@ -28,6 +28,12 @@ FUZZ_SRC_codec       := fuzz/fuzz_codec.c engine/codec.c engine/util.c bindings/
 FUZZ_SRC_uwsgi       := fuzz/fuzz_uwsgi.c backends/uwsgi_proto.c engine/util.c engine/digest.c
 FUZZ_SRC_redis_reply := fuzz/fuzz_redis_reply.c backends/redis_proto.c engine/codec.c \
                         engine/util.c
+FUZZ_SRC_redis_topology := fuzz/fuzz_redis_topology.c fuzz/hooks/redis_cluster_hook.c \
+                        fuzz/hooks/redis_sentinel_hook.c backends/redis_common.c \
+                        backends/redis_net.c backends/redis_proto.c engine/codec.c \
+                        engine/util.c engine/options.c engine/digest.c
+# Needed but not compiled on their own (the hooks include them).
+FUZZ_NEED_redis_topology := backends/redis_cluster.c backends/redis_sentinel.c
 FUZZ_SRC_fs_entry    := fuzz/fuzz_fs_entry.c backends/filesystem.c engine/codec.c \
                         engine/util.c engine/digest.c engine/dispatch.c \
                         engine/options.c engine/registry.c
@@ -37,11 +43,12 @@ FUZZ_HDR             := $(wildcard engine/*.h)
 FUZZ_HDR_codec       := $(wildcard bindings/*.h)
 FUZZ_HDR_uwsgi       := backends/uwsgi_proto.h
 FUZZ_HDR_redis_reply := backends/redis_proto.h
+FUZZ_HDR_redis_topology := $(wildcard backends/redis_*.h)
 FUZZ_XFLAGS_codec    := $(shell $(PKG) --cflags lua5.4 2>/dev/null)
 FUZZ_XLIBS_codec     := $(shell $(PKG) --libs lua5.4 2>/dev/null)
 
-FUZZ_ALL   := codec fs_entry uwsgi redis_reply
-FUZZ_NAMES := $(foreach n,$(FUZZ_ALL),$(if $(strip $(foreach f,$(FUZZ_SRC_$(n)),$(if $(wildcard $(f)),,missing))),,$(n)))
+FUZZ_ALL   := codec fs_entry uwsgi redis_reply redis_topology
+FUZZ_NAMES := $(foreach n,$(FUZZ_ALL),$(if $(strip $(foreach f,$(FUZZ_SRC_$(n)) $(FUZZ_NEED_$(n)),$(if $(wildcard $(f)),,missing))),,$(n)))
 FUZZ_BINS  := $(FUZZ_NAMES:%=$(FUZZ_DIR)/fuzz_%)
 
 .PHONY: fuzz fuzz-build leakcheck $(FUZZ_ALL:%=fuzz-%)
@@ -55,7 +62,7 @@ $(FUZZ_ALL:%=fuzz-%): fuzz-%: $(FUZZ_DIR)/fuzz_%
 	@FUZZ_DIR=$(FUZZ_DIR) fuzz/run.sh $(FUZZ_SECONDS) $*
 
 define FUZZ_RULE
-$(FUZZ_DIR)/fuzz_$(1): $(FUZZ_SRC_$(1)) $(FUZZ_HDR) $(FUZZ_HDR_$(1)) fuzz/fuzz.mk
+$(FUZZ_DIR)/fuzz_$(1): $(FUZZ_SRC_$(1)) $(FUZZ_NEED_$(1)) $(FUZZ_HDR) $(FUZZ_HDR_$(1)) fuzz/fuzz.mk
 	@mkdir -p $(FUZZ_DIR)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_XFLAGS_$(1)) $(FUZZ_SRC_$(1)) \
 	    $(FUZZ_LIBS) $(FUZZ_XLIBS_$(1)) -o $$@

@@ -26,7 +26,7 @@ describe("fuzz harnesses (" .. SECONDS .. " s each)", function()
   local have_clang = os.execute("command -v clang >/dev/null 2>&1")
   local built, build_log = false, ""
   if have_clang then
-    build_log = helpers.sh(("cd %s && %s make -s fuzz-build 2>&1"):format(q(ROOT), CLEAN_ENV))
+    build_log = helpers.sh(("cd %s && %s make -k -s fuzz-build 2>&1"):format(q(ROOT), CLEAN_ENV))
     built = true
   end
 
