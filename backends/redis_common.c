@@ -149,7 +149,7 @@ int redis_single_set_many(cache_backend *b, size_t n, const cache_str *keys,
         if (rc == CACHE_OK)
             rc = redis_reply_check(s->req.replies[0], s->proto.label, err);
         for (size_t i = 0; i < n; i++)
-            status[i] = rc == CACHE_OK ? CACHE_OK : rc;
+            status[i] = rc;
         return done(s, rc);
     }
     /* One pipeline, one SET per entry (no MULTI: it works on proxies too). */
