@@ -8,5 +8,5 @@ return {
     for k, v in pairs(opts or {}) do o[k] = v end
     return cache.FileSystemCache(o)
   end,
-  caps = { ttl_granularity = 0.001, atomic_inc = false },
+  caps = { ttl_granularity = 0.001, atomic_inc = true },
 }

@@ -1,0 +1,149 @@
+-- FileSystemCache as a user sees it on disk.
+local cache = require "cache"
+local helpers = require "support.helpers"
+
+local function files(dir)
+  local list = {}
+  local p = io.popen("ls -A '" .. dir .. "'")
+  for name in p:lines() do list[#list + 1] = name end
+  p:close()
+  table.sort(list)
+  return list
+end
+
+local function write(path, bytes)
+  local f = assert(io.open(path, "wb"))
+  f:write(bytes)
+  f:close()
+end
+
+describe("FileSystemCache", function()
+  local dir, c
+  before_each(function()
+    dir = helpers.tmpdir("fsspec") .. "/nested/cache"
+    c = cache.FileSystemCache { cache_dir = dir }
+  end)
+
+  it("creates cache_dir and names files by the md5 of the key", function()
+    assert.is_true(c:set("foo", "bar"))
+    assert.same({ "acbd18db4cc2f85cedef654fccc4a4d8" }, files(dir))
+  end)
+
+  it("names files with the hash_method given", function()
+    local d = helpers.tmpdir("fshash")
+    local s = cache.FileSystemCache { cache_dir = d, hash_method = "sha256" }
+    s:set("foo", 1)
+    assert.same({ "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae" }, files(d))
+    local ok, err = pcall(cache.FileSystemCache, { cache_dir = d, hash_method = "crc32" })
+    assert.is_false(ok)
+    assert.matches("hash_method", err)
+  end)
+
+  it("writes a versioned header, then the encoded value", function()
+    c:set("foo", "bar", 0)
+    local f = io.open(dir .. "/acbd18db4cc2f85cedef654fccc4a4d8", "rb")
+    local bytes = f:read("a")
+    f:close()
+    assert.equal("LCFS\1", bytes:sub(1, 5))
+    assert.equal(("\0"):rep(8), bytes:sub(9, 16)) -- expiry 0: never
+    assert.equal(cache.encode("bar"), bytes:sub(17))
+  end)
+
+  it("creates files with mode 0600 by default, or the mode given", function()
+    c:set("a", 1)
+    assert.equal("600", helpers.sh("stat -c %a '" .. dir .. "'/" .. files(dir)[1]))
+    local d = helpers.tmpdir("fsmode")
+    local m = cache.FileSystemCache { cache_dir = d, mode = tonumber("644", 8) }
+    m:set("a", 1)
+    assert.equal("644", helpers.sh("stat -c %a '" .. d .. "'/" .. files(d)[1]))
+  end)
+
+  it("treats a corrupt, truncated or foreign entry as a miss and removes it", function()
+    c:set("foo", "bar")
+    local path = dir .. "/acbd18db4cc2f85cedef654fccc4a4d8"
+    for _, junk in ipairs { "", "LCFS", "not a cache file at all", "LCFS\1\0\0\0" .. ("\0"):rep(8) .. "\xc1" } do
+      write(path, junk)
+      assert.is_nil(c:get("foo"))
+      assert.is_false(io.open(path) ~= nil)
+      assert.is_true(c:set("foo", "bar"))
+      assert.equal("bar", c:get("foo"))
+    end
+  end)
+
+  it("never follows a symlink at an entry's name", function()
+    local target = helpers.tmpdir("fstarget") .. "/secret"
+    write(target, "keep me")
+    c:set("foo", 1)
+    local path = dir .. "/acbd18db4cc2f85cedef654fccc4a4d8"
+    os.remove(path)
+    assert(os.execute(("ln -s '%s' '%s'"):format(target, path)))
+    assert.is_nil(c:get("foo"))
+    assert.is_true(c:set("foo", 2))
+    assert.equal(2, c:get("foo"))
+    local f = io.open(target)
+    assert.equal("keep me", f:read("a"))
+    f:close()
+  end)
+
+  it("clear removes only its own files", function()
+    write(dir .. "/README", "mine")
+    write(dir .. "/0123", "short name")
+    c:set_many { a = 1, b = 2 }
+    assert.is_true(c:clear())
+    assert.same({ "0123", "README" }, files(dir))
+  end)
+
+  it("prunes past threshold: expired first, then the oldest", function()
+    local d = helpers.tmpdir("fsprune")
+    local p = cache.FileSystemCache { cache_dir = d, threshold = 10 }
+    p:set("expired", 1, 0.05)
+    for i = 1, 9 do p:set("k" .. i, i) end
+    helpers.sleep(0.1)
+    p:set("k10", 10) -- 11 entries would be over: the expired one goes first
+    assert.is_false(p:has("expired"))
+    assert.equal(1, p:get("k1"))
+    for i = 11, 40 do p:set("k" .. i, i) end
+    local n = #files(d)
+    assert.is_true(n <= 10, "entries: " .. n)
+    assert.equal(40, p:get("k40"))
+    assert.is_nil(p:get("k1")) -- the oldest went
+  end)
+
+  it("threshold 0 keeps everything", function()
+    local d = helpers.tmpdir("fsnolimit")
+    local p = cache.FileSystemCache { cache_dir = d, threshold = 0 }
+    for i = 1, 600 do p:set("k" .. i, i) end
+    assert.equal(600, #files(d))
+  end)
+
+  it("shares entries between processes", function()
+    c:set("shared", { from = "parent" })
+    local lua = jit and "luajit" or "lua5.4"
+    local out = helpers.sh(([[%s -e 'local c = require("cache").FileSystemCache{cache_dir = "%s"}
+      io.write(c:get("shared").from); c:set("back", "child")']]):format(lua, dir))
+    assert.equal("parent", out)
+    assert.equal("child", c:get("back"))
+  end)
+
+  it("reports I/O failures as false, err and keeps going", function()
+    local d = helpers.tmpdir("fsgone")
+    local p = cache.FileSystemCache { cache_dir = d }
+    p:set("a", 1)
+    assert(os.execute("rm -rf '" .. d .. "' && touch '" .. d .. "'"))
+    local ok, err = p:set("a", 2)
+    assert.is_false(ok)
+    assert.is_string(err)
+    local v, gerr = p:get("a")
+    assert.is_nil(v)
+    os.remove(d)
+  end)
+
+  it("rejects bad options, naming them", function()
+    local ok, err = pcall(cache.FileSystemCache, {})
+    assert.matches("option 'cache_dir' is required", err)
+    ok, err = pcall(cache.FileSystemCache, { cache_dir = dir, threshold = -1 })
+    assert.matches("threshold", err)
+    ok, err = pcall(cache.FileSystemCache, { cache_dir = dir, mode = "600" })
+    assert.matches("mode", err)
+  end)
+end)
