@@ -3,9 +3,11 @@
  * operations, replies fed to the reader in fixtures, split at every byte and
  * mutated at random (never a crash), slots and redirections, URLs and
  * addresses. The backends against real servers are the Lua specs', except
- * what Lua cannot show: a connection made before fork() (needs
- * CACHE_TEST_REDIS_PORT, skipped without).
+ * what Lua cannot show: a connection made before fork(), against the
+ * server of CACHE_TEST_REDIS_PORT, else one started here with
+ * spec/servers/redis.sh (skipped when redis-server is missing).
  */
+#define _DEFAULT_SOURCE /* mkdtemp, popen */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -294,9 +296,11 @@ static void urls(void)
 
 /* Parent and child both use a connection opened before fork(): each must
  * get its own answers (the child reconnects). */
+static const char *redis_port;
+
 static void fork_safety(void)
 {
-    const char *port = getenv("CACHE_TEST_REDIS_PORT");
+    const char *port = redis_port;
     cache_opt items[3] = {
         {.name = "host", .type = CACHE_OPT_STR, .s = "127.0.0.1", .slen = 9},
         {.name = "port", .type = CACHE_OPT_INT, .i = atoi(port), .n = atoi(port)},
@@ -345,6 +349,42 @@ static void fork_safety(void)
     cache_buf_free(&out);
 }
 
+/* A redis of our own when the suite has not started one (the C tests run
+ * before the servers): spec/servers/redis.sh in a temporary folder. */
+static char own_dir[64];
+static char own_port[16];
+
+static const char *start_own_redis(void)
+{
+    snprintf(own_dir, sizeof own_dir, "/tmp/test_redis.XXXXXX");
+    if (!mkdtemp(own_dir))
+        return NULL;
+    char cmd[256], line[512];
+    snprintf(cmd, sizeof cmd, "bash spec/servers/redis.sh start %s 2>/dev/null", own_dir);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return NULL;
+    while (fgets(line, sizeof line, p))
+        if (sscanf(line, "export CACHE_TEST_REDIS_PORT=%15[0-9]", own_port) == 1)
+            break;
+    while (fgets(line, sizeof line, p))
+        ;
+    pclose(p);
+    return own_port[0] ? own_port : NULL;
+}
+
+static void stop_own_redis(void)
+{
+    char cmd[256];
+    if (!own_dir[0])
+        return;
+    snprintf(cmd, sizeof cmd,
+             "bash spec/servers/redis.sh stop %s >/dev/null 2>&1; rm -rf %s",
+             own_dir, own_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not stop the redis of %s\n", own_dir);
+}
+
 int main(void)
 {
     RUN(requests);
@@ -354,9 +394,13 @@ int main(void)
     RUN(fuzz_replies);
     RUN(slots_and_redirects);
     RUN(urls);
-    if (getenv("CACHE_TEST_REDIS_PORT"))
+    redis_port = getenv("CACHE_TEST_REDIS_PORT");
+    if (!redis_port)
+        redis_port = start_own_redis();
+    if (redis_port)
         RUN(fork_safety);
     else
-        SKIP(fork_safety, "CACHE_TEST_REDIS_PORT not set (spec/servers/redis.sh)");
+        SKIP(fork_safety, "no redis-server (spec/servers/redis.sh did not start)");
+    stop_own_redis();
     CTEST_END();
 }
