@@ -108,11 +108,14 @@ static void clean_message(const char *in, char *out, size_t cap)
     cut = strstr(in, " -> ");
     if (cut && (size_t)(cut - in) < n)
         n = (size_t)(cut - in);
-    if (n >= cap)
-        n = cap - 1;
-    for (size_t i = 0; i < n; i++)
-        out[i] = (char)tolower((unsigned char)in[i]);
-    out[n] = '\0';
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 2 < cap; i++) {
+        /* "FAILURE(Connection refused)" -> "failure (connection refused)" */
+        if (in[i] == '(' && i > 0 && in[i - 1] != ' ')
+            out[o++] = ' ';
+        out[o++] = (char)tolower((unsigned char)in[i]);
+    }
+    out[o] = '\0';
 }
 
 static void server_label(const memcached_instance_st *in, char *out, size_t cap)
