@@ -4,8 +4,10 @@
 --
 --   lua5.4 bench/memcached.lua PORT
 -- with the baselines in the environment (operations, or keys, per second):
---   BASE_GET, BASE_SET    one "get" / "set" per round trip
+--   BASE_GET, BASE_SET    one "get" / "set" per round trip (text protocol)
 --   BASE_MGET100          "get k1 .. k100", counted in keys per second
+--   LIB_GET, LIB_SET, LIB_MGET100   the same through bare libmemcached
+--                         (binary protocol), as a second reference
 --
 -- Prints rows "name|ops/s|p50 ns|p99 ns|baseline|ratio" (the format of
 -- bench/redis.lua) on stdout; ratio = ours / baseline.
@@ -59,6 +61,9 @@ end
 base_row("raw text get", "BASE_GET")
 base_row("raw text set", "BASE_SET")
 base_row("raw text get x100 keys", "BASE_MGET100")
+base_row("libmemcached binary get", "LIB_GET")
+base_row("libmemcached binary set", "LIB_SET")
+base_row("libmemcached binary mget x100 keys", "LIB_MGET100")
 
 local c = cache.MemcachedCache { servers = { "127.0.0.1:" .. PORT }, key_prefix = "bench:" }
 local KEYS = 1000
@@ -82,6 +87,16 @@ row("MemcachedCache inc", nil, N // 2, function() c:inc("counter") end)
 local base = {}
 for _, r in ipairs(rows) do
   if not r.baseline then base[r.name] = r.ops end
+end
+-- the same rows once more against bare libmemcached
+local lib = { ["raw text get"] = "libmemcached binary get", ["raw text set"] = "libmemcached binary set",
+              ["raw text get x100 keys"] = "libmemcached binary mget x100 keys" }
+local n_rows = #rows
+for i = 1, n_rows do
+  local r = rows[i]
+  if r.baseline and lib[r.baseline] and base[lib[r.baseline]] then
+    rows[#rows + 1] = { name = r.name, ops = r.ops, p50 = r.p50, p99 = r.p99, baseline = lib[r.baseline] }
+  end
 end
 for _, r in ipairs(rows) do
   local b = r.baseline and base[r.baseline]

@@ -1,6 +1,7 @@
 #!/bin/bash
 # MemcachedCache through `cache` beside a raw memcached text-protocol loop
-# (bench/memcached_raw.c, one socket, one request per round trip) on a
+# (bench/memcached_raw.c, one socket, one request per round trip) and beside
+# bare libmemcached in binary mode (bench/memcached_libmc.c) on a
 # memcached of its own (free port), client and server pinned to one CPU with
 # taskset so that both measurements share the same conditions.
 #
@@ -42,6 +43,9 @@ trap 'exit 130' INT TERM
 
 ${CC:-cc} -O2 -std=c11 -o "$DIR/raw" bench/memcached_raw.c ||
     { echo "bench/memcached.sh: cannot build bench/memcached_raw.c" >&2; exit 1; }
+# shellcheck disable=SC2046
+${CC:-cc} -O2 -std=c11 -o "$DIR/libmc" bench/memcached_libmc.c $(pkg-config --cflags --libs libmemcached) ||
+    { echo "bench/memcached.sh: cannot build bench/memcached_libmc.c" >&2; exit 1; }
 
 RUNAS=(-u "$(id -un)")
 start_pinned() {
@@ -66,7 +70,10 @@ start_pinned || { echo "bench/memcached.sh: memcached did not start" >&2; exit 1
 BASE_GET=$($PIN "$DIR/raw" "$PORT" get $((20000 * SCALE)))
 BASE_SET=$($PIN "$DIR/raw" "$PORT" set $((20000 * SCALE)))
 BASE_MGET100=$($PIN "$DIR/raw" "$PORT" mget $((1000 * SCALE)))
-export BASE_GET BASE_SET BASE_MGET100 BENCH_SCALE=$SCALE
+LIB_GET=$($PIN "$DIR/libmc" "$PORT" get $((20000 * SCALE)))
+LIB_SET=$($PIN "$DIR/libmc" "$PORT" set $((20000 * SCALE)))
+LIB_MGET100=$($PIN "$DIR/libmc" "$PORT" mget $((1000 * SCALE)))
+export BASE_GET BASE_SET BASE_MGET100 LIB_GET LIB_SET LIB_MGET100 BENCH_SCALE=$SCALE
 
 OUT=$(LUA_PATH="$ROOT/lua/?.lua;;" LUA_CPATH="$MODDIR/?.so;;" $PIN "$LUA" bench/memcached.lua "$PORT") ||
     { echo "bench/memcached.sh: bench/memcached.lua failed" >&2; exit 1; }
