@@ -1,7 +1,7 @@
 #!/bin/bash
-# The test suite: C unit tests, then the servers the specs need (each
-# spec/servers/*.sh started on free loopback ports in a temporary folder),
-# then every busted spec, then the servers stopped by PID. The last line is
+# The test suite: the servers the specs need (each spec/servers/*.sh started
+# on free loopback ports in a temporary folder), the C unit tests, every
+# busted spec, then the servers stopped by PID. The last line is
 # "N passed, N failed, N skipped"; the exit status is non-zero on a failure.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,6 +14,8 @@ COUNTS="$STATE/counts"
 : >"$COUNTS"
 export CACHE_TEST_STATE="$STATE" CACHE_TEST_COUNTS="$COUNTS" CACHE_ROOT="$ROOT"
 LUA_BIN=${LUA_BIN:-lua5.4}
+# SANITIZE=1: lua5.4 needs the ASan runtime preloaded (see the file).
+[ "${SANITIZE:-0}" = 1 ] && . "$ROOT/spec/support/sanitize.sh"
 
 stop_servers() {
     for s in spec/servers/*.sh; do
@@ -29,7 +31,29 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# 1. C unit tests of the engine (no Lua involved).
+# 1. Servers, started side by side. Each script prints `export VAR=...`
+#    lines for the specs; one that cannot start leaves its specs skipped.
+mkdir -p "$STATE/servers"
+pids=()
+for s in spec/servers/*.sh; do
+    [ -e "$s" ] || continue
+    name=$(basename "$s" .sh)
+    mkdir -p "$STATE/servers/$name"
+    ( bash "$s" start "$STATE/servers/$name" >"$STATE/servers/$name.env" \
+        2>"$STATE/servers/$name.err" || {
+          echo "server $name did not start (its specs are skipped):" >&2
+          tail -n 5 "$STATE/servers/$name.err" >&2; : >"$STATE/servers/$name.env"; } ) &
+    pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p"; done
+for s in spec/servers/*.sh; do
+    [ -e "$s" ] || continue
+    name=$(basename "$s" .sh)
+    # shellcheck disable=SC1090
+    . "$STATE/servers/$name.env"
+done
+
+# 2. C unit tests of the engine (no Lua involved; some use the servers).
 mkdir -p "$STATE/c"
 for t in spec/c/test_*.c; do
     [ -e "$t" ] || continue
@@ -51,28 +75,6 @@ for t in spec/c/test_*.c; do
     else
         echo "C test $name ended abnormally"; echo "0 1 0" >>"$COUNTS"
     fi
-done
-
-# 2. Servers, started side by side. Each script prints `export VAR=...`
-#    lines for the specs; one that cannot start leaves its specs skipped.
-mkdir -p "$STATE/servers"
-pids=()
-for s in spec/servers/*.sh; do
-    [ -e "$s" ] || continue
-    name=$(basename "$s" .sh)
-    mkdir -p "$STATE/servers/$name"
-    ( bash "$s" start "$STATE/servers/$name" >"$STATE/servers/$name.env" \
-        2>"$STATE/servers/$name.err" || {
-          echo "server $name did not start (its specs are skipped):" >&2
-          tail -n 5 "$STATE/servers/$name.err" >&2; : >"$STATE/servers/$name.env"; } ) &
-    pids+=($!)
-done
-for p in "${pids[@]}"; do wait "$p"; done
-for s in spec/servers/*.sh; do
-    [ -e "$s" ] || continue
-    name=$(basename "$s" .sh)
-    # shellcheck disable=SC1090
-    . "$STATE/servers/$name.env"
 done
 
 # 3. The Lua specs.
