@@ -11,7 +11,9 @@
 --   * a RedisCache opens its socket lazily in the worker that uses it, so
 --     both workers share the data through the server, never a socket. Do not
 --     create a network cache in init_by_lua: that runs in the master before
---     the fork, and a connection made there would be shared by every worker.
+--     the fork, and a connection made there would be inherited by every
+--     worker (RedisCache notices the fork and reconnects; a MemcachedCache
+--     used in init_by_lua was seen returning wrong values in the workers).
 --
 -- Handlers add X-Worker (the worker's pid) and X-Computed (how many times this
 -- worker ran the real computation) so the spec can tell a hit from a miss.
