@@ -329,6 +329,7 @@ int redis_conn_send(redis_conn *c, redis_req *q, cache_err *err)
                 return conn_fail(c, q, err, what);
             }
         }
+        c->closed_early = errno == EPIPE || errno == ECONNRESET;
         return conn_fail_errno(c, q, err, "write", errno);
     }
     return CACHE_OK;
@@ -354,12 +355,16 @@ int redis_conn_recv(redis_conn *c, redis_req *q, cache_err *err)
         }
         ssize_t n = recv(c->fd, chunk, sizeof chunk, 0);
         if (n > 0) {
+            c->got_bytes = 1;
             if (redisReaderFeed(c->reader, chunk, (size_t)n) != REDIS_OK)
                 return conn_fail(c, q, err, "out of memory reading a reply");
             continue;
         }
-        if (n == 0)
-            return conn_fail(c, q, err, "connection closed by the server");
+        if (n == 0 || errno == ECONNRESET) {
+            c->closed_early = !c->got_bytes;
+            return n == 0 ? conn_fail(c, q, err, "connection closed by the server")
+                          : conn_fail_errno(c, q, err, "read", errno);
+        }
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -382,13 +387,29 @@ int redis_conn_recv(redis_conn *c, redis_req *q, cache_err *err)
     return CACHE_OK;
 }
 
+static int exchange_once(redis_conn *c, redis_req *q, cache_err *err)
+{
+    c->got_bytes = c->closed_early = 0;
+    int rc = redis_conn_send(c, q, err);
+    if (rc == CACHE_OK)
+        rc = redis_conn_recv(c, q, err);
+    return rc;
+}
+
+/* A connection that sat idle may have been closed by the server (restart,
+ * its `timeout` setting, a proxy): when one that was already open fails
+ * at once with a reset or a close, before a single reply byte, the request
+ * is sent again on a new connection, once. A server that executed it and
+ * died before answering is the rare case where this repeats a command. */
 int redis_conn_exchange(redis_conn *c, redis_req *q, cache_err *err)
 {
+    drop_if_forked(c);
+    int reused = c->fd >= 0;
     int rc = redis_conn_open(c, err);
     if (rc != CACHE_OK)
         return rc;
-    rc = redis_conn_send(c, q, err);
-    if (rc == CACHE_OK)
-        rc = redis_conn_recv(c, q, err);
+    rc = exchange_once(c, q, err);
+    if (rc == CACHE_FAIL && reused && c->closed_early)
+        rc = exchange_once(c, q, err);
     return rc;
 }

@@ -12,8 +12,11 @@
  *   moving is not cut off; 0 means no limit;
  * - a process forked after connecting opens its own connection;
  * - after ANY failure (refused, reset, timeout, protocol error, a reply out
- *   of step) the connection is closed, and the next exchange reconnects. A
- *   failed request is not resent: the caller sees the failure.
+ *   of step) the connection is closed, and the next exchange reconnects.
+ *   A failed request is not resent, except in one case: a connection left
+ *   open from an earlier call that turns out closed or reset before any
+ *   reply byte (the server restarted or dropped it while idle) gets the
+ *   request once more on a fresh connection.
  *
  * Everything here is plain POSIX sockets and poll(); the replies are parsed
  * by redis_proto.c, so another transport (OpenResty cosockets) can replace
@@ -39,6 +42,8 @@ typedef struct redis_conn {
     /* state */
     int fd; /* -1 when not connected */
     pid_t pid; /* the process that connected (see fork in redis_net.c) */
+    int got_bytes;    /* this exchange received reply bytes */
+    int closed_early; /* ... and failed on a close/reset before any */
     redisReader *reader;
     redis_req setup; /* AUTH / SELECT */
     char label[160]; /* "redis 127.0.0.1:6379", for messages */

@@ -384,6 +384,13 @@ describe("RedisCache", function()
       local first = R.now() - t0
       assert.is_true(ok, err)
       assert.equal("back", c:get("k"))
+      -- restarted while the connection sat idle: the stale connection is
+      -- noticed and the call goes through on a new one, without a failure
+      srv.kill("TERM")
+      srv.restart()
+      ok, err = c:set("k", "again")
+      assert.is_true(ok, err)
+      assert.equal("again", c:get("k"))
       srv.stop()
       -- figures for the report (busted prints nothing on success)
       local f = io.open((os.getenv("CACHE_TEST_STATE") or "/tmp") .. "/redis_restart_timings", "w")
