@@ -30,6 +30,21 @@ local function list(dir)
   return names
 end
 
+-- Figures for the report (busted prints nothing on success): appended to
+-- $CACHE_TEST_STATE/faults_figures.txt.
+local function figure(fmt, ...)
+  local f = io.open((os.getenv("CACHE_TEST_STATE") or "/tmp") .. "/faults_figures.txt", "a")
+  if f then
+    f:write(fmt:format(...), "\n")
+    f:close()
+  end
+end
+
+local function now()
+  local ok, core = pcall(require, "cache.core")
+  return ok and core.monotonic and core.monotonic() or os.time()
+end
+
 local function nest(n)
   local root = {}
   local cur = root
@@ -58,6 +73,7 @@ describe("fault matrix", function()
   describe("FileSystemCache, 4 processes on one directory", function()
     local function run_workers(nproc, nops, threshold)
       local dir = helpers.tmpdir("fs-procs")
+      local t0 = now()
       local script = ROOT .. "/spec/support/fs_worker.lua"
       local pipes = {}
       for i = 1, nproc do
@@ -77,6 +93,8 @@ describe("fault matrix", function()
         end
         assert(got == 6, "worker " .. i .. " did not finish: " .. out)
       end
+      figure("FileSystemCache %d processes x %d ops (threshold %d): %d reads, %d hits, %d torn, %d errors, %d incs, %.1f s",
+        nproc, nops, threshold, totals.reads, totals.hits, totals.torn, totals.errors, totals.incs, now() - t0)
       return totals, table.concat(lines), dir
     end
 
@@ -205,8 +223,10 @@ describe("fault matrix", function()
       it("64 MB", function()
         local c = f.new()
         assert.is_true(c:set("small", 1))
+        local t0 = now()
         local ok, err = c:set("big", big)
         if ok then
+          figure("%s: 64 MiB value stored in %.2f s", f.name, now() - t0)
           local got = c:get("big")
           assert.is_true(got == big, "64 MB value read back differs")
           got = nil
@@ -217,6 +237,7 @@ describe("fault matrix", function()
           assert.is_true(max == nil or max < #big, f.name .. " refused a value within its max_value: " .. err)
           assert.is_true(max ~= nil, f.name .. " refused 64 MB without declaring a max_value: " .. err)
           assert.is_nil(c:get("big"))
+          figure("%s: 64 MiB value refused: %s", f.name, err)
         end
         -- the connection is still in step
         assert.equal(1, c:get("small"))
