@@ -30,6 +30,13 @@ void cache_lua_encode(lua_State *L, int idx, cache_writer *w, const char *root,
 /* Pushes the value held by validated codec bytes. */
 void cache_lua_decode(lua_State *L, const char *bytes, size_t len);
 
+/* The engine backend of the cache object at idx (bindings/core.c) with its
+ * scratch buffer emptied, when the object is open and its get / get_many are
+ * the module's own; NULL otherwise. get_name / get_many_name: stack indices
+ * of the strings "get" and "get_many". Never raises. */
+cache_backend *cache_lua_object(lua_State *L, int idx, int get_name,
+                                int get_many_name, cache_buf **scratch);
+
 /* Optional parts of the module: each adds its functions to the table on top
  * of the stack. Weak, so a build without the file still links. */
 int cache_bind_keys(lua_State *L) __attribute__((weak));

@@ -24,6 +24,9 @@
 
 static char handle_key; /* its address keys the handle in an object */
 
+static int m_get(lua_State *L);
+static int m_get_many(lua_State *L);
+
 typedef struct handle {
     cache_backend *b;
     cache_buf scratch; /* reused for single-value reads and writes */
@@ -55,6 +58,39 @@ static cache_backend *check_backend(lua_State *L, handle **hp)
     h->scratch.len = 0;
     if (hp)
         *hp = h;
+    return h->b;
+}
+
+/* For the fused paths of bindings/keys.c (memoize): the open backend of the
+ * cache object at idx, with its scratch buffer emptied, when its get and
+ * get_many are still this module's (a method replaced from Lua must see
+ * every call, so such an object takes the plain path); NULL otherwise.
+ * get_name and get_many_name are stack indices of the strings "get" and
+ * "get_many" (upvalues of the caller: no string is made per call). Never
+ * raises. */
+cache_backend *cache_lua_object(lua_State *L, int idx, int get_name,
+                                int get_many_name, cache_buf **scratch)
+{
+    if (lua_type(L, idx) != LUA_TTABLE)
+        return NULL;
+    idx = lua_absindex(L, idx);
+    lua_pushlightuserdata(L, &handle_key);
+    lua_rawget(L, idx);
+    handle *h = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (!h || !h->b)
+        return NULL;
+    lua_pushvalue(L, get_many_name);
+    lua_gettable(L, idx);
+    int own = lua_tocfunction(L, -1) == m_get_many;
+    lua_pushvalue(L, get_name);
+    lua_gettable(L, idx);
+    own = own && lua_tocfunction(L, -1) == m_get;
+    lua_pop(L, 2);
+    if (!own)
+        return NULL;
+    h->scratch.len = 0;
+    *scratch = &h->scratch;
     return h->b;
 }
 

@@ -141,6 +141,301 @@ static int l_memo_version(lua_State *L)
     return 1;
 }
 
+/* ---- the fused hit path of memoize -------------------------------------------- */
+
+/* What memo_fetch needs of one decorated function, made once when it is
+ * decorated: the digest, the version key, and the text that starts every
+ * call's memo text (the codec bytes of the name), with the source text that
+ * ends it. `text` is reused by every call (arguments are only scalars on
+ * this path, so nothing can call back into Lua while it is being written,
+ * and nothing can raise with it unfinished but an out-of-memory error, which
+ * leaves it owned here). */
+#define MEMOCTX_MT "cache.core.memoctx"
+#define MEMO_MAX_VERSION 64
+
+typedef struct memo_ctx {
+    cache_digest_kind kind;
+    cache_buf name;   /* codec bytes of the function name */
+    cache_buf source; /* source text (source_check), or empty */
+    int has_source;
+    int want_key;     /* return the key with a hit too (is_stale needs it) */
+    cache_buf vkey;   /* the version key */
+    cache_buf text;   /* scratch: one call's memo text */
+} memo_ctx;
+
+static int memoctx_gc(lua_State *L)
+{
+    memo_ctx *c = luaL_checkudata(L, 1, MEMOCTX_MT);
+    cache_buf_free(&c->name);
+    cache_buf_free(&c->source);
+    cache_buf_free(&c->vkey);
+    cache_buf_free(&c->text);
+    return 0;
+}
+
+/* memo_ctx(hash, name, source|nil, version_key, want_key) -> ctx */
+static int l_memo_ctx(lua_State *L)
+{
+    cache_digest_kind kind = check_hash(L, 1);
+    size_t nlen, vlen;
+    const char *name = luaL_checklstring(L, 2, &nlen);
+    cache_str src = opt_bytes(L, 3);
+    const char *vkey = luaL_checklstring(L, 4, &vlen);
+    memo_ctx *c = lua_newuserdata(L, sizeof *c);
+    memset(c, 0, sizeof *c);
+    c->kind = kind;
+    c->want_key = lua_toboolean(L, 5);
+    luaL_getmetatable(L, MEMOCTX_MT);
+    lua_setmetatable(L, -2);
+    cache_writer w;
+    cache_writer_init(&w, &c->name);
+    cache_write_str(&w, name, nlen);
+    c->has_source = src.ptr != NULL;
+    if (w.failed || (src.ptr && cache_buf_set(&c->source, src.ptr, src.len) < 0) ||
+        cache_buf_set(&c->vkey, vkey, vlen) < 0)
+        return luaL_error(L, "out of memory");
+    return 1;
+}
+
+/* The arguments first..top as memo_fetch takes them: 1 when all are nil,
+ * booleans, numbers or strings (with *last the last non-nil one), 0 when
+ * one needs the general walker. */
+static int scalar_args(lua_State *L, int first, int *last)
+{
+    int top = lua_gettop(L);
+    while (top >= first && lua_isnil(L, top))
+        top--;
+    for (int i = first; i <= top; i++) {
+        int t = lua_type(L, i);
+        if (t != LUA_TNIL && t != LUA_TBOOLEAN && t != LUA_TNUMBER && t != LUA_TSTRING)
+            return 0;
+    }
+    *last = top;
+    return 1;
+}
+
+/* ---- the memo text of scalar arguments, written directly ----------------------- */
+
+/* The codec writes through msgpack-c's packer, one callback per item; for
+ * the few scalars of a memoize call that setup costs more than the bytes.
+ * These write the same bytes msgpack-c's packer writes (spec/c/test_keys.c
+ * and spec/keys_stability_spec.lua hold the keys to them). */
+static unsigned char *put_be(unsigned char *p, uint64_t v, int bytes)
+{
+    for (int i = bytes - 1; i >= 0; i--)
+        *p++ = (unsigned char)(v >> (8 * i));
+    return p;
+}
+
+static unsigned char *put_int(unsigned char *p, int64_t d)
+{
+    if (d < -(1LL << 5)) {
+        if (d < -(1LL << 31))
+            *p++ = 0xd3, p = put_be(p, (uint64_t)d, 8);
+        else if (d < -(1LL << 15))
+            *p++ = 0xd2, p = put_be(p, (uint64_t)d, 4);
+        else if (d < -(1LL << 7))
+            *p++ = 0xd1, p = put_be(p, (uint64_t)d, 2);
+        else
+            *p++ = 0xd0, *p++ = (unsigned char)d;
+    } else if (d < (1LL << 7)) {
+        *p++ = (unsigned char)d;
+    } else if (d < (1LL << 8)) {
+        *p++ = 0xcc, *p++ = (unsigned char)d;
+    } else if (d < (1LL << 16)) {
+        *p++ = 0xcd, p = put_be(p, (uint64_t)d, 2);
+    } else if (d < (1LL << 32)) {
+        *p++ = 0xce, p = put_be(p, (uint64_t)d, 4);
+    } else {
+        *p++ = 0xcf, p = put_be(p, (uint64_t)d, 8);
+    }
+    return p;
+}
+
+static unsigned char *put_head(unsigned char *p, size_t n, unsigned fix,
+                               size_t fixmax, unsigned c8, unsigned c16,
+                               unsigned c32)
+{
+    if (n < fixmax)
+        *p++ = (unsigned char)(fix | n);
+    else if (c8 && n < 256)
+        *p++ = (unsigned char)c8, *p++ = (unsigned char)n;
+    else if (n < 65536)
+        *p++ = (unsigned char)c16, p = put_be(p, n, 2);
+    else
+        *p++ = (unsigned char)c32, p = put_be(p, n, 4);
+    return p;
+}
+
+/* Replaces t with name_bytes followed by the arguments first..last (all
+ * scalars) as one codec array. -1 on no memory. */
+static int scalar_text(lua_State *L, const cache_buf *name, int first, int last,
+                       cache_buf *t)
+{
+    size_t need = name->len + 5;
+    for (int i = first; i <= last; i++) {
+        size_t n = 9;
+        if (lua_type(L, i) == LUA_TSTRING)
+            lua_tolstring(L, i, &n), n += 5;
+        need += n;
+    }
+    t->len = 0;
+    if (cache_buf_reserve(t, need) < 0)
+        return -1;
+    unsigned char *p = (unsigned char *)t->data;
+    memcpy(p, name->data, name->len);
+    p += name->len;
+    p = put_head(p, last >= first ? (size_t)(last - first + 1) : 0, 0x90, 16, 0,
+                 0xdc, 0xdd);
+    for (int i = first; i <= last; i++) {
+        switch (lua_type(L, i)) {
+        case LUA_TNIL:
+            *p++ = 0xc0;
+            break;
+        case LUA_TBOOLEAN:
+            *p++ = lua_toboolean(L, i) ? 0xc3 : 0xc2;
+            break;
+        case LUA_TNUMBER: {
+            int64_t v;
+            if (cache_lua_isint(L, i, &v)) {
+                p = put_int(p, v);
+            } else {
+                double d = (double)lua_tonumber(L, i);
+                uint64_t bits;
+                memcpy(&bits, &d, 8);
+                *p++ = 0xcb;
+                p = put_be(p, bits, 8);
+            }
+            break;
+        }
+        default: { /* a string: scalar_args let nothing else through */
+            size_t n;
+            const char *str = lua_tolstring(L, i, &n);
+            p = put_head(p, n, 0xa0, 32, 0xd9, 0xda, 0xdb);
+            memcpy(p, str, n);
+            p += n;
+            break;
+        }
+        }
+    }
+    t->len = (size_t)(p - (unsigned char *)t->data);
+    return 0;
+}
+
+/* The version string held by the codec bytes of a version key, when they
+ * are a non-empty string (what decorators.lua accepts as a version). */
+static int version_of(const cache_buf *b, const char **v, size_t *n)
+{
+    cache_reader r;
+    cache_item it;
+    cache_reader_init(&r, b->data, b->len);
+    if (cache_reader_next(&r, &it) < 0 || it.type != CACHE_V_STR || it.len == 0 ||
+        it.len > MEMO_MAX_VERSION)
+        return 0;
+    *v = it.s;
+    *n = it.len;
+    return 1;
+}
+
+/* memo_fetch(ctx, backend, ...): a memoized call on a backend of this
+ * module, in one call from Lua, doing what decorators.lua does in steps:
+ * get_many(version key), the key of the arguments, get(key). Returns
+ *   nothing      when this path does not apply (not a backend of this
+ *                module, version missing or not a string, an argument that
+ *                is not a scalar): the caller takes the plain path;
+ *   false, err   when reading the version failed;
+ *   true, value  on a hit (a value that is not nil) when the ctx was made
+ *                without want_key, followed by nil and n when the value is
+ *                a table of n results (MULTI);
+ *   key, value   after the get otherwise (value nil on a miss), with n
+ *                as above;
+ *   key, nil, err when the get failed. */
+static int l_memo_fetch(lua_State *L)
+{
+    /* upvalues: the ctx metatable, "get", "get_many", "__cache_results" */
+    memo_ctx *c = lua_touserdata(L, 1);
+    if (!c || !lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(1)))
+        return luaL_argerror(L, 1, "memo_ctx expected");
+    lua_pop(L, 1);
+    int last;
+    if (!scalar_args(L, 3, &last))
+        return 0;
+    cache_buf *scratch;
+    cache_backend *b = cache_lua_object(L, 2, lua_upvalueindex(2),
+                                        lua_upvalueindex(3), &scratch);
+    if (!b)
+        return 0;
+
+    cache_str vk = {c->vkey.data, c->vkey.len};
+    int status = CACHE_MISS;
+    cache_err err = {0, ""};
+    int rc = cache_get_many(b, 1, &vk, scratch, &status, &err);
+    if (rc < 0) {
+        lua_pushboolean(L, 0);
+        lua_pushstring(L, err.msg[0] ? err.msg : "backend failure");
+        return 2;
+    }
+    const char *vp;
+    size_t vlen;
+    if (status != CACHE_OK || !version_of(scratch, &vp, &vlen))
+        return 0;
+    char key[CACHE_MEMO_HEAD_LEN + MEMO_MAX_VERSION];
+    memcpy(key + CACHE_MEMO_HEAD_LEN, vp, vlen); /* before scratch is reused */
+
+    /* the memo text: name, then the arguments as one array (memo_text) */
+    cache_buf *t = &c->text;
+    if (scalar_text(L, &c->name, 3, last, t) < 0)
+        return luaL_error(L, "out of memory while computing a cache key");
+    const void *parts[2] = {t->data, c->source.data};
+    size_t lens[2] = {t->len, c->source.len};
+    unsigned char md[CACHE_DIGEST_MAX];
+    size_t mdlen = cache_key_digest(c->kind, c->has_source ? 2 : 1, parts, lens, md);
+    if (mdlen == 0)
+        return luaL_error(L, "cannot compute the digest of a cache key");
+    char head[CACHE_MEMO_HEAD_LEN + 1];
+    size_t hlen = cache_memo_head(md, mdlen, head);
+    memmove(key + hlen, key + CACHE_MEMO_HEAD_LEN, vlen);
+    memcpy(key, head, hlen);
+    size_t klen = hlen + vlen;
+
+    scratch->len = 0;
+    rc = cache_get(b, (cache_str){key, klen}, scratch, &err);
+    if (rc == CACHE_OK && !c->want_key) {
+        /* a hit: the caller needs the value only, unless it is nil */
+        lua_pushboolean(L, 1);
+        cache_lua_decode(L, scratch->data, scratch->len);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 2);
+            lua_pushlstring(L, key, klen);
+            lua_pushnil(L);
+            return 2;
+        }
+    } else {
+        lua_pushlstring(L, key, klen);
+        if (rc == CACHE_OK)
+            cache_lua_decode(L, scratch->data, scratch->len);
+    }
+    if (rc == CACHE_OK) {
+        if (lua_type(L, -1) != LUA_TTABLE)
+            return 2;
+        /* several results stored as one table (decorators.lua MULTI):
+         * their count, so that Lua unpacks without inspecting the value */
+        lua_pushnil(L);
+        lua_pushvalue(L, lua_upvalueindex(4));
+        lua_rawget(L, -3);
+        if (lua_type(L, -1) == LUA_TNUMBER)
+            return 4;
+        lua_pop(L, 2);
+        return 2;
+    }
+    if (rc < 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, err.msg[0] ? err.msg : "backend failure");
+        return 3;
+    }
+    return 1;
+}
+
 /* ---- query strings ------------------------------------------------------------- */
 
 /* A query value as a string on top of the stack (anchored by the caller):
@@ -282,6 +577,7 @@ static const luaL_Reg key_functions[] = {
     {"memo_text", l_memo_text},
     {"memo_head", l_memo_head},
     {"memo_version", l_memo_version},
+    {"memo_ctx", l_memo_ctx},
     {"query_text", l_query_text},
     {"query_digest", l_query_digest},
     {"hex_digest", l_hex_digest},
@@ -295,6 +591,17 @@ int cache_bind_keys(lua_State *L)
         lua_pushcfunction(L, keybuf_gc);
         lua_setfield(L, -2, "__gc");
     }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, MEMOCTX_MT)) {
+        lua_pushcfunction(L, memoctx_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    luaL_getmetatable(L, MEMOCTX_MT);
+    lua_pushliteral(L, "get");
+    lua_pushliteral(L, "get_many");
+    lua_pushliteral(L, "__cache_results"); /* decorators.lua's MULTI */
+    lua_pushcclosure(L, l_memo_fetch, 4);
+    lua_setfield(L, -3, "memo_fetch");
     lua_pop(L, 1);
     luaL_setfuncs(L, key_functions, 0);
     return 0;

@@ -5,6 +5,7 @@
 #define _DEFAULT_SOURCE
 
 #include "keys.h"
+#include "md5.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +19,20 @@
 size_t cache_memo_head(const unsigned char *digest, size_t n,
                        char out[CACHE_MEMO_HEAD_LEN + 1])
 {
+    static const char abc[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if (n >= CACHE_MEMO_HEAD_LEN * 3 / 4) { /* every digest: 4 whole groups */
+        for (int g = 0; g < CACHE_MEMO_HEAD_LEN / 4; g++) {
+            const unsigned char *b = digest + 3 * g;
+            unsigned v = (unsigned)b[0] << 16 | (unsigned)b[1] << 8 | b[2];
+            out[4 * g] = abc[v >> 18];
+            out[4 * g + 1] = abc[(v >> 12) & 63];
+            out[4 * g + 2] = abc[(v >> 6) & 63];
+            out[4 * g + 3] = abc[v & 63];
+        }
+        out[CACHE_MEMO_HEAD_LEN] = '\0';
+        return CACHE_MEMO_HEAD_LEN;
+    }
     /* 12 bytes are exactly 16 Base64 characters, so only they matter. */
     char b64[4 * ((CACHE_MEMO_HEAD_LEN * 3 / 4 + 2) / 3) + 1];
     size_t take = n < CACHE_MEMO_HEAD_LEN * 3 / 4 ? n : CACHE_MEMO_HEAD_LEN * 3 / 4;
@@ -30,12 +45,26 @@ size_t cache_memo_head(const unsigned char *digest, size_t n,
     return len;
 }
 
+size_t cache_key_digest(cache_digest_kind kind, size_t nparts,
+                        const void *const *parts, const size_t *lens,
+                        unsigned char out[CACHE_DIGEST_MAX])
+{
+    if (kind != CACHE_MD5)
+        return cache_digest(kind, nparts, parts, lens, out);
+    cache_md5 m;
+    cache_md5_init(&m);
+    for (size_t i = 0; i < nparts; i++)
+        cache_md5_update(&m, parts[i], lens[i]);
+    cache_md5_final(&m, out);
+    return 16;
+}
+
 int cache_memo_key(cache_digest_kind kind, size_t nparts,
                    const void *const *parts, const size_t *lens,
                    const char *version, size_t vlen, cache_buf *out)
 {
     unsigned char md[CACHE_DIGEST_MAX];
-    size_t mdlen = cache_digest(kind, nparts, parts, lens, md);
+    size_t mdlen = cache_key_digest(kind, nparts, parts, lens, md);
     if (mdlen == 0)
         return CACHE_FAIL;
     char head[CACHE_MEMO_HEAD_LEN + 1];
@@ -176,7 +205,7 @@ static size_t hex_digest(cache_digest_kind kind, size_t nparts,
                          char hex[CACHE_HEX_MAX])
 {
     unsigned char md[CACHE_DIGEST_MAX];
-    size_t mdlen = cache_digest(kind, nparts, parts, lens, md);
+    size_t mdlen = cache_key_digest(kind, nparts, parts, lens, md);
     if (mdlen == 0)
         return 0;
     cache_hex(md, mdlen, hex);

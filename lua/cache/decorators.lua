@@ -172,7 +172,7 @@ local function backend_failed(c, what, fname, err)
 end
 
 local function backend_ok(c)
-  if c._failing then c._failing = nil end
+  if c._failing then c._failing = false end
 end
 
 ---------------------------------------------------------------------------
@@ -295,11 +295,9 @@ end
 -- The lookup and store steps shared by both decorators
 ---------------------------------------------------------------------------
 
--- Returns found, value; or nil, nil, err on a backend failure.
-local function lookup(st, key, ...)
-  local b = st.c.cache
-  local rv, err = b:get(key)
-  if rv == nil and err ~= nil then return nil, nil, err end
+-- What lookup decides once the get returned rv (nil on a miss): found,
+-- value; or nil, nil, err on a backend failure.
+local function judge(st, b, key, rv, ...)
   local found = rv ~= nil
   if not found and st.cache_none then
     local has, herr = b:has(key)
@@ -308,6 +306,15 @@ local function lookup(st, key, ...)
   end
   if found and st.is_stale and stale(st, (unpack_results(rv)), ...) then found = false end
   return found, rv
+end
+
+-- Returns found, value; or nil, nil, err on a backend failure.
+local function lookup(st, key, ...)
+  local b = st.c.cache
+  local rv, err = b:get(key)
+  if rv == nil and err ~= nil then return nil, nil, err end
+  if rv ~= nil and not st.is_stale then return true, rv end
+  return judge(st, b, key, rv, ...)
 end
 
 -- Stores what the function returned (unless filtered), then returns it.
@@ -376,6 +383,7 @@ function D.new(config_table)
   end
   local self = setmetatable({
     cache = backend,
+    _failing = false, -- true after a failure, until the backend answers again
     config = cfg,
     hash_method = cfg.CACHE_HASH_METHOD,
     source_check = cfg.CACHE_SOURCE_CHECK,
@@ -671,10 +679,50 @@ local function make_memoized(c, f, opts)
   st.plain_args = not st.is_method and next(st.ignore) == nil
 
   local is_method = st.is_method
+  local unless, forced_update, is_stale = st.unless, st.forced_update, st.is_stale
+  local default_key = function(...) return memo_key(st, ...) end
+
+  -- The fused path (bindings/keys.c memo_fetch): version, key and value
+  -- read in one call into C, for a plain function whose key needs nothing
+  -- from Lua (a named digest, no make_name). It declines (returns nothing)
+  -- whenever it cannot do exactly what memo_key + lookup do, and the call
+  -- then takes the plain path below.
+  local ctx
+  if st.plain_args and type(st.hash) == "string" and not st.make_name and core.memo_ctx then
+    ctx = core.memo_ctx(st.hash, fname, st.source, st.version_key, is_stale ~= nil)
+  end
+  local memo_fetch = core.memo_fetch
 
   local function call(d, ...)
-    if st.unless and bypass(st, ...) then return f(...) end
-    local force = st.forced_update and forced(st, ...)
+    if unless and bypass(st, ...) then return f(...) end
+    local force = forced_update and forced(st, ...)
+    if ctx and not force and d.make_cache_key == default_key then
+      local key, rv, err, n = memo_fetch(ctx, c.cache, ...)
+      if key == true then -- a hit (without is_stale: nothing more to check)
+        if c._failing then c._failing = false end
+        if n then return unpack(rv, 1, n) end -- several results (MULTI)
+        return rv
+      elseif key then
+        if err ~= nil then
+          backend_failed(c, "get", st.name, err)
+          return f(...)
+        end
+        local found, gerr
+        found, rv, gerr = judge(st, c.cache, key, rv, ...)
+        if gerr ~= nil then
+          backend_failed(c, "get", st.name, gerr)
+          return f(...)
+        end
+        if found then
+          backend_ok(c)
+          return unpack_results(rv)
+        end
+        return after_miss(st, d, key, refresh_versions, nil, f(...))
+      elseif key == false then
+        backend_failed(c, "reading the version", st.name, rv)
+        return f(...)
+      end
+    end
     local key, err = d.make_cache_key(...)
     if key == nil then
       backend_failed(c, "reading the version", st.name, err)
@@ -698,7 +746,7 @@ local function make_memoized(c, f, opts)
   end
 
   local d = decorated(st, f, opts.timeout, call)
-  d.make_cache_key = function(...) return memo_key(st, ...) end
+  d.make_cache_key = default_key
   return d
 end
 

@@ -1,0 +1,91 @@
+/* test_md5.c - the MD5 of memoize keys (engine/md5.c) against RFC 1321's
+ * test suite and against libcrypto on every length up to 300 bytes, fed in
+ * one piece and in uneven pieces. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "ctest.h"
+#include "digest.h"
+#include "keys.h"
+#include "md5.h"
+
+static void hex16(const unsigned char *md, char *out)
+{
+    cache_hex(md, 16, out);
+}
+
+static void md5_of(const char *s, char out[33])
+{
+    cache_md5 m;
+    unsigned char md[16];
+    cache_md5_init(&m);
+    cache_md5_update(&m, s, strlen(s));
+    cache_md5_final(&m, md);
+    hex16(md, out);
+}
+
+static void test_rfc1321_suite(void)
+{
+    static const char *const v[][2] = {
+        {"", "d41d8cd98f00b204e9800998ecf8427e"},
+        {"a", "0cc175b9c0f1b6a831c399e269772661"},
+        {"abc", "900150983cd24fb0d6963f7d28e17f72"},
+        {"message digest", "f96b697d7cb7938d525a2f31aaf161d0"},
+        {"abcdefghijklmnopqrstuvwxyz", "c3fcd3d76192e4007dfb496cca67e13b"},
+        {"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+         "d174ab98d277d9f5a5611c2c9f419d9f"},
+        {"12345678901234567890123456789012345678901234567890123456789012345678901234567890",
+         "57edf4a22be3c955ac49da2e2107b67a"},
+    };
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        char hex[33];
+        md5_of(v[i][0], hex);
+        CHECK(strcmp(hex, v[i][1]) == 0);
+    }
+}
+
+static void test_same_as_libcrypto(void)
+{
+    unsigned char data[300];
+    srand(9);
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (unsigned char)rand();
+    for (size_t n = 0; n <= sizeof data; n++) {
+        unsigned char want[16], got[16], split[16];
+        unsigned int wl = 0;
+        EVP_Digest(data, n, want, &wl, EVP_md5(), NULL);
+        cache_md5 m;
+        cache_md5_init(&m);
+        cache_md5_update(&m, data, n);
+        cache_md5_final(&m, got);
+        /* uneven pieces: 1, 2, 3, ... bytes */
+        cache_md5_init(&m);
+        for (size_t off = 0, step = 1; off < n; off += step, step++)
+            cache_md5_update(&m, data + off, off + step > n ? n - off : step);
+        cache_md5_final(&m, split);
+        CHECK(wl == 16 && memcmp(want, got, 16) == 0);
+        CHECK(memcmp(want, split, 16) == 0);
+    }
+}
+
+static void test_key_digest_matches_cache_digest(void)
+{
+    const void *parts[2] = {"name and arguments", "source text"};
+    size_t lens[2] = {18, 11};
+    for (int k = CACHE_MD5; k <= CACHE_SHA512; k++) {
+        unsigned char a[CACHE_DIGEST_MAX], b[CACHE_DIGEST_MAX];
+        size_t la = cache_key_digest((cache_digest_kind)k, 2, parts, lens, a);
+        size_t lb = cache_digest((cache_digest_kind)k, 2, parts, lens, b);
+        CHECK(la == lb && la > 0 && memcmp(a, b, la) == 0);
+    }
+}
+
+int main(void)
+{
+    RUN(test_rfc1321_suite);
+    RUN(test_same_as_libcrypto);
+    RUN(test_key_digest_matches_cache_digest);
+    CTEST_END();
+}
