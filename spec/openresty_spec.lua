@@ -291,4 +291,15 @@ describe("OpenResty (nginx + LuaJIT, 2 workers)", function()
       assert.equal(1, total)
     end)
   end)
+
+  -- Last: a worker that crashed was respawned silently by the master, and a
+  -- sanitizer report (make test SANITIZE=1) goes to nginx's stderr.
+  it("no worker crashed and no sanitizer report was written", function()
+    local log = read_file(dir .. "/logs/error.log")
+    assert.is_nil(log:match("[^\n]*exited on signal[^\n]*"))
+    assert.is_nil(log:match("[^\n]*lua entry thread aborted[^\n]*"))
+    local stderr = read_file(dir .. "/logs/stdout")
+    assert.is_nil(stderr:match("[^\n]*AddressSanitizer[^\n]*"))
+    assert.is_nil(stderr:match("[^\n]*runtime error:[^\n]*"))
+  end)
 end)
