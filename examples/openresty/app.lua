@@ -118,6 +118,15 @@ function M.init_worker()
       redis_why = "RedisCache: " .. tostring(c)
     end
   end
+  -- A cache whose server is down (nothing listens on port 1): decorators
+  -- fail open, so the view is computed every time and the error is logged
+  -- once to the error log through ngx.log.
+  if cache.backend_types().RedisCache then
+    local down = cache.new{ CACHE_TYPE = "RedisCache", CACHE_REDIS_HOST = "127.0.0.1",
+                            CACHE_REDIS_PORT = 1, CACHE_OPTIONS = { connect_timeout = 0.2 } }
+    views.down = down:cached{ key_prefix = "down/%s" }(
+      function() return ("down #%d"):format(bump("down:" .. ngx.var.uri)) end)
+  end
   open_others()
 end
 
@@ -167,6 +176,8 @@ end
 function M.page() cached_view("page", "view") end
 function M.search() cached_view("search", "qs") end
 function M.fresh() cached_view("fresh", "bypass") end
+
+function M.down() cached_view("down", "down") end
 
 function M.rpage()
   if not need(redis_cache, redis_why or "no redis") then return end
