@@ -363,6 +363,7 @@ describe("RedisCache", function()
 
     it("survives a kill and restart of the server: fails cleanly, then recovers", function()
       local srv = R.private_redis()
+      finally(function() srv.stop() end)
       local c = cache.RedisCache { host = "127.0.0.1", port = srv.port, timeout = 0.5,
                                    connect_timeout = 0.5 }
       for i = 1, 20 do assert.is_true(c:set("k" .. i, i)) end

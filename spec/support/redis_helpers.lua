@@ -109,9 +109,11 @@ end
 
 --- A private redis-server the caller may kill: { port, dir, pid(),
 -- kill(signal), restart(), stop() }. Extra arguments are added as they are.
+-- Every process it starts is remembered, and stop() ends them all: call it
+-- from busted's finally() so that a failing spec leaves nothing running.
 function M.private_redis(extra)
   local dir = helpers.tmpdir("redis")
-  local srv = { dir = dir }
+  local srv = { dir = dir, pids = {} }
   local root = os.getenv("CACHE_ROOT") or "."
   function srv.pid()
     local f = io.open(dir .. "/pid")
@@ -119,15 +121,24 @@ function M.private_redis(extra)
     if f then f:close() end
     return p
   end
+  local function alive(pid)
+    local st = helpers.sh(("awk '{print $3}' /proc/%s/stat 2>/dev/null"):format(pid))
+    return st ~= "" and st ~= "Z"
+  end
+  -- Started, and answering as itself (not some other server on the port).
   local function launch(port)
-    os.execute(("redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no" ..
+    os.execute(("env -u LD_PRELOAD redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no" ..
       " --dir %s --logfile %s/log %s </dev/null >/dev/null 2>&1 & echo $! >%s/pid")
       :format(port, q(dir), q(dir), extra or "", q(dir)))
-    for _ = 1, 200 do
-      if M.cli(port, "PING") == "PONG" then return true end
-      if helpers.sh("kill -0 " .. srv.pid() .. " 2>/dev/null && echo y") ~= "y" then return false end
+    local pid = srv.pid()
+    srv.pids[#srv.pids + 1] = pid
+    for _ = 1, 250 do
+      local info = M.cli(port, "INFO", "server")
+      if info:match("process_id:(%d+)") == pid then return true end
+      if not alive(pid) then return false end
       helpers.sleep(0.02)
     end
+    os.execute("kill -KILL " .. pid .. " 2>/dev/null")
     return false
   end
   for _ = 1, 5 do
@@ -136,21 +147,25 @@ function M.private_redis(extra)
     srv.port = nil
   end
   assert(srv.port, "could not start a private redis-server")
-  function srv.kill(sig)
-    local pid = srv.pid()
-    os.execute(("kill -%s %s 2>/dev/null"):format(sig or "KILL", pid))
-    -- gone (or a zombie) before returning
-    for _ = 1, 250 do
-      local st = helpers.sh(("awk '{print $3}' /proc/%s/stat 2>/dev/null"):format(pid))
-      if st == "" or st == "Z" then return end
+  local function kill_pid(pid, sig)
+    os.execute(("kill -%s %s 2>/dev/null"):format(sig, pid))
+    for _ = 1, 250 do -- gone (or a zombie) before returning
+      if not alive(pid) then return true end
       helpers.sleep(0.02)
     end
+    return false
+  end
+  function srv.kill(sig)
+    local pid = srv.pid()
+    if not kill_pid(pid, sig or "KILL") then kill_pid(pid, "KILL") end
   end
   function srv.restart()
     assert(launch(srv.port), "private redis-server did not restart")
   end
   function srv.stop()
-    srv.kill("TERM")
+    for _, pid in ipairs(srv.pids) do
+      if alive(pid) and not kill_pid(pid, "TERM") then kill_pid(pid, "KILL") end
+    end
   end
   return srv
 end
