@@ -99,6 +99,7 @@ describe("RedisSentinelCache", function()
     local rp = tonumber(read(DIR .. "/" .. (node_on(mp) == "master" and "replica" or "master") .. ".port"))
     -- a fake sentinel: first names the replica, then the master
     local fake = R.fake_redis { addr_reply(rp), addr_reply(mp) }
+    finally(fake.stop)
     local c, prefix = new { sentinels = "127.0.0.1:" .. fake.port }
     assert.is_true(c:set("k", "v"))
     assert.equal("!", R.cli(mp, "GET", prefix .. "k"):sub(1, 1))

@@ -322,6 +322,7 @@ describe("RedisCache", function()
 
     it("a server that does not answer: fails after `timeout`, then works again", function()
       local fake = R.fake_redis { "SILENT" }
+      finally(fake.stop)
       local c = cache.RedisCache { host = "127.0.0.1", port = fake.port, timeout = 0.3 }
       local t0 = R.now()
       local v, err = c:get("k")
@@ -349,6 +350,7 @@ describe("RedisCache", function()
       it("a malformed reply (" .. m[1] .. ") is an error, then the next call reconnects", function()
         local reply = m[2]
         local fake = R.fake_redis { reply }
+        finally(fake.stop)
         local c = cache.RedisCache { host = "127.0.0.1", port = fake.port, timeout = 0.5 }
         local v, err = c:get("k")
         assert.is_nil(v)
