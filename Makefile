@@ -44,7 +44,10 @@ BINDING_SRC := $(wildcard bindings/*.c)
 OBJDIR      ?= build/$(if $(filter 1,$(SANITIZE)),san,obj)
 MODDIR      ?= .
 ENGINE_OBJ  := $(ENGINE_SRC:%.c=$(OBJDIR)/%.o)
-BINDING_OBJ := $(BINDING_SRC:%.c=$(OBJDIR)/$(LUA)/%.o)
+# Binding objects depend on the Lua headers: keep one directory per Lua
+# (LuaRocks names the headers by LUA_INCDIR, which then tells them apart).
+LUA_TAG     := $(if $(LUA_INCDIR),$(subst /,_,$(LUA_INCDIR)),$(LUA))
+BINDING_OBJ := $(BINDING_SRC:%.c=$(OBJDIR)/$(LUA_TAG)/%.o)
 ENGINE_LIB  := $(OBJDIR)/libcacheengine.a
 HEADERS     := $(wildcard engine/*.h backends/*.h bindings/*.h)
 
@@ -53,11 +56,11 @@ all: $(MODDIR)/cache/core.so
 
 # The module is always refreshed from the build of the selected Lua, so
 # switching LUA= relinks what `require "cache.core"` loads.
-$(MODDIR)/cache/core.so: $(OBJDIR)/$(LUA)/core.so
+$(MODDIR)/cache/core.so: $(OBJDIR)/$(LUA_TAG)/core.so
 	@mkdir -p $(MODDIR)/cache
 	cp $< $@
 
-$(OBJDIR)/$(LUA)/core.so: $(BINDING_OBJ) $(ENGINE_LIB)
+$(OBJDIR)/$(LUA_TAG)/core.so: $(BINDING_OBJ) $(ENGINE_LIB)
 	$(CC) -shared -o $@ $(BINDING_OBJ) $(ENGINE_LIB) $(DEP_LIBS) $(SAN_LDFLAGS)
 
 # One pre-linked member: the registry names backends by weak reference, which
@@ -72,7 +75,7 @@ $(OBJDIR)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(DEP_CFLAGS) -Iengine -c $< -o $@
 
-$(OBJDIR)/$(LUA)/bindings/%.o: bindings/%.c $(HEADERS)
+$(OBJDIR)/$(LUA_TAG)/bindings/%.o: bindings/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LUA_CFLAGS) $(DEP_CFLAGS) -Iengine -c $< -o $@
 
