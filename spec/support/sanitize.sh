@@ -21,8 +21,14 @@
 #     process or a crash that kills busted cannot go unnoticed.
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 SAN_RT=$(${CC:-cc} -print-file-name=libasan.so)
-SAN_BIN="$CACHE_TEST_STATE/san-bin"
+SAN_BIN="$CACHE_TEST_STATE/san-lua/bin"
 mkdir -p "$SAN_BIN" "$CACHE_TEST_STATE/san"
+# LuaRocks takes the directory above the interpreter's as the Lua prefix and
+# looks for the headers and library under it (spec/luarocks_spec.lua builds
+# a rock): point include/ and lib/ at the real prefix's.
+SAN_PREFIX=$(dirname "$(dirname "$(command -v lua5.4 || echo /usr/bin/lua5.4)")")
+ln -sfn "$SAN_PREFIX/include" "$CACHE_TEST_STATE/san-lua/include"
+ln -sfn "$SAN_PREFIX/lib" "$CACHE_TEST_STATE/san-lua/lib"
 # unpreload.so, preloaded after the runtime, takes LD_PRELOAD out of the Lua
 # process's environment once the loader has used it: what Lua starts (sh,
 # curl, nginx, redis-server...) runs without an ASan runtime it was not built
