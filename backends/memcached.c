@@ -179,8 +179,9 @@ int mc_expiry(double ttl, time_t *out)
     }
     if (!(ttl > 0))
         return 1;
-    /* memcached counts whole seconds: round up, so an entry never lives
-     * shorter than asked. */
+    /* memcached counts whole seconds, rounded up here. Its clock ticks
+     * once a second, so an entry sent with n seconds lives between n - 1
+     * and n seconds (as with cachelib's int(now) + t). */
     double secs = ceil(ttl);
     if (secs <= MC_THIRTY_DAYS) {
         *out = (time_t)secs;
