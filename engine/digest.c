@@ -52,11 +52,30 @@ static void free_ctx(void *ctx)
     EVP_MD_CTX_free(ctx);
 }
 
+static int have_key;
+
 static void fetch_all(void)
 {
     for (int i = 0; i < 4; i++)
         fetched[i] = EVP_MD_fetch(NULL, digests[i].name, NULL);
-    pthread_key_create(&ctx_key, free_ctx);
+    have_key = pthread_key_create(&ctx_key, free_ctx) == 0;
+}
+
+/* Lua dlcloses the module in lua_close (and a host may unload it sooner):
+ * give the algorithms and this thread's context back, and delete the key,
+ * whose destructor would otherwise point into unmapped code when another
+ * thread ends. */
+__attribute__((destructor)) static void release_all(void)
+{
+    if (have_key) {
+        EVP_MD_CTX_free(pthread_getspecific(ctx_key));
+        pthread_key_delete(ctx_key);
+        have_key = 0;
+    }
+    for (int i = 0; i < 4; i++) {
+        EVP_MD_free(fetched[i]);
+        fetched[i] = NULL;
+    }
 }
 
 static EVP_MD_CTX *thread_ctx(void)
