@@ -114,9 +114,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
+/* Puts the bytes in place the way another process's write would: a new
+ * file renamed over the entry (a new inode every time), so the backend may
+ * trust what it knows of an inode it has read before. */
 static void put_file(const uint8_t *data, size_t size)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    char tmp[300];
+    snprintf(tmp, sizeof tmp, "%s/.fuzz-tmp", dir);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     CHECK(fd >= 0);
     size_t off = 0;
     while (off < size) {
@@ -125,6 +130,7 @@ static void put_file(const uint8_t *data, size_t size)
         off += (size_t)n;
     }
     CHECK(close(fd) == 0);
+    CHECK(rename(tmp, path) == 0);
 }
 
 static int file_exists(const char *p)
