@@ -514,9 +514,14 @@ int mc_exists(mc_backend *b, const mc_key *k, cache_err *err)
     return mc_fail(b, k, rc, err);
 }
 
+/* libmemcached's binary flush reads the replies but ignores what they say,
+ * so a reply that timed out only shows as the handle's last error. (A SASL
+ * server refusing an unauthenticated flush still reads as success.) */
 int mc_flush(mc_backend *b, cache_err *err)
 {
     memcached_return_t rc = memcached_flush(b->m, 0);
+    if (rc == MEMCACHED_SUCCESS)
+        rc = memcached_last_error(b->m);
     return rc == MEMCACHED_SUCCESS ? CACHE_OK : mc_fail(b, NULL, rc, err);
 }
 

@@ -326,6 +326,39 @@ describe("memcached backends", function()
       assert.equal(1, c:inc("fresh"))
     end)
 
+    it("a server that stops answering (SIGSTOP) fails each call after the 1 s poll timeout", function()
+      local s = start_own()
+      local c = cache.MemcachedCache { servers = { s.addr }, key_prefix = helpers.unique("stop") }
+      assert.is_true(c:set("k", 1))
+      assert(ok_exec("kill -STOP " .. s.pid))
+      local ops = {
+        get = function() return c:get("k") end,
+        set = function() return c:set("k", 2) end,
+        inc = function() return c:inc("k") end,
+        has = function() return c:has("k") end,
+        get_many = function() return nil, select(3, c:get_many("a", "b")) end,
+        delete_many = function() return nil, select(3, c:delete_many("a", "b", "c")) end,
+        set_many = function() return nil, select(3, c:set_many { a = 1 }) end,
+        clear = function() return c:clear() end,
+      }
+      for name, op in pairs(ops) do
+        local t0 = now()
+        local v, err = op()
+        local took = now() - t0
+        assert.is_true(v == nil or v == false, name)
+        assert.matches("^memcached 127%.0%.0%.1:%d+: ", err, name)
+        assert.is_true(took < 3, name .. " took " .. took)
+      end
+      assert(ok_exec("kill -CONT " .. s.pid))
+      local deadline, ok = now() + 10, false
+      repeat
+        ok = c:set("k", "back")
+        if not ok then helpers.sleep(0.2) end
+      until ok or now() > deadline
+      assert.is_true(ok)
+      assert.equal("back", c:get("k"))
+    end)
+
     it("killing one of two servers leaves the other's keys readable", function()
       local s1, s2 = start_own(), start_own()
       local prefix = helpers.unique("kill")
