@@ -36,6 +36,18 @@
  * as end of file, and bytes that do not make an entry are re-read to a true
  * end of file before they are called corrupt.
  *
+ * Read cache: the last RC_SLOTS live entries that get read (values up to
+ * RC_VALUE_MAX bytes) stay open, with their bytes, their expiry and the
+ * identity of their file. A get of such an entry costs one fstatat of its
+ * name: when the name still holds the very file kept open (same device and
+ * inode - an inode number cannot be reused while a descriptor holds it -
+ * and same size, mtime and ctime), the bytes are the ones read, since this
+ * backend never modifies a file in place (every write is a new file renamed
+ * over the name). Anything else - replaced, removed, expired, a foreign file
+ * rewritten in place (its mtime moves) - takes the full read. This process's
+ * own set/delete/clear drop their slots at once, so the old files are not
+ * kept alive. It costs up to RC_SLOTS descriptors per cache object.
+ *
  * SIGXFSZ: writing past RLIMIT_FSIZE makes the kernel raise SIGXFSZ, whose
  * default action kills the process; write() only returns EFBIG when the
  * signal is ignored or caught. A library must not change signal dispositions,
@@ -95,6 +107,7 @@
 #include "cache.h"
 #include "codec.h"
 #include "digest.h"
+#include "keys.h"
 
 #define FS_MAGIC "LCFS"
 #define FS_VERSION 1
@@ -111,6 +124,8 @@
  * when the file system refuses the better way. */
 enum { NOREPLACE_RENAME2, NOREPLACE_LINK, NOREPLACE_CHECK };
 
+#define RC_SEEN 1024 /* see rc_admit */
+
 typedef struct fs_cache {
     cache_backend base;
     int dirfd;
@@ -126,7 +141,32 @@ typedef struct fs_cache {
     pthread_mutex_t lock;     /* guards count and pruning */
     int64_t count;
     int pruning;
+    pthread_mutex_t rc_lock;  /* guards rc */
+    struct rc_slot *rc;       /* the read cache (RC_SLOTS), or NULL */
+    uint64_t rc_gen;
+    uint32_t rc_seen[RC_SEEN];  /* names read lately (by their first digits) */
 } fs_cache;
+
+/* One entry of the read cache (see the top of the file). */
+#define RC_SLOTS 64
+#define RC_WAYS 64 /* fully associative: a scan of 64 words is nothing beside a syscall */
+#define RC_VALUE_MAX 4096
+
+typedef struct rc_slot {
+    int fd;                   /* the entry's file, kept open; -1: empty */
+    uint64_t gen;             /* new with every fill: a slot seen twice with
+                                 the same gen kept its fd open in between */
+    uint64_t used;            /* when last served or filled (rc_gen) */
+    uint32_t hash;            /* rc_hash(name) */
+    char name[FS_NAME_MAX];
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime, ctime;
+    int64_t expiry;
+    size_t vlen;
+    char *value;
+} rc_slot;
 
 /* What reading an entry found; a failure is a negative cache code instead
  * (CACHE_FAIL, CACHE_ENOMEM) with err set. */
@@ -218,7 +258,7 @@ static int key_name(fs_cache *fs, cache_str key, char name[FS_NAME_MAX],
     unsigned char d[CACHE_DIGEST_MAX];
     const void *parts[1] = {key.ptr ? key.ptr : ""};
     size_t lens[1] = {key.len};
-    size_t n = cache_digest(fs->kind, 1, parts, lens, d);
+    size_t n = cache_key_digest(fs->kind, 1, parts, lens, d);
     if (n == 0)
         return cache_fail(err, CACHE_FAIL, "FileSystemCache: %s digest failed",
                           cache_digest_name(fs->kind));
@@ -299,6 +339,177 @@ static void remove_foreign(fs_cache *fs, const char *name)
     if (fstatat(fs->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
         !S_ISDIR(st.st_mode) && remove_if_same(fs, name, &st) == 0)
         count_add(fs, -1);
+}
+
+/* ---- the read cache ------------------------------------------------------ */
+
+static uint32_t rc_hash(const char *name)
+{
+    uint32_t h = 0; /* the name is a hex digest: its first digits will do */
+    for (int i = 0; i < 8 && name[i]; i++)
+        h = h << 4 | (uint32_t)(name[i] <= '9' ? name[i] - '0' : name[i] - 'a' + 10);
+    return h;
+}
+
+/* The slots are RC_WAYS-way sets: the slot holding name in its set, or
+ * NULL (rc_lock held). */
+static rc_slot *rc_find(fs_cache *fs, const char *name)
+{
+    rc_slot *set = &fs->rc[(rc_hash(name) % (RC_SLOTS / RC_WAYS)) * RC_WAYS];
+    uint32_t h = rc_hash(name);
+    for (int w = 0; w < RC_WAYS; w++)
+        if (set[w].hash == h && set[w].fd >= 0 && strcmp(set[w].name, name) == 0)
+            return &set[w];
+    return NULL;
+}
+
+/* Where name goes in its set: an empty slot, else the least recently used
+ * (rc_lock held). */
+static rc_slot *rc_victim(fs_cache *fs, const char *name)
+{
+    rc_slot *set = &fs->rc[(rc_hash(name) % (RC_SLOTS / RC_WAYS)) * RC_WAYS];
+    rc_slot *v = &set[0];
+    for (int w = 0; w < RC_WAYS; w++) {
+        if (set[w].fd < 0)
+            return &set[w];
+        if (set[w].used < v->used)
+            v = &set[w];
+    }
+    return v;
+}
+
+/* Whether an entry just read is worth keeping: only one read again soon
+ * (its name among roughly the last RC_SEEN / 2 reads: each read leaves its
+ * hash at two places of rc_seen), or while slots are free, so that reading
+ * many entries once each does not pay the fstat of a fill and churn the
+ * slots for nothing. rc_lock held. */
+static int rc_admit(fs_cache *fs, const char *name)
+{
+    uint32_t h = rc_hash(name);
+    uint32_t *a = &fs->rc_seen[h % RC_SEEN], *b = &fs->rc_seen[(h >> 12) % RC_SEEN];
+    int seen = *a == h || *b == h;
+    *a = *b = h;
+    if (seen)
+        return 1;
+    for (int i = 0; i < RC_SLOTS; i++)
+        if (fs->rc[i].fd < 0)
+            return 1;
+    return 0;
+}
+
+/* Empties a slot (rc_lock held). */
+static void rc_clear_slot(fs_cache *fs, rc_slot *s)
+{
+    if (s->fd >= 0)
+        close(s->fd);
+    s->fd = -1;
+    s->gen = ++fs->rc_gen;
+    free(s->value);
+    s->value = NULL;
+    s->vlen = 0;
+}
+
+static int same_time(struct timespec a, struct timespec b)
+{
+    return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+static int same_file(const rc_slot *s, const struct stat *st)
+{
+    return S_ISREG(st->st_mode) && st->st_dev == s->dev && st->st_ino == s->ino &&
+           st->st_size == s->size && same_time(st->st_mtim, s->mtime) &&
+           same_time(st->st_ctim, s->ctime);
+}
+
+/* A get served from the read cache: appends the value and returns 1, or 0
+ * when the full read must decide. */
+static int rc_get(fs_cache *fs, const char *name, cache_buf *out)
+{
+    if (!fs->rc)
+        return 0;
+    rc_slot seen;
+    pthread_mutex_lock(&fs->rc_lock);
+    rc_slot *s = rc_find(fs, name);
+    int found = s != NULL;
+    if (found)
+        seen = *s;
+    pthread_mutex_unlock(&fs->rc_lock);
+    if (!found || !is_live(seen.expiry, now_ms()))
+        return 0; /* expired: the full read removes it */
+    struct stat st;
+    int same = fstatat(fs->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+               same_file(&seen, &st);
+    int served = 0;
+    pthread_mutex_lock(&fs->rc_lock);
+    if (s->gen == seen.gen) { /* the file stayed open all along */
+        if (!same)
+            rc_clear_slot(fs, s); /* replaced or gone: let the old file go */
+        else if ((served = cache_buf_append(out, s->value, s->vlen) == 0))
+            s->used = ++fs->rc_gen;
+    }
+    pthread_mutex_unlock(&fs->rc_lock);
+    return served;
+}
+
+/* Keeps a live entry just read through fd (taken over: closed here if it
+ * is not kept). */
+static void rc_fill(fs_cache *fs, const char *name, int fd, int64_t expiry,
+                    const char *value, size_t vlen)
+{
+    struct stat st;
+    char *copy = NULL;
+    int admit = 0;
+    if (fs->rc && vlen <= RC_VALUE_MAX) {
+        pthread_mutex_lock(&fs->rc_lock);
+        admit = rc_admit(fs, name);
+        pthread_mutex_unlock(&fs->rc_lock);
+    }
+    if (!admit || fstat(fd, &st) != 0 ||
+        !S_ISREG(st.st_mode) || !(copy = malloc(vlen ? vlen : 1))) {
+        close(fd);
+        return;
+    }
+    memcpy(copy, value, vlen);
+    pthread_mutex_lock(&fs->rc_lock);
+    rc_slot *s = rc_find(fs, name);
+    if (!s)
+        s = rc_victim(fs, name);
+    rc_clear_slot(fs, s);
+    s->used = s->gen;
+    s->hash = rc_hash(name);
+    s->fd = fd;
+    strcpy(s->name, name);
+    s->dev = st.st_dev;
+    s->ino = st.st_ino;
+    s->size = st.st_size;
+    s->mtime = st.st_mtim;
+    s->ctime = st.st_ctim;
+    s->expiry = expiry;
+    s->vlen = vlen;
+    s->value = copy;
+    pthread_mutex_unlock(&fs->rc_lock);
+}
+
+/* This process changed or removed name: its slot goes. */
+static void rc_forget(fs_cache *fs, const char *name)
+{
+    if (!fs->rc)
+        return;
+    pthread_mutex_lock(&fs->rc_lock);
+    rc_slot *s = rc_find(fs, name);
+    if (s)
+        rc_clear_slot(fs, s);
+    pthread_mutex_unlock(&fs->rc_lock);
+}
+
+static void rc_forget_all(fs_cache *fs)
+{
+    if (!fs->rc)
+        return;
+    pthread_mutex_lock(&fs->rc_lock);
+    for (int i = 0; i < RC_SLOTS; i++)
+        rc_clear_slot(fs, &fs->rc[i]);
+    pthread_mutex_unlock(&fs->rc_lock);
 }
 
 /* ---- reading ------------------------------------------------------------ */
@@ -428,8 +639,18 @@ static void remove_read(fs_cache *fs, const char *name, int fd)
  * (ENT_EXPIRED / ENT_BAD returned). *expiry receives a live entry's expiry.
  * A failure is returned as its negative code. The hot path is openat,
  * readv, close. */
+static int read_entry_keep(fs_cache *fs, const char *name, cache_buf *out,
+                           int64_t *expiry, int keep, cache_err *err);
+
 static int read_entry(fs_cache *fs, const char *name, cache_buf *out,
                       int64_t *expiry, cache_err *err)
+{
+    return read_entry_keep(fs, name, out, expiry, 0, err);
+}
+
+/* read_entry; with keep, a live entry read goes to the read cache. */
+static int read_entry_keep(fs_cache *fs, const char *name, cache_buf *out,
+                           int64_t *expiry, int keep, cache_err *err)
 {
     int state;
     int fd = open_entry(fs, name, &state, err);
@@ -460,7 +681,10 @@ static int read_entry(fs_cache *fs, const char *name, cache_buf *out,
     }
     if (state == ENT_EXPIRED || state == ENT_BAD)
         remove_read(fs, name, fd);
-    close(fd);
+    if (state == ENT_LIVE && out && keep)
+        rc_fill(fs, name, fd, exp, out->data + out->len, vlen);
+    else
+        close(fd);
     if (state == ENT_LIVE) {
         *expiry = exp;
         if (out)
@@ -944,8 +1168,10 @@ static int fs_get(cache_backend *b, cache_str key, cache_buf *out,
     int rc = key_name(fs, key, name, err);
     if (rc != CACHE_OK)
         return rc;
+    if (rc_get(fs, name, out))
+        return CACHE_OK;
     int64_t exp;
-    int st = read_entry(fs, name, out, &exp, err);
+    int st = read_entry_keep(fs, name, out, &exp, 1, err);
     if (st < 0)
         return st;
     return st == ENT_LIVE ? CACHE_OK : CACHE_MISS;
@@ -1001,8 +1227,9 @@ static int fs_set(cache_backend *b, cache_str key, cache_str value,
     int64_t expiry;
     if (expiry_of_ttl(ttl, &expiry) != 0)
         return cache_fail(err, CACHE_EINVAL, "timeout is not a number");
-    if (only_if_absent)
+    if (only_if_absent) /* a stale slot is caught by its fstatat */
         return fs_add(fs, name, value, expiry, err);
+    rc_forget(fs, name);
     int created;
     rc = write_entry(fs, name, value, expiry,
                      PLACE_REPLACE, &created,
@@ -1019,6 +1246,7 @@ static int fs_del(cache_backend *b, cache_str key, cache_err *err)
     int rc = key_name(fs, key, name, err);
     if (rc != CACHE_OK)
         return rc;
+    rc_forget(fs, name);
     if (unlinkat(fs->dirfd, name, 0) == 0) {
         count_add(fs, -1);
         return CACHE_OK;
@@ -1058,6 +1286,7 @@ static int fs_clear(cache_backend *b, cache_err *err)
 {
     fs_cache *fs = (fs_cache *)b;
     clear_ctx c = {0, CACHE_OK, err};
+    rc_forget_all(fs);
     int rc = list_dir(fs, clear_one, &c, err);
     if (fs->threshold) {
         pthread_mutex_lock(&fs->lock);
@@ -1136,6 +1365,7 @@ static int fs_incr(cache_backend *b, cache_str key, int64_t delta,
     int rc = key_name(fs, key, name, err);
     if (rc != CACHE_OK)
         return rc;
+    rc_forget(fs, name);
     int lockfd = incr_lock(fs);
     rc = incr_locked(fs, name, delta, new_ttl, result, err);
     if (lockfd >= 0)
@@ -1148,6 +1378,11 @@ static void fs_destroy(cache_backend *b)
     fs_cache *fs = (fs_cache *)b;
     if (fs->dirfd >= 0)
         close(fs->dirfd);
+    if (fs->rc) {
+        rc_forget_all(fs);
+        free(fs->rc);
+    }
+    pthread_mutex_destroy(&fs->rc_lock);
     pthread_mutex_destroy(&fs->lock);
     free(fs->dir);
     free(fs);
@@ -1269,6 +1504,10 @@ cache_backend *cache_filesystem_create(cache_opts *opts, cache_err *err)
     atomic_init(&fs->noreplace, NOREPLACE_RENAME2);
     atomic_init(&fs->exchange, 1);
     pthread_mutex_init(&fs->lock, NULL);
+    pthread_mutex_init(&fs->rc_lock, NULL);
+    fs->rc = calloc(RC_SLOTS, sizeof *fs->rc); /* none: every get reads */
+    for (int i = 0; fs->rc && i < RC_SLOTS; i++)
+        fs->rc[i].fd = -1;
     fs->dirfd = open_cache_dir(fs->dir, err);
     if (fs->dirfd < 0 ||
         (fs->threshold && list_dir(fs, count_one, &fs->count, err) != CACHE_OK)) {

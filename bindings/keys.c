@@ -10,6 +10,7 @@
  * when source checking. Trailing nil arguments are dropped: f(1) and
  * f(1, nil) are the same call, as a missing parameter is nil in Lua.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "bindings.h"
@@ -153,6 +154,40 @@ static int l_memo_version(lua_State *L)
 #define MEMOCTX_MT "cache.core.memoctx"
 #define MEMO_MAX_VERSION 64
 
+/* The heads of recent argument texts. A memoized function is called with
+ * the same arguments again and again (that is why it is memoized), and the
+ * digest of those few bytes, inherently serial, was a quarter of a hit: a
+ * small set-associative table per function keeps the head of each text
+ * (name, source and digest are fixed per function, so the arguments' bytes
+ * decide the head alone). Texts are compared whole; a collision costs only
+ * a digest. 128 entries of 48 bytes, allocated at the first call. */
+#define HEAD_SETS 64
+#define HEAD_WAYS 2
+#define HEAD_TEXT_MAX 27
+
+typedef struct head_slot {
+    uint32_t hash;
+    unsigned char len; /* 0: empty (an argument text has at least 1 byte) */
+    char head[CACHE_MEMO_HEAD_LEN];
+    unsigned char text[HEAD_TEXT_MAX];
+} head_slot;
+
+static uint32_t text_hash(const unsigned char *p, size_t n)
+{
+    uint64_t h = (uint64_t)n * 0x9e3779b97f4a7c15u, w;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&w, p + i, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdu;
+        h ^= h >> 32;
+    }
+    w = 0;
+    memcpy(&w, p + i, n - i);
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53u;
+    h ^= h >> 29;
+    return (uint32_t)h;
+}
+
 typedef struct memo_ctx {
     cache_digest_kind kind;
     cache_buf name;   /* codec bytes of the function name */
@@ -161,6 +196,7 @@ typedef struct memo_ctx {
     int want_key;     /* return the key with a hit too (is_stale needs it) */
     cache_buf vkey;   /* the version key */
     cache_buf text;   /* scratch: one call's memo text */
+    head_slot *heads; /* HEAD_SETS * HEAD_WAYS, or NULL */
 } memo_ctx;
 
 static int memoctx_gc(lua_State *L)
@@ -170,6 +206,8 @@ static int memoctx_gc(lua_State *L)
     cache_buf_free(&c->source);
     cache_buf_free(&c->vkey);
     cache_buf_free(&c->text);
+    free(c->heads);
+    c->heads = NULL;
     return 0;
 }
 
@@ -337,6 +375,49 @@ static int version_of(const cache_buf *b, const char **v, size_t *n)
     return 1;
 }
 
+/* Writes the head of the memo text t (name, then arguments) to out and
+ * returns its length (0 if the digest failed), from the table of recent
+ * heads when the arguments were seen lately. */
+static size_t memo_head(memo_ctx *c, const cache_buf *t, char *out)
+{
+    const unsigned char *args = (const unsigned char *)t->data + c->name.len;
+    size_t alen = t->len - c->name.len;
+    head_slot *set = NULL;
+    uint32_t h = 0;
+    if (alen <= HEAD_TEXT_MAX) {
+        if (!c->heads)
+            c->heads = calloc(HEAD_SETS * HEAD_WAYS, sizeof *c->heads);
+        if (c->heads) {
+            h = text_hash(args, alen);
+            set = &c->heads[(h % HEAD_SETS) * HEAD_WAYS];
+            for (int w = 0; w < HEAD_WAYS; w++)
+                if (set[w].len == alen && set[w].hash == h &&
+                    memcmp(set[w].text, args, alen) == 0) {
+                    memcpy(out, set[w].head, CACHE_MEMO_HEAD_LEN);
+                    return CACHE_MEMO_HEAD_LEN;
+                }
+        }
+    }
+    const void *parts[2] = {t->data, c->source.data};
+    size_t lens[2] = {t->len, c->source.len};
+    unsigned char md[CACHE_DIGEST_MAX];
+    size_t mdlen = cache_key_digest(c->kind, c->has_source ? 2 : 1, parts, lens, md);
+    if (mdlen == 0)
+        return 0;
+    char head[CACHE_MEMO_HEAD_LEN + 1];
+    size_t hlen = cache_memo_head(md, mdlen, head);
+    memcpy(out, head, hlen);
+    if (set && hlen == CACHE_MEMO_HEAD_LEN) {
+        /* the newest first; the older of the two makes room */
+        memmove(&set[1], &set[0], (HEAD_WAYS - 1) * sizeof *set);
+        set[0].hash = h;
+        set[0].len = (unsigned char)alen;
+        memcpy(set[0].head, head, CACHE_MEMO_HEAD_LEN);
+        memcpy(set[0].text, args, alen);
+    }
+    return hlen;
+}
+
 /* memo_fetch(ctx, backend, ...): a memoized call on a backend of this
  * module, in one call from Lua, doing what decorators.lua does in steps:
  * get_many(version key), the key of the arguments, get(key). Returns
@@ -386,16 +467,11 @@ static int l_memo_fetch(lua_State *L)
     cache_buf *t = &c->text;
     if (scalar_text(L, &c->name, 3, last, t) < 0)
         return luaL_error(L, "out of memory while computing a cache key");
-    const void *parts[2] = {t->data, c->source.data};
-    size_t lens[2] = {t->len, c->source.len};
-    unsigned char md[CACHE_DIGEST_MAX];
-    size_t mdlen = cache_key_digest(c->kind, c->has_source ? 2 : 1, parts, lens, md);
-    if (mdlen == 0)
+    size_t hlen = memo_head(c, t, key);
+    if (hlen == 0)
         return luaL_error(L, "cannot compute the digest of a cache key");
-    char head[CACHE_MEMO_HEAD_LEN + 1];
-    size_t hlen = cache_memo_head(md, mdlen, head);
-    memmove(key + hlen, key + CACHE_MEMO_HEAD_LEN, vlen);
-    memcpy(key, head, hlen);
+    if (hlen < CACHE_MEMO_HEAD_LEN)
+        memmove(key + hlen, key + CACHE_MEMO_HEAD_LEN, vlen);
     size_t klen = hlen + vlen;
 
     scratch->len = 0;

@@ -144,7 +144,10 @@ int cache_get_many(cache_backend *b, size_t n, const cache_str *keys,
                    cache_buf *out, int *status, cache_err *err)
 {
     if (b->vt->get_many) {
-        size_t *start = malloc((n ? n : 1) * sizeof *start);
+        /* where each output starts: on the stack for the usual few keys
+         * (memoize reads one or two version keys per call) */
+        size_t small[32];
+        size_t *start = n <= 32 ? small : malloc(n * sizeof *start);
         if (!start)
             return cache_fail(err, CACHE_ENOMEM, "out of memory");
         for (size_t i = 0; i < n; i++)
@@ -154,7 +157,8 @@ int cache_get_many(cache_backend *b, size_t n, const cache_str *keys,
             for (size_t i = 0; i < n; i++)
                 if (status[i] == CACHE_OK)
                     status[i] = checked_hit(&out[i], start[i], NULL);
-        free(start);
+        if (start != small)
+            free(start);
         return rc;
     }
     for (size_t i = 0; i < n; i++) {

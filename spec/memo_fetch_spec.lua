@@ -39,14 +39,28 @@ describe("memo_fetch", function()
         local name = "spec/memo_fetch:" .. hash
         local ctx = ctx_for(name, hash, src)
         local v = version(name)
-        for i, args in ipairs(samples) do
-          local n = #args
-          if i == 41 then n = 3 elseif i == 42 then n = 2 end
-          local want = core.memo_key(hash, name, src, v, table.unpack(args, 1, n))
-          local got = pack(core.memo_fetch(ctx, c, table.unpack(args, 1, n)))
-          assert.equal(want, got[1], ("%s sample %d"):format(hash, i))
-          assert.is_nil(got[2])
+        for round = 1, 2 do -- the second time from the table of recent heads
+          for i, args in ipairs(samples) do
+            local n = #args
+            if i == 41 then n = 3 elseif i == 42 then n = 2 end
+            local want = core.memo_key(hash, name, src, v, table.unpack(args, 1, n))
+            local got = pack(core.memo_fetch(ctx, c, table.unpack(args, 1, n)))
+            assert.equal(want, got[1], ("%s sample %d round %d"):format(hash, i, round))
+            assert.is_nil(got[2])
+          end
         end
+      end
+    end
+  end)
+
+  it("keeps keys right through evictions of the recent heads", function()
+    local ctx = ctx_for("evict")
+    local v = version("evict")
+    for round = 1, 3 do
+      for i = 1, 1000 do
+        local a, b = i % 37, (i * 7919) % 1000
+        local want = core.memo_key("md5", "evict", nil, v, a, b, "s")
+        assert.equal(want, (core.memo_fetch(ctx, c, a, b, "s")), ("%d %d %d"):format(round, a, b))
       end
     end
   end)
