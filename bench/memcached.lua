@@ -95,7 +95,8 @@ local n_rows = #rows
 for i = 1, n_rows do
   local r = rows[i]
   if r.baseline and lib[r.baseline] and base[lib[r.baseline]] then
-    rows[#rows + 1] = { name = r.name, ops = r.ops, p50 = r.p50, p99 = r.p99, baseline = lib[r.baseline] }
+    rows[#rows + 1] = { name = r.name .. " (vs libmemcached)", ops = r.ops, p50 = r.p50, p99 = r.p99,
+                        baseline = lib[r.baseline] }
   end
 end
 for _, r in ipairs(rows) do
