@@ -354,6 +354,31 @@ static int m_get_dict(lua_State *L)
     return 1;
 }
 
+/* The results of set_many / delete_many: whether every key succeeded, the
+ * list of the keys that did, and the message when the batch failed. */
+static int push_batch_outcome(lua_State *L, int rc, size_t n,
+                              const cache_str *keys, const int *status,
+                              const cache_err *err)
+{
+    int all = rc == CACHE_OK;
+    int k = 0;
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        if (status[i] != CACHE_OK) {
+            all = 0;
+            continue;
+        }
+        lua_pushlstring(L, keys[i].ptr, keys[i].len);
+        lua_rawseti(L, -2, ++k);
+    }
+    lua_pushboolean(L, all);
+    lua_insert(L, -2);
+    if (rc >= 0)
+        return 2;
+    lua_pushstring(L, err->msg);
+    return 3;
+}
+
 /* set_many(mapping [, timeout]): every value is encoded before anything is
  * written, so a value that cannot be stored leaves the cache untouched. */
 static int m_set_many(lua_State *L)
@@ -392,24 +417,7 @@ static int m_set_many(lua_State *L)
     }
     cache_err err = {0, ""};
     int rc = cache_set_many(b, n, keys, vals, ttl, status, &err);
-    int all = rc == CACHE_OK;
-    lua_createtable(L, (int)n, 0);
-    int k = 0;
-    for (i = 0; i < n; i++) {
-        if (status[i] == CACHE_OK) {
-            lua_pushlstring(L, keys[i].ptr, keys[i].len);
-            lua_rawseti(L, -2, ++k);
-        } else {
-            all = 0;
-        }
-    }
-    lua_pushboolean(L, all);
-    lua_insert(L, -2);
-    if (rc < 0) {
-        lua_pushstring(L, err.msg);
-        return 3;
-    }
-    return 2;
+    return push_batch_outcome(L, rc, n, keys, status, &err);
 }
 
 static int m_delete_many(lua_State *L)
@@ -422,24 +430,7 @@ static int m_delete_many(lua_State *L)
         status[i] = CACHE_MISS;
     cache_err err = {0, ""};
     int rc = cache_del_many(b, n, keys, status, &err);
-    int all = rc == CACHE_OK;
-    lua_createtable(L, (int)n, 0);
-    int k = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (status[i] == CACHE_OK) {
-            lua_pushlstring(L, keys[i].ptr, keys[i].len);
-            lua_rawseti(L, -2, ++k);
-        } else {
-            all = 0;
-        }
-    }
-    lua_pushboolean(L, all);
-    lua_insert(L, -2);
-    if (rc < 0) {
-        lua_pushstring(L, err.msg);
-        return 3;
-    }
-    return 2;
+    return push_batch_outcome(L, rc, n, keys, status, &err);
 }
 
 static int m_close(lua_State *L)
