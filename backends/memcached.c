@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cache.h"
 #include "codec.h"
@@ -411,6 +412,7 @@ int mc_open(mc_backend *b, cache_opts *opts, int sasl, cache_err *err)
     b->m = memcached_create(NULL);
     if (!b->m)
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    b->pid = getpid();
     int rc;
     if (sasl && (rc = take_sasl(b, opts, sasl == MC_SASL_REQUIRED, err)) != CACHE_OK)
         return rc;
@@ -444,6 +446,12 @@ int mc_open(mc_backend *b, cache_opts *opts, int sasl, cache_err *err)
 
 void mc_close(mc_backend *b)
 {
+    if (b->m && b->pid != getpid()) {
+        /* inherited across fork and never used here: see fork_guard */
+        free(b->prefix);
+        b->prefix = NULL;
+        return;
+    }
     if (b->result_ready)
         memcached_result_free(&b->result);
     b->result_ready = 0;
@@ -459,11 +467,45 @@ void mc_close(mc_backend *b)
     b->prefix = NULL;
 }
 
+/* ---- fork -------------------------------------------------------------------------- */
+
+/* A process forked after the handle connected (an nginx master that made
+ * the cache before forking its workers) shares the parent's sockets, so
+ * each would read answers meant for the other. The child takes a clone of
+ * the handle (same servers, behaviours and credentials, no connections)
+ * and leaves the inherited one alone, on purpose: freeing it would send
+ * QUIT on the parent's connections. */
+static int fork_guard(mc_backend *b, cache_err *err)
+{
+    pid_t pid = getpid();
+    if (pid == b->pid)
+        return CACHE_OK;
+    memcached_st *fresh = memcached_clone(NULL, b->m);
+    if (!fresh)
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    if (!memcached_result_create(fresh, &b->result)) {
+        memcached_free(fresh);
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    }
+    b->m = fresh;
+    b->del_m = NULL; /* a new one is cloned on first use */
+    b->pid = pid;
+    return CACHE_OK;
+}
+
+#define FORK_GUARD(b, err)                                                   \
+    do {                                                                     \
+        int fg_ = fork_guard((b), (err));                                    \
+        if (fg_ != CACHE_OK)                                                 \
+            return fg_;                                                      \
+    } while (0)
+
 /* ---- single-key operations ----------------------------------------------------- */
 
 int mc_store(mc_backend *b, const mc_key *k, const char *v, size_t n,
              uint32_t flags, double ttl, int only_if_absent, cache_err *err)
 {
+    FORK_GUARD(b, err);
     time_t exp;
     if (mc_expiry(ttl, &exp)) {
         /* Born expired: nothing is stored and nothing older survives. */
@@ -493,6 +535,7 @@ int mc_store(mc_backend *b, const mc_key *k, const char *v, size_t n,
 
 int mc_delete(mc_backend *b, const mc_key *k, cache_err *err)
 {
+    FORK_GUARD(b, err);
     memcached_return_t rc = memcached_delete(b->m, k->s, k->len, 0);
     if (rc == MEMCACHED_SUCCESS)
         return CACHE_OK;
@@ -506,6 +549,7 @@ int mc_delete(mc_backend *b, const mc_key *k, cache_err *err)
  * missing one stays missing. Unlike APPEND it copies nothing. */
 int mc_exists(mc_backend *b, const mc_key *k, cache_err *err)
 {
+    FORK_GUARD(b, err);
     memcached_return_t rc = memcached_exist(b->m, k->s, k->len);
     if (rc == MEMCACHED_SUCCESS)
         return CACHE_OK;
@@ -519,6 +563,7 @@ int mc_exists(mc_backend *b, const mc_key *k, cache_err *err)
  * server refusing an unauthenticated flush still reads as success.) */
 int mc_flush(mc_backend *b, cache_err *err)
 {
+    FORK_GUARD(b, err);
     memcached_return_t rc = memcached_flush(b->m, 0);
     if (rc == MEMCACHED_SUCCESS)
         rc = memcached_last_error(b->m);
@@ -636,6 +681,7 @@ static int mget_on(mc_backend *b, memcached_st *m, memcached_result_st *res_buf,
 int mc_mget(mc_backend *b, size_t n, const mc_key *keys, mc_hit_fn hit,
             void *ctx, int *status, cache_err *err)
 {
+    FORK_GUARD(b, err);
     return mget_on(b, b->m, &b->result, n, keys, hit, ctx, status, err);
 }
 
@@ -645,6 +691,7 @@ int mc_mget(mc_backend *b, size_t n, const mc_key *keys, mc_hit_fn hit,
 int mc_get_one(mc_backend *b, const mc_key *k, mc_hit_fn hit, void *ctx,
                cache_err *err)
 {
+    FORK_GUARD(b, err);
     size_t len = 0;
     uint32_t flags = 0;
     memcached_return_t rc;
@@ -673,6 +720,7 @@ int mc_store_many(mc_backend *b, size_t n, const mc_key *keys,
                   const cache_str *vals, const uint32_t *flags, double ttl,
                   int *status, cache_err *err)
 {
+    FORK_GUARD(b, err);
     if (n == 0)
         return CACHE_OK;
     time_t exp;
@@ -762,6 +810,7 @@ static memcached_st *deleter(mc_backend *b)
 int mc_delete_many_blind(mc_backend *b, size_t n, const mc_key *keys,
                          int *status, cache_err *err)
 {
+    FORK_GUARD(b, err);
     if (n == 0)
         return CACHE_OK;
     memcached_st *d = deleter(b);
@@ -915,6 +964,7 @@ static int incr_refused(mc_backend *b, const mc_key *k, memcached_return_t rc,
 int mc_incr(mc_backend *b, const mc_key *k, int64_t delta, double new_ttl,
             int64_t *result, cache_err *err)
 {
+    FORK_GUARD(b, err);
     uint64_t offset = (uint64_t)delta, r;
     memcached_return_t rc;
     if (b->incr_unguarded) {

@@ -8,6 +8,7 @@
 #define CACHE_BACKENDS_MEMCACHED_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <libmemcached/memcached.h>
 
@@ -51,6 +52,7 @@ typedef struct mc_backend {
     char last_cause[100];
     memcached_result_st result;
     int result_ready;
+    pid_t pid; /* the process the handles belong to (see fork_guard) */
     /* batches of deletes (see mc_delete_many_blind), opened on first use */
     memcached_st *del_m;
     memcached_result_st del_result;

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "../../backends/memcached.h"
 #include "codec.h"
@@ -219,6 +221,57 @@ static void server_roundtrip(void)
     cache_buf_free(&out);
 }
 
+/* A backend used before fork() and then in both processes at once: each
+ * must get its own answers (the child gets connections of its own). */
+static int hammer(cache_backend *b, const char *who, int rounds)
+{
+    cache_err err = {0, ""};
+    cache_buf v, out;
+    cache_buf_init(&v);
+    cache_buf_init(&out);
+    int bad = 0;
+    for (int i = 0; i < rounds; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "%s:%d", who, i % 50);
+        int_codec(i, &v);
+        if (cache_set(b, S(key), (cache_str){v.data, v.len}, 0, &err) != CACHE_OK)
+            bad++;
+        out.len = 0;
+        int64_t got = -1;
+        if (cache_get(b, S(key), &out, &err) != CACHE_OK ||
+            !cache_value_as_int((cache_str){out.data, out.len}, &got) || got != i)
+            bad++;
+    }
+    cache_buf_free(&v);
+    cache_buf_free(&out);
+    return bad;
+}
+
+static void server_fork(void)
+{
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "fork:%ld:", (long)cache_wall_now());
+    cache_backend *b = open_mc(getenv("CACHE_TEST_MEMCACHED"), prefix);
+    CHECK(b != NULL);
+    if (!b)
+        return;
+    CHECK(hammer(b, "before", 20) == 0); /* connected before fork */
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int bad = hammer(b, "child", 3000);
+        cache_close(b); /* must not close the parent's connection */
+        _exit(bad ? 1 : 0);
+    }
+    int bad = hammer(b, "parent", 3000);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(bad == 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(hammer(b, "after", 20) == 0); /* the child's close left us alone */
+    cache_close(b);
+}
+
 static void server_down(void)
 {
     /* port 1 on loopback: nothing listens, the connection is refused */
@@ -244,9 +297,12 @@ int main(void)
     RUN(expiry_rules);
     RUN(stored_form);
     RUN(server_down);
-    if (getenv("CACHE_TEST_MEMCACHED"))
+    if (getenv("CACHE_TEST_MEMCACHED")) {
         RUN(server_roundtrip);
-    else
+        RUN(server_fork);
+    } else {
         SKIP(server_roundtrip, "CACHE_TEST_MEMCACHED unset");
+        SKIP(server_fork, "CACHE_TEST_MEMCACHED unset");
+    }
     CTEST_END();
 }
