@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -252,12 +253,35 @@ static int setup_session(redis_conn *c, cache_err *err)
     return CACHE_OK;
 }
 
+/* This process's id, kept in memory: getpid() is a system call (glibc no
+ * longer caches it) and every request asked three times, a tenth of a get
+ * on loopback. fork() refreshes it in the child through pthread_atfork. */
+static pid_t cached_pid;
+static pthread_once_t pid_once = PTHREAD_ONCE_INIT;
+
+static void pid_after_fork(void)
+{
+    cached_pid = getpid();
+}
+
+static void pid_init(void)
+{
+    cached_pid = getpid();
+    pthread_atfork(NULL, NULL, pid_after_fork);
+}
+
+static pid_t self_pid(void)
+{
+    pthread_once(&pid_once, pid_init);
+    return cached_pid;
+}
+
 /* A connection opened before fork() is shared with the other process: its
  * replies would be read by whichever asks first. The child drops its copy
  * (without a word to the server) and opens its own. */
 static void drop_if_forked(redis_conn *c)
 {
-    if (c->fd >= 0 && c->pid != getpid()) {
+    if (c->fd >= 0 && c->pid != self_pid()) {
         close(c->fd);
         c->fd = -1;
         redis_conn_close(c);
@@ -293,7 +317,7 @@ int redis_conn_open(redis_conn *c, cache_err *err)
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
     }
     c->fd = fd;
-    c->pid = getpid();
+    c->pid = self_pid();
     return setup_session(c, err);
 }
 

@@ -54,6 +54,46 @@ local app = cache.new { CACHE_TYPE = "RedisCache", CACHE_REDIS_HOST = "127.0.0.1
   CACHE_REDIS_PORT = PORT, CACHE_KEY_PREFIX = "deco:" }
 assert(app:clear())
 local raw = app.cache
+
+-- RedisCache get / set beside a raw C socket loop (bench/redis_raw.c, path
+-- in REDIS_RAW): one repetition of each in turn, ratio = median of the
+-- per-pair ratios.
+local RAW = os.getenv("REDIS_RAW")
+if RAW == "" then RAW = nil end
+if RAW then
+  local names = {}
+  for i = 1, 1000 do names[i] = ("key:%06d"):format(i) end
+  for i = 1, 1000 do assert(raw:set(names[i], "xxx", 0)) end
+  for _, op in ipairs { "get", "set" } do
+    local base = ("raw C socket %s loop (1 connection)"):format(op:upper())
+    local mine = "RedisCache " .. op .. " (vs raw socket)"
+    local fn = op == "get" and function(i) raw:get(names[i % 1000 + 1]) end
+      or function(i) raw:set(names[i % 1000 + 1], "xxx", 0) end
+    local brates, rates, ratios, lat = {}, {}, {}, {}
+    for _ = 1, REPS do
+      local p = assert(io.popen(("%s %d %s %d"):format(RAW, PORT, op, N)))
+      local b = tonumber(p:read("a"))
+      p:close()
+      local start = now()
+      for i0 = 0, N - 1, BATCH do
+        local b0 = now()
+        for j = i0 + 1, i0 + BATCH do fn(j) end
+        lat[#lat + 1] = (now() - b0) / BATCH * 1e9
+      end
+      local r = N / (now() - start)
+      if b then
+        brates[#brates + 1] = b
+        ratios[#ratios + 1] = r / b
+      end
+      rates[#rates + 1] = r
+    end
+    if #brates > 0 then rows[#rows + 1] = { name = base, ops = median(brates) } end
+    rows[#rows + 1] = { name = mine, ops = median(rates), p50 = percentile(lat, 0.5),
+      p99 = percentile(lat, 0.99), baseline = #brates > 0 and base or nil,
+      ratio = #ratios > 0 and median(ratios) or nil }
+  end
+end
+
 assert(raw:set("plain", "xxx", 0))
 local BASE = "Redis get hit (same server)"
 row(BASE, N, function() raw:get("plain") end)
@@ -77,6 +117,7 @@ local by = {}
 for _, r in ipairs(rows) do by[r.name] = r end
 for _, r in ipairs(rows) do
   local base = r.baseline and by[r.baseline]
-  local ratio = base and ("%.2f"):format(r.ops / base.ops) or ""
-  print(("%s|%.0f|%.0f|%.0f|%s|%s"):format(r.name, r.ops, r.p50, r.p99, r.baseline or "", ratio))
+  local ratio = r.ratio or (base and r.ops / base.ops)
+  print(("%s|%.0f|%s|%s|%s|%s"):format(r.name, r.ops, r.p50 and ("%.0f"):format(r.p50) or "",
+    r.p99 and ("%.0f"):format(r.p99) or "", r.baseline or "", ratio and ("%.2f"):format(ratio) or ""))
 end
