@@ -7,7 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../../backends/memcached.h"
@@ -179,6 +184,91 @@ static void stored_form(void)
 
 /* ---- against a server ----------------------------------------------------------- */
 
+/* CACHE_TEST_MEMCACHED, or else a memcached of this test's own on a free
+ * port (spec/run.sh runs the C tests before it starts the servers). */
+static pid_t own_pid;
+static char own_addr[32];
+
+static int can_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    socklen_t len = sizeof a;
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int port = 0;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+static const char *server_addr(void)
+{
+    const char *env = getenv("CACHE_TEST_MEMCACHED");
+    if (env)
+        return env;
+    if (own_addr[0])
+        return own_addr;
+    int port = free_port();
+    if (port == 0)
+        return NULL;
+    char port_s[16];
+    snprintf(port_s, sizeof port_s, "%d", port);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr))
+            _exit(127);
+        if (geteuid() == 0)
+            execlp("memcached", "memcached", "-l", "127.0.0.1", "-p", port_s, "-U", "0",
+                   "-m", "16", "-u", "root", (char *)NULL);
+        else
+            execlp("memcached", "memcached", "-l", "127.0.0.1", "-p", port_s, "-U", "0",
+                   "-m", "16", (char *)NULL);
+        _exit(127);
+    }
+    if (pid < 0)
+        return NULL;
+    own_pid = pid;
+    for (int i = 0; i < 100; i++) { /* at most 5 s */
+        if (can_connect(port)) {
+            snprintf(own_addr, sizeof own_addr, "127.0.0.1:%d", port);
+            return own_addr;
+        }
+        if (waitpid(pid, NULL, WNOHANG) == pid) {
+            own_pid = 0;
+            return NULL; /* not installed, or the port was taken */
+        }
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+static void stop_own(void)
+{
+    if (own_pid > 0) {
+        kill(own_pid, SIGTERM);
+        waitpid(own_pid, NULL, 0);
+        own_pid = 0;
+    }
+}
+
 static cache_backend *open_mc(const char *server, const char *prefix)
 {
     cache_opt o[2] = {
@@ -197,7 +287,7 @@ static void server_roundtrip(void)
 {
     char prefix[64];
     snprintf(prefix, sizeof prefix, "ctest:%ld:", (long)cache_wall_now());
-    cache_backend *b = open_mc(getenv("CACHE_TEST_MEMCACHED"), prefix);
+    cache_backend *b = open_mc(server_addr(), prefix);
     CHECK(b != NULL);
     if (!b)
         return;
@@ -251,7 +341,7 @@ static void server_fork(void)
 {
     char prefix[64];
     snprintf(prefix, sizeof prefix, "fork:%ld:", (long)cache_wall_now());
-    cache_backend *b = open_mc(getenv("CACHE_TEST_MEMCACHED"), prefix);
+    cache_backend *b = open_mc(server_addr(), prefix);
     CHECK(b != NULL);
     if (!b)
         return;
@@ -297,12 +387,13 @@ int main(void)
     RUN(expiry_rules);
     RUN(stored_form);
     RUN(server_down);
-    if (getenv("CACHE_TEST_MEMCACHED")) {
+    if (server_addr()) {
         RUN(server_roundtrip);
         RUN(server_fork);
     } else {
-        SKIP(server_roundtrip, "CACHE_TEST_MEMCACHED unset");
-        SKIP(server_fork, "CACHE_TEST_MEMCACHED unset");
+        SKIP(server_roundtrip, "no memcached (CACHE_TEST_MEMCACHED unset, none could be started)");
+        SKIP(server_fork, "no memcached");
     }
+    stop_own();
     CTEST_END();
 }
