@@ -111,6 +111,8 @@ typedef struct entry {
     ring exp;            /* its timeout group's ring; NULL links: no expiry */
     double deadline;     /* monotonic seconds; 0 = never */
     uint32_t klen, vlen;
+    uint32_t hash;       /* low bits of the key's hash: no rehash to unlink,
+                            evict or grow, and most chain misses skip memcmp */
     char data[];         /* key bytes, then value bytes */
 } entry;
 
@@ -150,7 +152,8 @@ static int is_live(const entry *e, double now)
     return e->deadline == 0 || e->deadline > now;
 }
 
-static entry *entry_new(cache_str key, cache_str value, double deadline)
+static entry *entry_new(cache_str key, cache_str value, double deadline,
+                        uint32_t hash)
 {
     entry *e = malloc(offsetof(entry, data) + key.len + value.len);
     if (!e)
@@ -161,6 +164,7 @@ static entry *entry_new(cache_str key, cache_str value, double deadline)
     e->deadline = deadline;
     e->klen = (uint32_t)key.len;
     e->vlen = (uint32_t)value.len;
+    e->hash = hash;
     if (key.len)
         memcpy(e->data, key.ptr, key.len);
     if (value.len)
@@ -228,32 +232,45 @@ static void make_seed(uint64_t seed[2], const void *salt)
     seed[1] = (uint64_t)(uintptr_t)salt ^ (seed[0] << 17) ^ 0x9e3779b97f4a7c15ULL;
 }
 
-static size_t bucket_of(const simple_cache *c, cache_str key, size_t nbuckets)
+static uint32_t hash_of(const simple_cache *c, cache_str key)
 {
-    return (size_t)siphash13(c->seed, key.ptr, key.len) & (nbuckets - 1);
+    return (uint32_t)siphash13(c->seed, key.ptr, key.len);
+}
+
+/* Bucket arrays never reach 2^32 pointers (32 GiB), so 32 bits of the hash
+ * are all a bucket index uses. */
+static size_t bucket_of(uint32_t hash, size_t nbuckets)
+{
+    return (size_t)hash & (nbuckets - 1);
 }
 
 /* ---- the hash table ------------------------------------------------------- */
-static int key_is(const entry *e, cache_str key)
+static int key_is(const entry *e, cache_str key, uint32_t hash)
 {
-    return e->klen == key.len && memcmp(e->data, key.ptr, key.len) == 0;
+    return e->hash == hash && e->klen == key.len &&
+           memcmp(e->data, key.ptr, key.len) == 0;
 }
 
 /* The link that points at key's entry (to read, replace or unlink it), or
  * NULL when the key is absent. */
-static entry **find_link(simple_cache *c, cache_str key)
+static entry **find_link_h(simple_cache *c, cache_str key, uint32_t hash)
 {
-    entry **link = &c->buckets[bucket_of(c, key, c->nbuckets)];
+    entry **link = &c->buckets[bucket_of(hash, c->nbuckets)];
     for (; *link; link = &(*link)->chain)
-        if (key_is(*link, key))
+        if (key_is(*link, key, hash))
             return link;
     return NULL;
+}
+
+static entry **find_link(simple_cache *c, cache_str key)
+{
+    return find_link_h(c, key, hash_of(c, key));
 }
 
 /* The link that points at e, which is in the table. */
 static entry **link_of(simple_cache *c, entry *e)
 {
-    entry **link = &c->buckets[bucket_of(c, entry_key(e), c->nbuckets)];
+    entry **link = &c->buckets[bucket_of(e->hash, c->nbuckets)];
     while (*link != e)
         link = &(*link)->chain;
     return link;
@@ -271,7 +288,7 @@ static void table_grow(simple_cache *c)
         entry *e = c->buckets[i];
         while (e) {
             entry *next = e->chain;
-            size_t j = bucket_of(c, entry_key(e), n);
+            size_t j = bucket_of(e->hash, n);
             e->chain = nb[j];
             nb[j] = e;
             e = next;
@@ -525,11 +542,11 @@ static int check_ttl(double ttl, cache_err *err)
  * is new). Call with the lock held; now read under that lock, so that each
  * group's deadlines stay in order. A new key may evict one entry first; if
  * memory then runs out, that entry is lost (a cache may forget). */
-static int store(simple_cache *c, entry **link, cache_str key, cache_str value,
-                 double ttl, double now, cache_err *err)
+static int store(simple_cache *c, entry **link, cache_str key, uint32_t hash,
+                 cache_str value, double ttl, double now, cache_err *err)
 {
     double deadline = cache_deadline(ttl, now);
-    entry *e = entry_new(key, value, deadline);
+    entry *e = entry_new(key, value, deadline, hash);
     if (!e)
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
     if (!link && c->count >= c->threshold)
@@ -546,7 +563,7 @@ static int store(simple_cache *c, entry **link, cache_str key, cache_str value,
         entry_detach(old);
         free(old);
     } else {
-        entry **head = &c->buckets[bucket_of(c, key, c->nbuckets)];
+        entry **head = &c->buckets[bucket_of(hash, c->nbuckets)];
         e->chain = *head;
         *head = e;
         if (++c->count > c->nbuckets)
@@ -602,10 +619,11 @@ static int set_locked(simple_cache *c, cache_str key, cache_str value,
                       double ttl, int only_if_absent, cache_err *err)
 {
     double now = cache_monotonic_now();
-    entry **link = find_link(c, key);
+    uint32_t hash = hash_of(c, key);
+    entry **link = find_link_h(c, key, hash);
     if (link && only_if_absent && is_live(*link, now))
         return CACHE_EXISTS;
-    return store(c, link, key, value, ttl, now, err);
+    return store(c, link, key, hash, value, ttl, now, err);
 }
 
 static int simple_set(cache_backend *b, cache_str key, cache_str value,
@@ -723,7 +741,7 @@ static int incr_existing(simple_cache *c, entry **link, int64_t delta,
         memcpy(old->data + old->klen, buf->data, buf->len);
     } else {
         e = entry_new(entry_key(old), (cache_str){buf->data, buf->len},
-                      old->deadline);
+                      old->deadline, old->hash);
         if (!e)
             return cache_fail(err, CACHE_ENOMEM, "out of memory");
         entry_swap(link, old, e);
@@ -746,15 +764,16 @@ static int simple_incr(cache_backend *b, cache_str key, int64_t delta,
     cache_buf_init(&buf);
     lock(c);
     double now = cache_monotonic_now();
-    entry **link = find_link(c, key);
+    uint32_t hash = hash_of(c, key);
+    entry **link = find_link_h(c, key, hash);
     if (link && is_live(*link, now)) {
         rc = incr_existing(c, link, delta, result, &buf, err);
     } else {
         /* missing or expired: 0 + delta, stored with new_ttl */
         rc = encode_int(delta, &buf, err);
         if (rc == CACHE_OK)
-            rc = store(c, link, key, (cache_str){buf.data, buf.len}, new_ttl,
-                       now, err);
+            rc = store(c, link, key, hash, (cache_str){buf.data, buf.len},
+                       new_ttl, now, err);
         if (rc == CACHE_OK)
             *result = delta;
     }

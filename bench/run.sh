@@ -126,14 +126,16 @@ if ! skipped openresty; then
                     if (bare == "") { bare = v; bname = name; print "openresty|" name "|" v "||||" }
                     else printf "openresty|%s|%s|||%s|%.2f\n", name, v, bname, (bare > 0 ? v / bare : 0)
                 }
-                /^  [a-z].*median [0-9]+ us, p99/ {
-                    label = substr($0, 3, 20); sub(/ +$/, "", label)
-                    match($0, /median [0-9]+ us/); m = substr($0, RSTART + 7, RLENGTH - 10)
-                    match($0, /p99 [0-9]+ us/); p = substr($0, RSTART + 4, RLENGTH - 7)
-                    if (label ~ /not answering/) next
-                    printf "openresty|OpenResty: RedisCache get in a handler, %s|%.0f|%d|%d||\n", label, (m > 0 ? 1e6 / m : 0), m * 1000, p * 1000
+                / median [0-9.]+ us, p99 [0-9.]+ us/ {
+                    line = substr($0, 3)
+                    if (line !~ /^ /) { be = line; sub(/ .*/, "", be); sub(/^[^ ]+/, "", line) }
+                    sz = line; sub(/ +min .*/, "", sz); gsub(/^ +| +$/, "", sz)
+                    match($0, /median [0-9.]+ us/); m = substr($0, RSTART + 7, RLENGTH - 10)
+                    match($0, /p99 [0-9.]+ us/); p = substr($0, RSTART + 4, RLENGTH - 7)
+                    printf "openresty|OpenResty: one %s get inside a handler, %s|%.0f|%.0f|%.0f||\n", be, sz, (m > 0 ? 1e6 / m : 0), m * 1000, p * 1000
                 }' "$WORK/ngx.out" >>"$ROWS"
-            grep -E '^nginx |not answering' "$WORK/ngx.out" | sed 's/^ */OpenResty: /' >>"$NOTES"
+            grep -E '^nginx |medians:' "$WORK/ngx.out" | sed 's/^ */OpenResty: /' >>"$NOTES"
+            sed -n '/not answering/,$p' "$WORK/ngx.out" | sed 's/^ */OpenResty, /' >>"$NOTES"
         else
             note "openresty skipped: $(tail -n 2 "$WORK/ngx.err" | tr '\n' ' ')"
         fi
