@@ -149,7 +149,7 @@ cpu_model=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 [ -n "$cpu_model" ] || cpu_model=$(lscpu 2>/dev/null | awk -F': *' '/Model name/ {print $2; exit}')
 {
 echo "Machine: $(nproc) CPUs, ${cpu_model:-unknown CPU}, Linux $(uname -r), $("$LUA" -v 2>&1 | head -n 1)"
-echo "Command: make bench   (bench/run.sh; BENCH_REPS=$BENCH_REPS BENCH_SCALE=$BENCH_SCALE; load average at start: $LOAD0)"
+echo "Command: make bench   (bench/run.sh with cache/core.so from ${MODDIR#$ROOT/}; BENCH_REPS=$BENCH_REPS BENCH_SCALE=$BENCH_SCALE; load average at start: $LOAD0)"
 echo "ops/s: median of $BENCH_REPS repetitions. In-process rows (Simple, FS, memoize, cached): operations per"
 echo "  CPU-second of the benchmark process (os.clock), as the machine is shared and the wall clock would"
 echo "  measure the other tenants; each repetition runs right after one of its baseline, and ratio is the"
