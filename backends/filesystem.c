@@ -124,7 +124,7 @@
  * when the file system refuses the better way. */
 enum { NOREPLACE_RENAME2, NOREPLACE_LINK, NOREPLACE_CHECK };
 
-#define RC_SEEN 1024 /* see rc_admit */
+#define RC_SEEN 256 /* see rc_admit */
 
 typedef struct fs_cache {
     cache_backend base;
@@ -386,7 +386,7 @@ static rc_slot *rc_victim(fs_cache *fs, const char *name)
 static int rc_admit(fs_cache *fs, const char *name)
 {
     uint32_t h = rc_hash(name);
-    uint32_t *a = &fs->rc_seen[h % RC_SEEN], *b = &fs->rc_seen[(h >> 12) % RC_SEEN];
+    uint32_t *a = &fs->rc_seen[h % RC_SEEN], *b = &fs->rc_seen[(h >> 16) % RC_SEEN];
     int seen = *a == h || *b == h;
     *a = *b = h;
     if (seen)
