@@ -42,6 +42,7 @@ typedef struct redis_conn {
     /* state */
     int fd; /* -1 when not connected */
     pid_t pid; /* the process that connected (see fork in redis_net.c) */
+    int blocking; /* blocking I/O bounded by SO_RCVTIMEO / SO_SNDTIMEO */
     int got_bytes;    /* this exchange received reply bytes */
     int closed_early; /* ... and failed on a close/reset before any */
     redisReader *reader;
