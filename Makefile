@@ -58,7 +58,7 @@ all: $(MODDIR)/cache/core.so
 # switching LUA= relinks what `require "cache.core"` loads.
 $(MODDIR)/cache/core.so: $(OBJDIR)/$(LUA_TAG)/core.so
 	@mkdir -p $(MODDIR)/cache
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@  # a new inode: a running Lua keeps its copy
 
 $(OBJDIR)/$(LUA_TAG)/core.so: $(BINDING_OBJ) $(ENGINE_LIB)
 	$(CC) -shared -o $@ $(BINDING_OBJ) $(ENGINE_LIB) $(DEP_LIBS) $(SAN_LDFLAGS)

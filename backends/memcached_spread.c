@@ -178,6 +178,7 @@ typedef struct read_ctx {
     slot *slots;
     size_t *owner; /* requested part -> slot */
     cache_err *err;
+    size_t maxchunk; /* this object's: a head claiming more is not ours */
 } read_ctx;
 
 static int head_hit(void *ctx, size_t i, const char *v, size_t len,
@@ -200,7 +201,9 @@ static int head_hit(void *ctx, size_t i, const char *v, size_t len,
     sl->flags = (uint32_t)get_be(v + 16 + TAG_LEN, 4);
     sl->piece = len - HEAD_LEN;
     /* Every piece but the last is as long as piece 0. */
-    if (sl->count < 2 || sl->count > MAXCHUNK_LIMIT ||
+    /* The count bounds the allocation below, so a foreign or corrupt head
+     * may not claim more pieces than this object ever writes. */
+    if (sl->count < 2 || sl->count > r->maxchunk ||
         sl->total <= (uint64_t)(sl->count - 1) * sl->piece ||
         sl->total > (uint64_t)sl->count * sl->piece)
         return CACHE_MISS;
@@ -256,7 +259,7 @@ static int read_values(spread *s, size_t n, const cache_str *keys,
         slots[i].out = &outs[i];
         slots[i].state = CACHE_MISS;
     }
-    read_ctx r = {slots, NULL, err};
+    read_ctx r = {slots, NULL, err, s->maxchunk};
     if (n == 1) {
         status[0] = mc_get_one(&s->mc, &heads[0], head_hit, &r, err);
         rc = status[0] == CACHE_ENOMEM ? CACHE_ENOMEM : CACHE_OK;
