@@ -5,7 +5,6 @@
 #define _DEFAULT_SOURCE
 
 #include "keys.h"
-#include "md5.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -49,14 +48,7 @@ size_t cache_key_digest(cache_digest_kind kind, size_t nparts,
                         const void *const *parts, const size_t *lens,
                         unsigned char out[CACHE_DIGEST_MAX])
 {
-    if (kind != CACHE_MD5)
-        return cache_digest(kind, nparts, parts, lens, out);
-    cache_md5 m;
-    cache_md5_init(&m);
-    for (size_t i = 0; i < nparts; i++)
-        cache_md5_update(&m, parts[i], lens[i]);
-    cache_md5_final(&m, out);
-    return 16;
+    return cache_digest(kind, nparts, parts, lens, out);
 }
 
 int cache_memo_key(cache_digest_kind kind, size_t nparts,
