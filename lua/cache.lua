@@ -31,9 +31,21 @@ M.encode = core.encode
 --- Decodes such bytes: the value and true, or nil and why.
 M.decode = core.decode
 
+-- Whether a Lua module can be found on package.path (Lua 5.1 has no
+-- package.searchpath: walk the templates by hand).
 local function module_exists(name)
-  local searchpath = package.searchpath
-  return searchpath ~= nil and searchpath(name, package.path) ~= nil
+  if package.searchpath then
+    return package.searchpath(name, package.path) ~= nil
+  end
+  local file = name:gsub("%.", "/")
+  for template in package.path:gmatch("[^;]+") do
+    local f = io.open((template:gsub("%?", file)), "r")
+    if f then
+      f:close()
+      return true
+    end
+  end
+  return false
 end
 
 if module_exists("cache.decorators") then
