@@ -8,45 +8,14 @@
 -- A memoize hit is two round trips (the version key, then the value), a
 -- cached hit one: the baseline is one get.
 local cache = require "cache"
-local now = cache.core.monotonic
+local B = dofile((arg[0]:match("^(.*)/") or ".") .. "/support.lua")
+local now, median, percentile = B.now, B.median, B.percentile
 
 local PORT = assert(tonumber(arg[1]), "usage: decorators_redis.lua PORT")
-local REPS = tonumber(os.getenv("BENCH_REPS")) or 5
-local SCALE = tonumber(os.getenv("BENCH_SCALE")) or 1
-local BATCH = 100
-
-local function median(t)
-  table.sort(t)
-  return t[(#t + 1) // 2]
-end
-
-local function percentile(t, p)
-  table.sort(t)
-  return t[math.max(1, math.ceil(#t * p))]
-end
-
-local function measure(n, op)
-  local rates, lat = {}, {}
-  local base = 0
-  for _ = 1, REPS do
-    local start = now()
-    local i = 0
-    while i < n do
-      local b0 = now()
-      for j = base + i + 1, base + i + BATCH do op(j) end
-      lat[#lat + 1] = (now() - b0) / BATCH * 1e9
-      i = i + BATCH
-    end
-    base = base + n
-    rates[#rates + 1] = n / (now() - start)
-  end
-  return median(rates), percentile(lat, 0.5), percentile(lat, 0.99)
-end
-
-local rows = {}
+local REPS, SCALE, BATCH = B.REPS, B.SCALE, B.BATCH
+local rows = B.rows()
 local function row(name, n, op, baseline)
-  local ops, p50, p99 = measure(n, op)
-  rows[#rows + 1] = { name = name, ops = ops, p50 = p50, p99 = p99, baseline = baseline }
+  rows:run(name, baseline, n, op, 1, true)
 end
 
 local N = 10000 * SCALE
@@ -87,8 +56,8 @@ if RAW then
       end
       rates[#rates + 1] = r
     end
-    if #brates > 0 then rows[#rows + 1] = { name = base, ops = median(brates) } end
-    rows[#rows + 1] = { name = mine, ops = median(rates), p50 = percentile(lat, 0.5),
+    if #brates > 0 then rows:add { name = base, ops = median(brates) } end
+    rows:add { name = mine, ops = median(rates), p50 = percentile(lat, 0.5),
       p99 = percentile(lat, 0.99), baseline = #brates > 0 and base or nil,
       ratio = #ratios > 0 and median(ratios) or nil }
   end
@@ -113,11 +82,4 @@ cache.request_provider = function() return path, {} end
 row("cached miss (Redis)", N // 5, function(i) path = "/miss/" .. i view() end, BASE)
 assert(app:clear())
 
-local by = {}
-for _, r in ipairs(rows) do by[r.name] = r end
-for _, r in ipairs(rows) do
-  local base = r.baseline and by[r.baseline]
-  local ratio = r.ratio or (base and r.ops / base.ops)
-  print(("%s|%.0f|%s|%s|%s|%s"):format(r.name, r.ops, r.p50 and ("%.0f"):format(r.p50) or "",
-    r.p99 and ("%.0f"):format(r.p99) or "", r.baseline or "", ratio and ("%.2f"):format(ratio) or ""))
-end
+rows:emit()

@@ -1,0 +1,83 @@
+-- What the network benchmarks share: timing by batches on the wall clock,
+-- and rows printed as "name|ops/s|p50 ns|p99 ns|baseline|ratio" for
+-- bench/run.sh to tabulate.
+local cache = require "cache"
+
+local M = {}
+M.now = cache.core.monotonic
+M.REPS = tonumber(os.getenv("BENCH_REPS")) or 5
+M.SCALE = tonumber(os.getenv("BENCH_SCALE")) or 1
+M.BATCH = 100
+
+function M.median(t)
+  table.sort(t)
+  return t[math.floor((#t + 1) / 2)]
+end
+
+function M.percentile(t, p)
+  table.sort(t)
+  return t[math.max(1, math.ceil(#t * p))]
+end
+
+--- op(i) n times per repetition (n a multiple of BATCH); returns ops/s
+-- (median of REPS) and the p50 / p99 of the time per operation over batches
+-- (ns). per_op counts operations per call (get_many(100): 100). With fresh,
+-- i keeps growing across repetitions, so a miss stays a miss.
+function M.measure(n, op, per_op, fresh)
+  per_op = per_op or 1
+  local now, batch = M.now, M.BATCH
+  local rates, lat, base = {}, {}, 0
+  for _ = 1, M.REPS do
+    local start = now()
+    for i0 = base, base + n - 1, batch do
+      local b0 = now()
+      for j = i0 + 1, i0 + batch do op(j) end
+      lat[#lat + 1] = (now() - b0) / (batch * per_op) * 1e9
+    end
+    rates[#rates + 1] = n * per_op / (now() - start)
+    if fresh then base = base + n end
+  end
+  return M.median(rates), M.percentile(lat, 0.5), M.percentile(lat, 0.99)
+end
+
+--- A table of rows: rows:base(name, ops) adds a baseline measured elsewhere,
+-- rows:run(name, baseline, n, op, per_op, fresh) measures one, rows:add(row)
+-- takes a finished one, rows:emit() prints them all.
+local Rows = {}
+Rows.__index = Rows
+
+function M.rows()
+  return setmetatable({ list = {} }, Rows)
+end
+
+function Rows:add(r)
+  self.list[#self.list + 1] = r
+  return r
+end
+
+function Rows:base(name, ops)
+  ops = tonumber(ops or "")
+  if ops then self:add { name = name, ops = ops } end
+end
+
+function Rows:run(name, baseline, n, op, per_op, fresh)
+  local ops, p50, p99 = M.measure(n, op, per_op, fresh)
+  return self:add { name = name, ops = ops, p50 = p50, p99 = p99, baseline = baseline }
+end
+
+local function num(v, fmt)
+  return v and (fmt):format(v) or ""
+end
+
+function Rows:emit()
+  local by = {}
+  for _, r in ipairs(self.list) do by[r.name] = r end
+  for _, r in ipairs(self.list) do
+    local base = r.baseline and by[r.baseline]
+    local ratio = r.ratio or (base and r.ops / base.ops)
+    print(("%s|%.0f|%s|%s|%s|%s"):format(r.name, r.ops, num(r.p50, "%.0f"), num(r.p99, "%.0f"),
+      r.baseline or "", num(ratio, "%.2f")))
+  end
+end
+
+return M
