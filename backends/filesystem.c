@@ -1390,6 +1390,7 @@ static void fs_destroy(cache_backend *b)
 
 static const cache_vtable fs_vtable = {
     .name = "FileSystemCache",
+    .values_checked = 1,
     .get = fs_get,
     .set = fs_set,
     .del = fs_del,

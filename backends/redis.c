@@ -36,6 +36,7 @@ static void redis_destroy(cache_backend *b)
 
 static const cache_vtable redis_vtable = {
     .name = "RedisCache",
+    .values_checked = 1,
     .get = redis_single_get,
     .set = redis_single_set,
     .del = redis_single_del,

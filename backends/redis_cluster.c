@@ -646,6 +646,7 @@ static void cluster_destroy(cache_backend *b)
 
 static const cache_vtable cluster_vtable = {
     .name = "RedisClusterCache",
+    .values_checked = 1,
     .get = cluster_get,
     .set = cluster_set,
     .del = cluster_del,

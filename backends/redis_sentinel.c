@@ -209,6 +209,7 @@ static void sentinel_destroy(cache_backend *b)
 
 static const cache_vtable sentinel_vtable = {
     .name = "RedisSentinelCache",
+    .values_checked = 1,
     .get = redis_single_get,
     .set = redis_single_set,
     .del = redis_single_del,

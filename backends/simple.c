@@ -849,6 +849,7 @@ static void simple_destroy(cache_backend *b)
 
 static const cache_vtable simple_vt = {
     .name = "SimpleCache",
+    .values_checked = 1,
     .get = simple_get,
     .set = simple_set,
     .del = simple_del,

@@ -128,6 +128,13 @@ typedef struct cache_backend cache_backend;
 typedef struct cache_vtable {
     const char *name; /* "SimpleCache", ... */
 
+    /* 1 when get/get_many only ever return bytes known to decode: checked
+     * by the backend as it read them (FileSystemCache, the external form of
+     * Redis), or held in this process as given to set, whose value must be
+     * codec output (SimpleCache). 0: the dispatcher validates every hit,
+     * which bytes read from a server need. */
+    int values_checked;
+
     /* Value bytes of a live entry appended to out (CACHE_OK), CACHE_MISS, or
      * a failure. */
     int (*get)(cache_backend *, cache_str key, cache_buf *out, cache_err *);
@@ -193,6 +200,8 @@ void cache_close(cache_backend *b);
  * non-atomic incr) and validate value bytes read back (a corrupt entry is a
  * miss: CACHE_MISS with err->code set to CACHE_FAIL and a message). */
 int cache_get(cache_backend *, cache_str key, cache_buf *out, cache_err *);
+/* value must be bytes the codec produced (cache_writer): backends that keep
+ * values in this process trust them when they are read back. */
 int cache_set(cache_backend *, cache_str key, cache_str value, double ttl,
               cache_err *);
 int cache_add(cache_backend *, cache_str key, cache_str value, double ttl,

@@ -58,7 +58,7 @@ int cache_get(cache_backend *b, cache_str key, cache_buf *out, cache_err *err)
 {
     size_t start = out->len;
     int rc = b->vt->get(b, key, out, err);
-    if (rc != CACHE_OK)
+    if (rc != CACHE_OK || b->vt->values_checked)
         return rc;
     return checked_hit(out, start, err);
 }
@@ -143,6 +143,8 @@ int cache_incr(cache_backend *b, cache_str key, int64_t delta, double new_ttl,
 int cache_get_many(cache_backend *b, size_t n, const cache_str *keys,
                    cache_buf *out, int *status, cache_err *err)
 {
+    if (b->vt->get_many && b->vt->values_checked)
+        return b->vt->get_many(b, n, keys, out, status, err);
     if (b->vt->get_many) {
         /* where each output starts: on the stack for the usual few keys
          * (memoize reads one or two version keys per call) */

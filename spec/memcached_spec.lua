@@ -526,6 +526,21 @@ describe("memcached backends", function()
       assert.equal(-800, c:get("down"))
     end)
 
+    it("reads a corrupt entry under the codec flag as a miss, in get and get_many", function()
+      -- the backend hands these bytes on as they are: the engine's check
+      -- (dispatch.c, values_checked = 0) is what makes them a miss
+      local c, prefix = new()
+      raw(A, ("set %scbad 256 0 2\r\n\193\193\r\n"):format(prefix))
+      raw(A, ("set %sctrunc 256 0 3\r\n\165ab\r\n"):format(prefix))
+      assert.is_true(c:set("good", { 1 }))
+      assert.is_nil(c:get("cbad"))
+      assert.is_nil(c:get("ctrunc"))
+      local a, b, g = c:get_many("cbad", "ctrunc", "good")
+      assert.is_nil(a)
+      assert.is_nil(b)
+      assert.same({ 1 }, g)
+    end)
+
     it("reads foreign values: decimal as integer, '!' + MessagePack, anything else as a string", function()
       local c, prefix = new()
       raw(A, ("set %sfi 0 0 3\r\n123\r\n"):format(prefix))
