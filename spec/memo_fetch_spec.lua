@@ -172,6 +172,52 @@ describe("memo_fetch", function()
     assert.equal(0, select("#", none()))
   end)
 
+  -- The behaviour specs run on a fake Lua backend, where memo_fetch steps
+  -- aside; these run the options that act on the fused hit path against a
+  -- real one.
+  it("honours is_stale on the fused path", function()
+    local app = cache.new { CACHE_TYPE = "SimpleCache" }
+    local calls, stale = 0, false
+    local f = app:memoize { name = "spec.stale", is_stale = function() return stale end }(function(a)
+      calls = calls + 1
+      return a * 10 + calls
+    end)
+    assert.equal(11, f(1))
+    assert.equal(11, f(1))
+    stale = true
+    assert.equal(12, f(1)) -- a stale hit is a miss: recomputed and stored
+    stale = false
+    assert.equal(12, f(1))
+    assert.equal(2, calls)
+  end)
+
+  it("honours forced_update on the fused path", function()
+    local app = cache.new { CACHE_TYPE = "SimpleCache" }
+    local calls, force = 0, false
+    local f = app:memoize { name = "spec.forced", forced_update = function() return force end }(function(a)
+      calls = calls + 1
+      return a + calls
+    end)
+    assert.equal(2, f(1))
+    assert.equal(2, f(1))
+    force = true
+    assert.equal(3, f(1))
+    force = false
+    assert.equal(3, f(1)) -- the forced result was stored
+    assert.equal(2, calls)
+  end)
+
+  it("reads the version on every call: delete_memoized takes effect at once", function()
+    local app = cache.new { CACHE_TYPE = "SimpleCache" }
+    local calls = 0
+    local f = app:memoize { name = "spec.reset" }(function(a) calls = calls + 1; return a end)
+    f(1)
+    f(1)
+    app:delete_memoized(f) -- a new version: the fused path must read it
+    f(1)
+    assert.equal(2, calls)
+  end)
+
   it("rejects something that is not a ctx", function()
     assert.has_error(function() core.memo_fetch({}, c, 1) end)
     assert.has_error(function() core.memo_fetch(nil, c, 1) end)
