@@ -107,7 +107,6 @@
 #include "cache.h"
 #include "codec.h"
 #include "digest.h"
-#include "keys.h"
 
 #define FS_MAGIC "LCFS"
 #define FS_VERSION 1
@@ -258,7 +257,7 @@ static int key_name(fs_cache *fs, cache_str key, char name[FS_NAME_MAX],
     unsigned char d[CACHE_DIGEST_MAX];
     const void *parts[1] = {key.ptr ? key.ptr : ""};
     size_t lens[1] = {key.len};
-    size_t n = cache_key_digest(fs->kind, 1, parts, lens, d);
+    size_t n = cache_digest(fs->kind, 1, parts, lens, d);
     if (n == 0)
         return cache_fail(err, CACHE_FAIL, "FileSystemCache: %s digest failed",
                           cache_digest_name(fs->kind));

@@ -401,7 +401,7 @@ static size_t memo_head(memo_ctx *c, const cache_buf *t, char *out)
     const void *parts[2] = {t->data, c->source.data};
     size_t lens[2] = {t->len, c->source.len};
     unsigned char md[CACHE_DIGEST_MAX];
-    size_t mdlen = cache_key_digest(c->kind, c->has_source ? 2 : 1, parts, lens, md);
+    size_t mdlen = cache_digest(c->kind, c->has_source ? 2 : 1, parts, lens, md);
     if (mdlen == 0)
         return 0;
     char head[CACHE_MEMO_HEAD_LEN + 1];

@@ -44,19 +44,12 @@ size_t cache_memo_head(const unsigned char *digest, size_t n,
     return len;
 }
 
-size_t cache_key_digest(cache_digest_kind kind, size_t nparts,
-                        const void *const *parts, const size_t *lens,
-                        unsigned char out[CACHE_DIGEST_MAX])
-{
-    return cache_digest(kind, nparts, parts, lens, out);
-}
-
 int cache_memo_key(cache_digest_kind kind, size_t nparts,
                    const void *const *parts, const size_t *lens,
                    const char *version, size_t vlen, cache_buf *out)
 {
     unsigned char md[CACHE_DIGEST_MAX];
-    size_t mdlen = cache_key_digest(kind, nparts, parts, lens, md);
+    size_t mdlen = cache_digest(kind, nparts, parts, lens, md);
     if (mdlen == 0)
         return CACHE_FAIL;
     char head[CACHE_MEMO_HEAD_LEN + 1];
@@ -197,7 +190,7 @@ static size_t hex_digest(cache_digest_kind kind, size_t nparts,
                          char hex[CACHE_HEX_MAX])
 {
     unsigned char md[CACHE_DIGEST_MAX];
-    size_t mdlen = cache_key_digest(kind, nparts, parts, lens, md);
+    size_t mdlen = cache_digest(kind, nparts, parts, lens, md);
     if (mdlen == 0)
         return 0;
     cache_hex(md, mdlen, hex);

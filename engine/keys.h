@@ -34,13 +34,6 @@
 size_t cache_memo_head(const unsigned char *digest, size_t n,
                        char out[CACHE_MEMO_HEAD_LEN + 1]);
 
-/* The digest of the concatenated parts, as cache_digest computes it (MD5,
- * the default, without libcrypto's per-call setup). Returns its length, 0
- * on failure. */
-size_t cache_key_digest(cache_digest_kind kind, size_t nparts,
-                        const void *const *parts, const size_t *lens,
-                        unsigned char out[CACHE_DIGEST_MAX]);
-
 /* Replaces out with head(digest(parts)) followed by the version string.
  * CACHE_OK, or CACHE_FAIL (digest failed) / CACHE_ENOMEM. */
 int cache_memo_key(cache_digest_kind kind, size_t nparts,

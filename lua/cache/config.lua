@@ -1,6 +1,6 @@
 --- cache.config: Flask-Caching's configuration keys turned into a backend.
 --
--- resolve(M, config) checks the CACHE_* keys, applies Flask-Caching's
+-- resolve(config) checks the CACHE_* keys, applies Flask-Caching's
 -- defaults, works out the backend class (class names, dotted Python paths,
 -- Flask-Caching's short names, or a factory function) and the options its
 -- constructor gets, the way Flask-Caching's backend factories derive them

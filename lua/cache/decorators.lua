@@ -818,9 +818,4 @@ function D.install(module)
   return M
 end
 
-D.default_request_provider = default_request_provider
-D.default_log = default_log
-D.default_name = default_name
-D.instance_token = instance_token
-
 return D

@@ -9,7 +9,6 @@
 
 #include "ctest.h"
 #include "digest.h"
-#include "keys.h"
 
 static void hex16(const unsigned char *md, char *out)
 {
@@ -71,22 +70,9 @@ static void test_same_as_libcrypto(void)
     }
 }
 
-static void test_key_digest_matches_cache_digest(void)
-{
-    const void *parts[2] = {"name and arguments", "source text"};
-    size_t lens[2] = {18, 11};
-    for (int k = CACHE_MD5; k <= CACHE_SHA512; k++) {
-        unsigned char a[CACHE_DIGEST_MAX], b[CACHE_DIGEST_MAX];
-        size_t la = cache_key_digest((cache_digest_kind)k, 2, parts, lens, a);
-        size_t lb = cache_digest((cache_digest_kind)k, 2, parts, lens, b);
-        CHECK(la == lb && la > 0 && memcmp(a, b, la) == 0);
-    }
-}
-
 int main(void)
 {
     RUN(test_rfc1321_suite);
     RUN(test_same_as_libcrypto);
-    RUN(test_key_digest_matches_cache_digest);
     CTEST_END();
 }
