@@ -426,8 +426,6 @@ static int m_delete_many(lua_State *L)
     size_t n;
     cache_str *keys = collect_keys(L, 2, &n);
     int *status = lua_newuserdata(L, (n ? n : 1) * sizeof *status);
-    for (size_t i = 0; i < n; i++)
-        status[i] = CACHE_MISS;
     cache_err err = {0, ""};
     int rc = cache_del_many(b, n, keys, status, &err);
     return push_batch_outcome(L, rc, n, keys, status, &err);

@@ -140,9 +140,18 @@ int cache_incr(cache_backend *b, cache_str key, int64_t delta, double new_ttl,
     return generic_incr(b, key, delta, new_ttl, result, err);
 }
 
+/* Every status starts as a miss, so that a batch cut short by a failure
+ * leaves the keys it never reached defined. */
+static void statuses_miss(size_t n, int *status)
+{
+    for (size_t i = 0; i < n; i++)
+        status[i] = CACHE_MISS;
+}
+
 int cache_get_many(cache_backend *b, size_t n, const cache_str *keys,
                    cache_buf *out, int *status, cache_err *err)
 {
+    statuses_miss(n, status);
     if (b->vt->get_many && b->vt->values_checked)
         return b->vt->get_many(b, n, keys, out, status, err);
     if (b->vt->get_many) {
@@ -189,10 +198,9 @@ int cache_set_many(cache_backend *b, size_t n, const cache_str *keys,
 int cache_del_many(cache_backend *b, size_t n, const cache_str *keys,
                    int *status, cache_err *err)
 {
+    statuses_miss(n, status);
     if (b->vt->del_many)
         return b->vt->del_many(b, n, keys, status, err);
-    for (size_t i = 0; i < n; i++)
-        status[i] = CACHE_MISS;
     for (size_t i = 0; i < n; i++) {
         status[i] = b->vt->del(b, keys[i], err);
         /* As cachelib: stop at the first failure unless told to go on. */
