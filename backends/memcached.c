@@ -248,6 +248,9 @@ int mc_decode(const char *p, size_t n, uint32_t flags, cache_buf *out,
 {
     int64_t i;
     if (flags == MC_FLAG_CODEC) {
+        /* bytes from the server: checked here, once (values_checked) */
+        if (cache_validate(p, n, err) != CACHE_OK)
+            return CACHE_MISS; /* corrupt: unreadable, as a miss */
         if (cache_buf_append(out, p, n))
             return cache_fail(err, CACHE_ENOMEM, "out of memory");
         return CACHE_OK;
@@ -1184,33 +1187,19 @@ static void mcb_destroy(cache_backend *base)
     free(b);
 }
 
-static const cache_vtable memcached_vt = {
-    .name = "MemcachedCache",
-    .get = mcb_get,
-    .set = mcb_set,
-    .del = mcb_del,
-    .has = mcb_has,
-    .clear = mcb_clear,
-    .incr = mcb_incr,
-    .get_many = mcb_get_many,
-    .set_many = mcb_set_many,
-    .del_many = mcb_del_many,
-    .destroy = mcb_destroy,
-};
+/* The two classes differ only in their name (and in create's sasl flag).
+ * Every value get hands on has passed mc_decode, which checks it. */
+#define MEMCACHED_VTABLE(class_name)                                        \
+    {                                                                       \
+        .name = class_name, .values_checked = 1, .get = mcb_get,            \
+        .set = mcb_set, .del = mcb_del, .has = mcb_has, .clear = mcb_clear, \
+        .incr = mcb_incr, .get_many = mcb_get_many,                         \
+        .set_many = mcb_set_many, .del_many = mcb_del_many,                 \
+        .destroy = mcb_destroy,                                             \
+    }
 
-static const cache_vtable sasl_memcached_vt = {
-    .name = "SASLMemcachedCache",
-    .get = mcb_get,
-    .set = mcb_set,
-    .del = mcb_del,
-    .has = mcb_has,
-    .clear = mcb_clear,
-    .incr = mcb_incr,
-    .get_many = mcb_get_many,
-    .set_many = mcb_set_many,
-    .del_many = mcb_del_many,
-    .destroy = mcb_destroy,
-};
+static const cache_vtable memcached_vt = MEMCACHED_VTABLE("MemcachedCache");
+static const cache_vtable sasl_memcached_vt = MEMCACHED_VTABLE("SASLMemcachedCache");
 
 static cache_backend *create(cache_opts *opts, int sasl, const cache_vtable *vt,
                              cache_err *err)

@@ -571,6 +571,7 @@ static void sp_destroy(cache_backend *base)
 
 static const cache_vtable spread_vt = {
     .name = "SpreadSASLMemcachedCache",
+    .values_checked = 1, /* whole or reassembled, through mc_decode */
     .get = sp_get,
     .set = sp_set,
     .del = sp_del,

@@ -527,8 +527,8 @@ describe("memcached backends", function()
     end)
 
     it("reads a corrupt entry under the codec flag as a miss, in get and get_many", function()
-      -- the backend hands these bytes on as they are: the engine's check
-      -- (dispatch.c, values_checked = 0) is what makes them a miss
+      -- server bytes under the codec flag: mc_decode's check (the one check
+      -- of these bytes: the backend says values_checked) makes them a miss
       local c, prefix = new()
       raw(A, ("set %scbad 256 0 2\r\n\193\193\r\n"):format(prefix))
       raw(A, ("set %sctrunc 256 0 3\r\n\165ab\r\n"):format(prefix))
