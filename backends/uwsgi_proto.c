@@ -6,8 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
+#include "digest.h"
 #include "uwsgi_proto.h"
 
 const char *uwsgi_cmd_name(uwsgi_cmd cmd)
@@ -32,19 +31,13 @@ int uwsgi_proto_map_key(cache_str key, char buf[UWSGI_DIGEST_KEY_LEN + 1],
         *mapped = key;
         return 0;
     }
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    if (!EVP_Digest(key.ptr ? key.ptr : "", key.len, md, &mdlen, EVP_sha256(),
-                    NULL) ||
-        mdlen != 32)
+    unsigned char md[CACHE_DIGEST_MAX];
+    const void *parts[1] = {key.ptr ? key.ptr : ""};
+    size_t lens[1] = {key.len};
+    if (cache_digest(CACHE_SHA256, 1, parts, lens, md) != 32)
         return -1;
-    static const char hex[] = "0123456789abcdef";
     buf[0] = '#';
-    for (unsigned i = 0; i < mdlen; i++) {
-        buf[1 + 2 * i] = hex[md[i] >> 4];
-        buf[2 + 2 * i] = hex[md[i] & 15];
-    }
-    buf[UWSGI_DIGEST_KEY_LEN] = '\0';
+    cache_hex(md, 32, buf + 1);
     mapped->ptr = buf;
     mapped->len = UWSGI_DIGEST_KEY_LEN;
     return 0;
