@@ -3,6 +3,10 @@
 # on free loopback ports in a temporary folder), the C unit tests, every
 # busted spec, then the servers stopped by PID. The last line is
 # "N passed, N failed, N skipped"; the exit status is non-zero on a failure.
+#
+# Arguments narrow the run, for working on one area: `spec/run.sh
+# spec/memcached_spec.lua spec/c/test_memcached.c` starts every server but
+# runs only the C tests and busted specs named (C tests only if some are named).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -55,7 +59,18 @@ done
 
 # 2. C unit tests of the engine (no Lua involved; some use the servers).
 mkdir -p "$STATE/c"
-for t in spec/c/test_*.c; do
+ONLY=("$@")
+c_tests=(spec/c/test_*.c); lua_specs=("$ROOT/spec")
+if [ ${#ONLY[@]} -gt 0 ]; then
+    c_tests=(); lua_specs=()
+    for a in "${ONLY[@]}"; do
+        case "$a" in
+            *.c) c_tests+=("$a") ;;
+            *) lua_specs+=("$a") ;;
+        esac
+    done
+fi
+for t in "${c_tests[@]}"; do
     [ -e "$t" ] || continue
     name=$(basename "$t" .c)
     if ! ${CC:-cc} -std=c11 -g -O1 -Wall -Wextra -Werror -Iengine -Ispec/c \
@@ -80,9 +95,9 @@ done
 # 3. The Lua specs.
 export LUA_PATH="$ROOT/lua/?.lua;$ROOT/spec/?.lua;;"
 export LUA_CPATH="$ROOT/$MODDIR/?.so;;"
-echo "== busted ($LUA_BIN)"
-$LUA_BIN /usr/bin/busted --lua="$LUA_BIN" -o "$ROOT/spec/support/output.lua" \
-    --pattern=_spec "$ROOT/spec" || true
+[ ${#lua_specs[@]} -gt 0 ] && echo "== busted ($LUA_BIN)"
+[ ${#lua_specs[@]} -gt 0 ] && $LUA_BIN /usr/bin/busted --lua="$LUA_BIN" -o "$ROOT/spec/support/output.lua" \
+    --pattern=_spec "${lua_specs[@]}" || true
 
 # 4. The total.
 read -r passed failed skipped < <(awk '{p+=$1; f+=$2; s+=$3} END {print p+0, f+0, s+0}' "$COUNTS")
