@@ -411,12 +411,13 @@ describe("memoize", function()
       assert.is_nil(backend:timeout_of(m.make_cache_key(1)))
     end)
 
-    it("version keys: created with timeout 0, then refreshed with the entry's timeout", function()
+    it("version keys: created with the decorator's timeout, refreshed with the entry's", function()
       local m = c:memoize{ name = "v", timeout = 30 }(function(a) return a end)
       m.make_cache_key(1) -- creates the version only
-      assert.equal(0, backend:timeout_of("v_memver"))
-      m(1)
       assert.equal(30, backend:timeout_of("v_memver"))
+      m.cache_timeout = 45
+      m(1)
+      assert.equal(45, backend:timeout_of("v_memver"))
     end)
 
     it("reads and writes version keys with get_many / set_many", function()

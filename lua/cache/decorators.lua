@@ -250,6 +250,7 @@ local function base_state(c, f, opts, who)
     is_stale = opts.is_stale, response_filter = opts.response_filter,
     cache_none = opts.cache_none == true,
     hash = opts.hash_method or c.hash_method,
+    timeout = opts.timeout, -- d.cache_timeout (nil: the backend's default)
   }
   if st.unless then st.unless_args = takes_args(st.unless, 0) end
   if st.forced_update then st.forced_args = takes_args(st.forced_update, 0) end
@@ -320,11 +321,11 @@ end
 -- Stores what the function returned (unless filtered), then returns it.
 -- A first result of nil is stored only with cache_none. `refresh` is the
 -- version refresher of memoize (nil for cached), `obj` a method's instance.
-local function store(st, d, key, refresh, obj, n, ...)
+local function store(st, key, refresh, obj, n, ...)
   if (n == 0 or (...) == nil) and not st.cache_none then return ... end
   if st.response_filter and not st.response_filter(...) then return ... end
   local c = st.c
-  local timeout = d.cache_timeout
+  local timeout = st.timeout
   local ok, err = c.cache:set(key, pack_results(n, ...), timeout)
   if not ok then
     backend_failed(c, "set", st.name, err or "set returned false")
@@ -335,8 +336,8 @@ local function store(st, d, key, refresh, obj, n, ...)
   return ...
 end
 
-local function after_miss(st, d, key, refresh, obj, ...)
-  return store(st, d, key, refresh, obj, select("#", ...), ...)
+local function after_miss(st, key, refresh, obj, ...)
+  return store(st, key, refresh, obj, select("#", ...), ...)
 end
 
 ---------------------------------------------------------------------------
@@ -412,12 +413,22 @@ end
 -- and a __call that runs the decorator. Their state is kept here.
 local states = setmetatable({}, { __mode = "k" })
 
-local function decorated(st, f, timeout, call)
-  local d = { uncached = f, cache_timeout = timeout }
+-- cache_timeout is not a raw field of d: it lives in st.timeout, where the
+-- store step and the version keys read it, and reaches d through __index
+-- and __newindex.
+local function decorated(st, f, call)
+  local d = { uncached = f }
   states[d] = st
-  return setmetatable(d, { __call = call, __tostring = function()
-    return ("%s function: %s"):format(st.who, st.name)
-  end })
+  return setmetatable(d, {
+    __call = call,
+    __index = function(_, k)
+      if k == "cache_timeout" then return st.timeout end
+    end,
+    __newindex = function(t, k, v)
+      if k == "cache_timeout" then st.timeout = v else rawset(t, k, v) end
+    end,
+    __tostring = function() return ("%s function: %s"):format(st.who, st.name) end,
+  })
 end
 
 ---------------------------------------------------------------------------
@@ -500,10 +511,10 @@ local function make_cached(c, f, opts)
         return unpack_results(rv)
       end
     end
-    return after_miss(st, d, key, nil, 0, f(...))
+    return after_miss(st, key, nil, 0, f(...))
   end
 
-  local d = decorated(st, f, opts.timeout, call)
+  local d = decorated(st, f, call)
   -- the default key builder: the current request (arguments do not matter)
   d.make_cache_key = function() return request_key(st) end
   return d
@@ -581,8 +592,11 @@ local function valid_version(v)
   return type(v) == "string" and v ~= ""
 end
 
--- Fetches (creating what is missing, with timeout 0) the versions of a
--- call. Returns the version string and the instance token, or nil, err.
+-- Fetches (creating what is missing) the versions of a call. Returns the
+-- version string and the instance token, or nil, err. A version key is
+-- created with the decorator's timeout, not 0: a call that stores nothing
+-- (a nil result, an error) must not leave a key that never expires (unless
+-- the timeout is 0); each stored result extends it (refresh_versions).
 local function current_version(st, ...)
   local b = st.c.cache
   local fkey, ikey, token = version_keys(st, ...)
@@ -591,7 +605,7 @@ local function current_version(st, ...)
     if err ~= nil then return nil, err end
     if valid_version(v) then return v end
     v = core.memo_version()
-    local ok, _, serr = b:set_many({ [fkey] = v }, 0)
+    local ok, _, serr = b:set_many({ [fkey] = v }, st.timeout)
     if not ok then return nil, serr or "set_many of a version key failed" end
     return v
   end
@@ -601,7 +615,7 @@ local function current_version(st, ...)
   if not valid_version(v1) then v1, dirty = core.memo_version(), true end
   if not valid_version(v2) then v2, dirty = core.memo_version(), true end
   if dirty then
-    local ok, _, serr = b:set_many({ [fkey] = v1, [ikey] = v2 }, 0)
+    local ok, _, serr = b:set_many({ [fkey] = v1, [ikey] = v2 }, st.timeout)
     if not ok then return nil, serr or "set_many of version keys failed" end
   end
   return v1 .. v2, token
@@ -717,7 +731,7 @@ local function make_memoized(c, f, opts)
           backend_ok(c)
           return unpack_results(rv)
         end
-        return after_miss(st, d, key, refresh_versions, nil, f(...))
+        return after_miss(st, key, refresh_versions, nil, f(...))
       elseif key == false then
         backend_failed(c, "reading the version", st.name, rv)
         return f(...)
@@ -740,12 +754,12 @@ local function make_memoized(c, f, opts)
       end
     end
     if is_method then
-      return after_miss(st, d, key, refresh_versions, (...), f(...))
+      return after_miss(st, key, refresh_versions, (...), f(...))
     end
-    return after_miss(st, d, key, refresh_versions, nil, f(...))
+    return after_miss(st, key, refresh_versions, nil, f(...))
   end
 
-  local d = decorated(st, f, opts.timeout, call)
+  local d = decorated(st, f, call)
   d.make_cache_key = default_key
   return d
 end
@@ -784,7 +798,7 @@ function Cache:delete_memoized(f, ...)
     _, vkey = version_keys(st, ...)
   end
   if vkey then
-    local ok, _, err = self.cache:set_many({ [vkey] = core.memo_version() }, 0)
+    local ok, _, err = self.cache:set_many({ [vkey] = core.memo_version() }, st.timeout)
     return ok, err
   end
   local key, err = f.make_cache_key(...)
