@@ -340,5 +340,20 @@ describe("cached", function()
       assert.same({ code = 500 }, e)
       assert.is_nil(backend.data.err)
     end)
+
+    it("a result that cannot be stored is returned and logged, on a Lua or a core backend", function()
+      for _, cc in ipairs { c, cache.new{} } do
+        logged = {}
+        local f, count = counter()
+        local view = cc:cached{ key_prefix = "fn" }(function() f(); return print, 2 end)
+        local r, two = view()
+        assert.equal(print, r)
+        assert.equal(2, two)
+        assert.equal(1, #logged)
+        assert.matches("cannot store a function", logged[1])
+        assert.equal(print, (view()))
+        assert.equal(2, count())
+      end
+    end)
   end)
 end)

@@ -667,5 +667,41 @@ describe("memoize", function()
       backend.set = set
       assert.matches("disk full", logged[1])
     end)
+
+    -- A result the codec refuses: returned, logged with the reason, never
+    -- raised after the function ran (its side effects would repeat).
+    local function check_unstorable(m, count)
+      local r1 = m(1)
+      assert.equal("function", type(r1))
+      assert.equal(1, count())
+      assert.equal(1, #logged)
+      assert.matches("cannot store a function", logged[1])
+      assert.equal("function", type(m(1))) -- nothing was stored: it runs again
+      assert.equal(2, count())
+      assert.equal(2, #logged)
+    end
+
+    it("a result that cannot be stored is returned and logged (Lua backend)", function()
+      local f, count = counter()
+      check_unstorable(c:memoize(function(a) f(a); return print end), count)
+    end)
+
+    it("a result that cannot be stored is returned and logged (fused path)", function()
+      local core_c = cache.new{}
+      local f, count = counter()
+      check_unstorable(core_c:memoize{ name = "unstorable" }(function(a) f(a); return print end), count)
+    end)
+
+    it("a result that cannot be stored is returned and logged (plain path)", function()
+      local core_c = cache.new{}
+      local f, count = counter()
+      local m = core_c:memoize{ name = "unstorable2", make_name = function(n) return n end }(
+        function(a) f(a); return print end)
+      check_unstorable(m, count)
+      local obj = {}
+      local meth = core_c:memoize{ name = "unstorable3" }(function(self) f(); return { fn = print } end)
+      assert.equal(print, meth(obj).fn)
+      assert.equal(3, #logged)
+    end)
   end)
 end)
