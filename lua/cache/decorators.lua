@@ -175,6 +175,14 @@ local function backend_ok(c)
   if c._failing then c._failing = false end
 end
 
+-- A result the set raised on (a value the codec refuses: a function, a
+-- cycle). The backend is fine, so this is no failure burst: each one is
+-- logged, and the caller still gets the result.
+local function store_refused(st, err)
+  local log = M and M.log or default_log
+  log(("cache: %s: the result of %s was not cached: %s"):format(st.who, st.name, tostring(err)))
+end
+
 ---------------------------------------------------------------------------
 -- Requests (for `cached`)
 ---------------------------------------------------------------------------
@@ -326,8 +334,12 @@ local function store(st, key, refresh, obj, n, ...)
   if st.response_filter and not st.response_filter(...) then return ... end
   local c = st.c
   local timeout = st.timeout
-  local ok, err = c.cache:set(key, pack_results(n, ...), timeout)
-  if not ok then
+  local b = c.cache
+  -- the function has run: an error of the set must not lose its result
+  local done, ok, err = pcall(b.set, b, key, pack_results(n, ...), timeout)
+  if not done then
+    store_refused(st, ok)
+  elseif not ok then
     backend_failed(c, "set", st.name, err or "set returned false")
   else
     backend_ok(c)
