@@ -274,6 +274,23 @@ describe("cached", function()
       assert.matches("args_to_ignore", err)
     end)
 
+    it("rejects a timeout that is not a number (NaN included), when decorating or assigned", function()
+      local f = function() return 1 end
+      for _, bad in ipairs { 0 / 0, "60", {} } do
+        local ok, err = pcall(function() return c:cached{ timeout = bad }(f) end)
+        assert.is_false(ok)
+        assert.matches("cached_spec%.lua:%d+: cached: option 'timeout': ", err)
+      end
+      local ok, err = pcall(function() return c:cached(0 / 0) end)
+      assert.is_false(ok)
+      assert.matches("cached_spec%.lua:%d+: cached: option 'timeout': number expected, got NaN", err)
+      local v = c:cached{ key_prefix = "t", timeout = 5 }(f)
+      ok, err = pcall(function() v.cache_timeout = 0 / 0 end)
+      assert.is_false(ok)
+      assert.matches("cached_spec%.lua:%d+: cached: cache_timeout: ", err)
+      assert.equal(5, v.cache_timeout)
+    end)
+
     it("accepts the function first: c:cached(fn, opts)", function()
       local v = c:cached(function() return "x" end, { key_prefix = "first" })
       assert.equal("x", v())

@@ -548,6 +548,40 @@ describe("memoize", function()
       assert.is_false(ok)
       assert.matches("unless", err)
     end)
+
+    it("rejects a timeout that is not a number (NaN included) when decorating, at the caller's line", function()
+      local f, count = counter()
+      for _, bad in ipairs { 0 / 0, "60", {}, true } do
+        local ok, err = pcall(function() return c:memoize{ timeout = bad }(f) end)
+        assert.is_false(ok)
+        assert.matches("memoize_spec%.lua:%d+: memoize: option 'timeout': ", err)
+        ok, err = pcall(function() return c:memoize(f, { timeout = bad }) end)
+        assert.is_false(ok)
+        assert.matches("memoize_spec%.lua:%d+: memoize: option 'timeout': ", err)
+      end
+      local ok, err = pcall(function() return c:memoize(0 / 0) end) -- c:memoize(timeout)
+      assert.is_false(ok)
+      assert.matches("memoize_spec%.lua:%d+: memoize: option 'timeout': number expected, got NaN", err)
+      assert.equal(0, count())
+    end)
+
+    it("checks cache_timeout when it is assigned; nil means the backend's default", function()
+      local f, count = counter()
+      local m = c:memoize{ timeout = 5 }(f)
+      for _, bad in ipairs { 0 / 0, "60", {} } do
+        local ok, err = pcall(function() m.cache_timeout = bad end)
+        assert.is_false(ok)
+        assert.matches("memoize_spec%.lua:%d+: memoize: cache_timeout: ", err)
+        assert.equal(5, m.cache_timeout)
+      end
+      m.cache_timeout = nil
+      assert.is_nil(m.cache_timeout)
+      m(1)
+      assert.is_nil(backend:timeout_of(m.make_cache_key(1)))
+      m.cache_timeout = 1 / 0 -- "never", as a per-call timeout
+      assert.equal(1 / 0, m.cache_timeout)
+      assert.equal(1, count())
+    end)
   end)
 
   describe("decorated functions", function()
