@@ -207,7 +207,7 @@ local NO_REQUEST = "cached: no request: set cache.request_provider or use a key_
 ---------------------------------------------------------------------------
 
 local common_options = {
-  timeout = "number", unless = "callable", forced_update = "callable",
+  timeout = "timeout", unless = "callable", forced_update = "callable",
   is_stale = "callable", response_filter = "callable", hash_method = "hash",
   cache_none = "boolean", source_check = "boolean",
 }
@@ -219,23 +219,40 @@ local memoize_options = {
   make_name = "callable", args_to_ignore = "list", name = "string",
 }
 
+-- A decorator timeout: any number but NaN, as a per-call timeout of the
+-- backends (infinities mean never / already expired).
+local function valid_timeout(v)
+  return type(v) == "number" and v == v
+end
+
+-- What a bad value was, for error messages.
+local function got(v)
+  if type(v) == "string" then return "'" .. v .. "'" end
+  if v ~= v then return "NaN" end
+  return type(v)
+end
+
 local function check_option(who, k, v, want)
   local ok
-  if want == "callable" then ok = callable(v)
+  if want == "timeout" then ok = valid_timeout(v)
+  elseif want == "callable" then ok = callable(v)
   elseif want == "hash" then ok = callable(v) or (type(v) == "string" and config.hash_methods[v])
   elseif want == "prefix" then ok = type(v) == "string" or callable(v)
   elseif want == "list" then ok = type(v) == "table"
   else ok = type(v) == want end
   if not ok then
     local what = ({ callable = "function", hash = "'md5', 'sha1', 'sha256', 'sha512' or a function",
-                    prefix = "string or function", list = "list of parameter names" })[want] or want
-    raise(("%s: option '%s': %s expected, got %s"):format(who, k, what,
-          type(v) == "string" and ("'" .. v .. "'") or type(v)))
+                    prefix = "string or function", list = "list of parameter names",
+                    timeout = "number" })[want] or want
+    raise(("%s: option '%s': %s expected, got %s"):format(who, k, what, got(v)))
   end
 end
 
 local function check_options(who, opts, specific)
-  if type(opts) == "number" then return { timeout = opts } end
+  if type(opts) == "number" then
+    check_option(who, "timeout", opts, "timeout")
+    return { timeout = opts }
+  end
   if opts == nil then return {} end
   if type(opts) ~= "table" then
     raise(("%s: options table expected, got %s"):format(who, type(opts)))
@@ -427,7 +444,7 @@ local states = setmetatable({}, { __mode = "k" })
 
 -- cache_timeout is not a raw field of d: it lives in st.timeout, where the
 -- store step and the version keys read it, and reaches d through __index
--- and __newindex.
+-- and __newindex, so that every assignment is checked.
 local function decorated(st, f, call)
   local d = { uncached = f }
   states[d] = st
@@ -437,7 +454,11 @@ local function decorated(st, f, call)
       if k == "cache_timeout" then return st.timeout end
     end,
     __newindex = function(t, k, v)
-      if k == "cache_timeout" then st.timeout = v else rawset(t, k, v) end
+      if k ~= "cache_timeout" then return rawset(t, k, v) end
+      if v ~= nil and not valid_timeout(v) then
+        raise(("%s: cache_timeout: number or nil expected, got %s"):format(st.who, got(v)))
+      end
+      st.timeout = v
     end,
     __tostring = function() return ("%s function: %s"):format(st.who, st.name) end,
   })
