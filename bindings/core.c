@@ -1,11 +1,14 @@
 /*
  * core.c - the cache.core module: backend objects and their methods.
  *
- * A backend object is a Lua table { default_timeout = n } whose metatable
- * holds the methods; the engine handle lives in a userdata stored in the
- * table under a private light-userdata key. Keeping the object a table makes
- * `c.default_timeout` a plain (writable) field, as in cachelib, and method
- * lookup a plain table hit.
+ * A backend object is a Lua table holding the engine handle (a userdata
+ * under a private light-userdata key). Its own metatable has __index = a
+ * table of its fields ({ default_timeout = n }), whose metatable has
+ * __index = the methods: `c.default_timeout` reads like a plain field, as in
+ * cachelib, and method lookup stays plain table hits. default_timeout is
+ * never a raw field of the object, so every assignment reaches __newindex
+ * and gets the constructor's check; other fields are set on the object as
+ * they are.
  *
  * Every method checks its arguments first and raises on misuse (the
  * message names the argument); failures of the backend itself come back as
@@ -468,8 +471,10 @@ static const luaL_Reg methods[] = {
 /* ---- opening backends ---------------------------------------------------------- */
 
 /* One option value to the engine's typed form. Lists may hold strings,
- * numbers and {host, port} pairs (written "host:port"). */
-static void convert_list(lua_State *L, int idx, cache_opt *o, int anchor)
+ * numbers and {host, port} pairs (written "host:port"). Errors name the
+ * class cls, as the engine's do. */
+static void convert_list(lua_State *L, const char *cls, int idx, cache_opt *o,
+                         int anchor)
 {
     size_t n = lua_rawlen(L, idx);
     const char **items = lua_newuserdata(L, (n ? n : 1) * sizeof *items);
@@ -482,8 +487,8 @@ static void convert_list(lua_State *L, int idx, cache_opt *o, int anchor)
             lua_rawgeti(L, -1, 1);
             lua_rawgeti(L, -2, 2);
             if (!lua_isstring(L, -2) || !lua_isstring(L, -1))
-                luaL_error(L, "option '%s': item %d must be a string or {host, port}",
-                           o->name, (int)i + 1);
+                luaL_error(L, "%s: option '%s': item %d must be a string or {host, port}",
+                           cls, o->name, (int)i + 1);
             lua_pushfstring(L, "%s:%s", lua_tostring(L, -2), lua_tostring(L, -1));
             lua_replace(L, -4);
             lua_pop(L, 2);
@@ -491,8 +496,8 @@ static void convert_list(lua_State *L, int idx, cache_opt *o, int anchor)
             lua_pushstring(L, lua_tostring(L, -1)); /* a copy, converted */
             lua_replace(L, -2);
         } else if (lua_type(L, -1) != LUA_TSTRING) {
-            luaL_error(L, "option '%s': item %d must be a string, got %s", o->name,
-                       (int)i + 1, luaL_typename(L, -1));
+            luaL_error(L, "%s: option '%s': item %d must be a string, got %s", cls,
+                       o->name, (int)i + 1, luaL_typename(L, -1));
         }
         items[i] = lua_tolstring(L, -1, &lens[i]);
         lua_rawseti(L, anchor, (int)lua_rawlen(L, anchor) + 1);
@@ -503,7 +508,8 @@ static void convert_list(lua_State *L, int idx, cache_opt *o, int anchor)
     o->count = n;
 }
 
-static void convert_option(lua_State *L, cache_opt *o, int anchor)
+static void convert_option(lua_State *L, const char *cls, cache_opt *o,
+                           int anchor)
 {
     int v = lua_gettop(L);
     int64_t i;
@@ -526,24 +532,25 @@ static void convert_option(lua_State *L, cache_opt *o, int anchor)
         o->s = lua_tolstring(L, v, &o->slen);
         break;
     case LUA_TTABLE:
-        convert_list(L, v, o, anchor);
+        convert_list(L, cls, v, o, anchor);
         break;
     default:
-        luaL_error(L, "option '%s': unsupported type %s", o->name,
+        luaL_error(L, "%s: option '%s': unsupported type %s", cls, o->name,
                    luaL_typename(L, v));
     }
 }
 
 /* Builds the engine's option list from the table at idx. Strings stay
  * anchored in the table at `anchor` until the backend is open. */
-static cache_opts convert_options(lua_State *L, int idx, int anchor)
+static cache_opts convert_options(lua_State *L, const char *cls, int idx,
+                                  int anchor)
 {
     cache_opts opts = {NULL, 0};
     size_t n = 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         if (lua_type(L, -2) != LUA_TSTRING)
-            luaL_error(L, "options: names must be strings, got %s",
+            luaL_error(L, "%s: options: names must be strings, got %s", cls,
                        luaL_typename(L, -2));
         n++;
         lua_pop(L, 1);
@@ -555,23 +562,61 @@ static cache_opts convert_options(lua_State *L, int idx, int anchor)
     while (lua_next(L, idx)) {
         cache_opt *o = &opts.items[opts.count++];
         o->name = lua_tostring(L, -2);
-        convert_option(L, o, anchor);
+        convert_option(L, cls, o, anchor);
         lua_pop(L, 1);
     }
     return opts;
 }
 
-/* Upvalue 1: the backend class name. Called as cache.SimpleCache{...}. */
+/* obj.k = v for a key obj does not hold: default_timeout is checked as the
+ * constructor checks it and kept in the object's field table; anything else
+ * becomes a raw field of the object. */
+static int object_newindex(lua_State *L)
+{
+    static const char field[] = "default_timeout";
+    lua_settop(L, 3);
+    size_t klen = 0;
+    const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &klen) : NULL;
+    if (!k || klen != sizeof field - 1 || memcmp(k, field, klen) != 0) {
+        lua_rawset(L, 1);
+        return 0;
+    }
+    lua_pushlightuserdata(L, &handle_key);
+    lua_rawget(L, 1);
+    handle *h = lua_touserdata(L, -1);
+    const char *cls = h && h->b ? h->b->vt->name : "closed cache";
+    lua_newtable(L); /* anchor for convert_option */
+    int anchor = lua_gettop(L);
+    lua_pushvalue(L, 3);
+    cache_opt o = {.name = k};
+    convert_option(L, cls, &o, anchor);
+    cache_opts one = {&o, 1};
+    double t;
+    cache_err err = {0, ""};
+    if (cache_opt_default_timeout(&one, &t, &err) < 0)
+        return luaL_error(L, "%s: %s", cls, err.msg);
+    if (!lua_getmetatable(L, 1))
+        return luaL_error(L, "bad self: not a cache object");
+    lua_getfield(L, -1, "__index");
+    lua_pushvalue(L, 3);
+    lua_setfield(L, -2, "default_timeout");
+    return 0;
+}
+
+/* Upvalue 1: the backend class name; upvalue 2: the metatable of field
+ * tables. Called as cache.SimpleCache{...} or cache.SimpleCache(). */
 static int open_backend(lua_State *L)
 {
     const char *type = lua_tostring(L, lua_upvalueindex(1));
-    if (lua_isnoneornil(L, 1))
-        lua_newtable(L), lua_replace(L, 1);
+    lua_settop(L, 1);
+    if (lua_isnil(L, 1)) {
+        lua_newtable(L);
+        lua_replace(L, 1);
+    }
     if (lua_type(L, 1) != LUA_TTABLE)
         return arg_error(L, 1, "options", "table");
-    lua_settop(L, 1);
     lua_newtable(L); /* anchor for converted strings */
-    cache_opts opts = convert_options(L, 1, 2);
+    cache_opts opts = convert_options(L, type, 1, 2);
     cache_err err = {0, ""};
 
     handle *h = lua_newuserdata(L, sizeof *h);
@@ -590,18 +635,27 @@ static int open_backend(lua_State *L)
         return luaL_error(L, "%s: %s", type, err.msg);
     }
 
-    lua_createtable(L, 0, 2);
+    lua_createtable(L, 0, 1); /* the object */
+    int obj = lua_gettop(L);
+    lua_pushlightuserdata(L, &handle_key);
+    lua_pushvalue(L, hidx);
+    lua_rawset(L, obj);
+    lua_createtable(L, 0, 3); /* its metatable */
+    lua_pushcfunction(L, m_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, object_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_createtable(L, 0, 1); /* its fields, then the methods */
     double dt = h->b->default_timeout;
     if (dt == floor(dt) && fabs(dt) < 9e15)
         cache_lua_pushint(L, (int64_t)dt);
     else
         lua_pushnumber(L, (lua_Number)dt);
     lua_setfield(L, -2, "default_timeout");
-    lua_pushlightuserdata(L, &handle_key);
-    lua_pushvalue(L, hidx);
-    lua_rawset(L, -3);
-    lua_pushvalue(L, lua_upvalueindex(2)); /* the object metatable */
+    lua_pushvalue(L, lua_upvalueindex(2));
     lua_setmetatable(L, -2);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, obj);
     return 1;
 }
 
@@ -672,24 +726,20 @@ int luaopen_cache_core(lua_State *L)
     luaL_newlib(L, functions);
     int module = lua_gettop(L);
 
-    /* the metatable of backend objects: methods by __index */
+    /* the metatable of the field tables of objects: methods by __index */
     lua_newtable(L);
-    int object_mt = lua_gettop(L);
+    int fields_mt = lua_gettop(L);
     luaL_newlib(L, methods);
     lua_pushvalue(L, -1);
     lua_setfield(L, module, "methods"); /* Lua code may add methods here */
-    lua_setfield(L, object_mt, "__index");
-    lua_pushcfunction(L, m_tostring);
-    lua_setfield(L, object_mt, "__tostring");
-    lua_pushvalue(L, object_mt);
-    lua_setfield(L, module, "object_mt");
+    lua_setfield(L, fields_mt, "__index");
 
     /* one constructor per backend type, built or not: an unbuilt one
      * raises a clear error when called */
     const cache_backend_type *const *t = cache_backend_types();
     for (int i = 0; t[i]; i++) {
         lua_pushstring(L, t[i]->name);
-        lua_pushvalue(L, object_mt);
+        lua_pushvalue(L, fields_mt);
         lua_pushcclosure(L, open_backend, 2);
         lua_setfield(L, module, t[i]->name);
     }

@@ -194,6 +194,9 @@ const cache_backend_type *const *cache_backend_types(void);
  * backend's constructor and rejects whatever is left unknown. */
 cache_backend *cache_open(const char *type, cache_opts *opts, cache_err *err);
 void cache_close(cache_backend *b);
+/* The default_timeout option as cache_open takes it (a getter as above):
+ * also the check of a value assigned to an open object's default_timeout. */
+int cache_opt_default_timeout(cache_opts *opts, double *out, cache_err *err);
 
 /* ---- dispatch ------------------------------------------------------------
  * What bindings call: they add the engine's generic fallbacks (batch loops,

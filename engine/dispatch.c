@@ -9,6 +9,11 @@
 #include "cache.h"
 #include "codec.h"
 
+int cache_opt_default_timeout(cache_opts *opts, double *out, cache_err *err)
+{
+    return cache_opt_num(opts, "default_timeout", -1e15, 1e15, out, err);
+}
+
 cache_backend *cache_open(const char *type, cache_opts *opts, cache_err *err)
 {
     const cache_backend_type *t = cache_backend_find(type);
@@ -22,8 +27,7 @@ cache_backend *cache_open(const char *type, cache_opts *opts, cache_err *err)
     }
     double default_timeout = 300;
     int ignore_errors = 0;
-    if (cache_opt_num(opts, "default_timeout", -1e15, 1e15, &default_timeout,
-                      err) < 0 ||
+    if (cache_opt_default_timeout(opts, &default_timeout, err) < 0 ||
         cache_opt_bool(opts, "ignore_errors", &ignore_errors, err) < 0)
         return NULL;
     cache_backend *b = t->create(opts, err);
