@@ -408,3 +408,62 @@ describe("RedisCache", function()
     end)
   end)
 end)
+
+-- inc/dec on RedisCache, RedisSentinelCache and RedisClusterCache: the
+-- increment runs in a server-side script, whose numbers are doubles; the
+-- result must still be the exact 64-bit integer the server stored.
+describe("inc/dec exact across the int64 range", function()
+  if not math.maxinteger then -- LuaJIT: no 64-bit integers to compare
+    it("runs", function() pending("needs Lua 5.3+ integers") end)
+    return
+  end
+  local MAX, MIN = math.maxinteger, math.mininteger
+  local B60 = math.tointeger(2 ^ 60) -- no `<<`: this file also loads in Lua 5.1
+  -- busted prints numbers with 16 digits: show both in full
+  local function exact(want, got)
+    assert.equal(want, got, ("want %d, got %s"):format(want, tostring(got)))
+  end
+  for _, name in ipairs { "redis", "redis_sentinel", "redis_cluster" } do
+    local f = require("backends." .. name)
+    describe(f.name, function()
+      local up, why = f.available()
+      if not up then
+        it("runs", function() pending(why) end)
+        return
+      end
+
+      it("returns what get reads past 2^53 and near +-2^63, and refuses overflow", function()
+        local c = f.new()
+        c:set("n", B60)
+        exact(B60 + 1, c:inc("n"))
+        exact(B60 + 1, c:get("n"))
+        exact(B60 - 2, c:dec("n", 3))
+        exact(B60 - 2, c:get("n"))
+        c:set("top", MAX - 1)
+        exact(MAX, c:inc("top"))
+        exact(MAX, c:get("top"))
+        c:set("bottom", MIN + 1)
+        exact(MIN, c:dec("bottom"))
+        exact(MIN, c:get("bottom"))
+        -- a missing key starts at the delta, exactly
+        exact(MAX, c:inc("fresh_max", MAX))
+        exact(MIN + 1, c:dec("fresh_min", MAX))
+        exact(MIN, c:dec("fresh_min"))
+        -- past the range: nil, err, and the stored value untouched
+        local v, err = c:inc("top")
+        assert.is_nil(v)
+        assert.matches("overflow", err)
+        exact(MAX, c:get("top"))
+        v, err = c:dec("bottom")
+        assert.is_nil(v)
+        assert.matches("overflow", err)
+        exact(MIN, c:get("bottom"))
+        v, err = c:inc("n", MAX)
+        assert.is_nil(v)
+        assert.matches("overflow", err)
+        exact(B60 - 2, c:get("n"))
+        c:clear()
+      end)
+    end)
+  end
+end)
