@@ -84,18 +84,18 @@ static int parse_spec(uw_backend *c, const char *s, size_t n, cache_err *err)
 {
     if (memchr(s, '\0', n))
         return cache_fail(err, CACHE_EINVAL,
-                          "option 'cache' contains a NUL byte");
+                          "option 'cache': contains a NUL byte");
     const char *at = memchr(s, '@', n);
     if (!at)
         return cache_fail(err, CACHE_EINVAL,
-                          "cache '%.*s' has no address; outside "
+                          "option 'cache': '%.*s' has no address; outside "
                           "uWSGI give 'name@host:port'",
                           (int)(n > 100 ? 100 : n), s);
     c->name_len = (size_t)(at - s);
     if (c->name_len > UWSGI_NAME_MAX)
         return cache_fail(err, CACHE_EINVAL,
-                          "cache name of %zu bytes is too long "
-                          "(max %d)",
+                          "option 'cache': the name of %zu bytes is too "
+                          "long (max %d)",
                           c->name_len, UWSGI_NAME_MAX);
     c->spec = cache_strndup(s, n);
     c->name = cache_strndup(s, c->name_len);
@@ -103,10 +103,12 @@ static int parse_spec(uw_backend *c, const char *s, size_t n, cache_err *err)
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
     const char *addr = at + 1;
     if (*addr == '/' || *addr == '.') {
-        if (strlen(addr) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+        size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
+        if (strlen(addr) > max)
             return cache_fail(err, CACHE_EINVAL,
-                              "unix socket path '%s' is too long",
-                              addr);
+                              "option 'cache': the unix socket path of %zu "
+                              "bytes is too long (max %zu)",
+                              strlen(addr), max);
         c->path = cache_strndup(addr, strlen(addr));
         return c->path ? CACHE_OK
                        : cache_fail(err, CACHE_ENOMEM, "out of memory");
@@ -116,7 +118,7 @@ static int parse_spec(uw_backend *c, const char *s, size_t n, cache_err *err)
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
     if (rc)
         return cache_fail(err, CACHE_EINVAL,
-                          "cache '%s': the address after '@' "
+                          "option 'cache': '%s': the address after '@' "
                           "must be host:port or /path/to.sock",
                           c->spec);
     return CACHE_OK;

@@ -468,8 +468,11 @@ static const luaL_Reg methods[] = {
 /* ---- opening backends ---------------------------------------------------------- */
 
 /* One option value to the engine's typed form. Lists may hold strings,
- * numbers and {host, port} pairs (written "host:port"). */
-static void convert_list(lua_State *L, int idx, cache_opt *o, int anchor)
+ * numbers and {host, port} pairs (written "host:port"). Errors read
+ * "<type>: option '<name>': ...", as the backends' own option errors do once
+ * open_backend has prefixed them. */
+static void convert_list(lua_State *L, int idx, cache_opt *o, int anchor,
+                         const char *type)
 {
     size_t n = lua_rawlen(L, idx);
     const char **items = lua_newuserdata(L, (n ? n : 1) * sizeof *items);
@@ -482,8 +485,9 @@ static void convert_list(lua_State *L, int idx, cache_opt *o, int anchor)
             lua_rawgeti(L, -1, 1);
             lua_rawgeti(L, -2, 2);
             if (!lua_isstring(L, -2) || !lua_isstring(L, -1))
-                luaL_error(L, "option '%s': item %d must be a string or {host, port}",
-                           o->name, (int)i + 1);
+                luaL_error(L, "%s: option '%s': item %d must be a string or "
+                              "{host, port}",
+                           type, o->name, (int)i + 1);
             lua_pushfstring(L, "%s:%s", lua_tostring(L, -2), lua_tostring(L, -1));
             lua_replace(L, -4);
             lua_pop(L, 2);
@@ -491,8 +495,8 @@ static void convert_list(lua_State *L, int idx, cache_opt *o, int anchor)
             lua_pushstring(L, lua_tostring(L, -1)); /* a copy, converted */
             lua_replace(L, -2);
         } else if (lua_type(L, -1) != LUA_TSTRING) {
-            luaL_error(L, "option '%s': item %d must be a string, got %s", o->name,
-                       (int)i + 1, luaL_typename(L, -1));
+            luaL_error(L, "%s: option '%s': item %d must be a string, got %s",
+                       type, o->name, (int)i + 1, luaL_typename(L, -1));
         }
         items[i] = lua_tolstring(L, -1, &lens[i]);
         lua_rawseti(L, anchor, (int)lua_rawlen(L, anchor) + 1);
@@ -503,7 +507,8 @@ static void convert_list(lua_State *L, int idx, cache_opt *o, int anchor)
     o->count = n;
 }
 
-static void convert_option(lua_State *L, cache_opt *o, int anchor)
+static void convert_option(lua_State *L, cache_opt *o, int anchor,
+                           const char *type)
 {
     int v = lua_gettop(L);
     int64_t i;
@@ -526,24 +531,25 @@ static void convert_option(lua_State *L, cache_opt *o, int anchor)
         o->s = lua_tolstring(L, v, &o->slen);
         break;
     case LUA_TTABLE:
-        convert_list(L, v, o, anchor);
+        convert_list(L, v, o, anchor, type);
         break;
     default:
-        luaL_error(L, "option '%s': unsupported type %s", o->name,
+        luaL_error(L, "%s: option '%s': unsupported type %s", type, o->name,
                    luaL_typename(L, v));
     }
 }
 
 /* Builds the engine's option list from the table at idx. Strings stay
  * anchored in the table at `anchor` until the backend is open. */
-static cache_opts convert_options(lua_State *L, int idx, int anchor)
+static cache_opts convert_options(lua_State *L, int idx, int anchor,
+                                  const char *type)
 {
     cache_opts opts = {NULL, 0};
     size_t n = 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         if (lua_type(L, -2) != LUA_TSTRING)
-            luaL_error(L, "options: names must be strings, got %s",
+            luaL_error(L, "%s: option names must be strings, got %s", type,
                        luaL_typename(L, -2));
         n++;
         lua_pop(L, 1);
@@ -555,7 +561,7 @@ static cache_opts convert_options(lua_State *L, int idx, int anchor)
     while (lua_next(L, idx)) {
         cache_opt *o = &opts.items[opts.count++];
         o->name = lua_tostring(L, -2);
-        convert_option(L, o, anchor);
+        convert_option(L, o, anchor, type);
         lua_pop(L, 1);
     }
     return opts;
@@ -571,7 +577,7 @@ static int open_backend(lua_State *L)
         return arg_error(L, 1, "options", "table");
     lua_settop(L, 1);
     lua_newtable(L); /* anchor for converted strings */
-    cache_opts opts = convert_options(L, 1, 2);
+    cache_opts opts = convert_options(L, 1, 2, type);
     cache_err err = {0, ""};
 
     handle *h = lua_newuserdata(L, sizeof *h);

@@ -409,6 +409,63 @@ describe("RedisCache", function()
   end)
 end)
 
+-- Option errors of the whole family read "<Class>: option '<name>': ...",
+-- whichever layer finds them (the binding converting Lua values, or the
+-- backend reading them), and come from the caller's line.
+describe("Redis family option errors", function()
+  local cache = require "cache"
+  local single = {
+    { { port = "x" }, "option 'port': integer expected" },
+    { { host = "" }, "option 'host': empty" },
+    { { url = "http://x" }, "option 'url':" },
+    { { unix_socket = {} }, "option 'unix_socket': string expected" },
+  }
+  local common = {
+    { { db = -1 }, "option 'db':" },
+    { { password = "a\0b" }, "option 'password': contains a NUL byte" },
+    { { timeout = print }, "option 'timeout': unsupported type function" },
+    { { key_prefix = { true } }, "option 'key_prefix': item 1 must be a string" },
+    { { bogus = 1 }, "unknown option 'bogus'" },
+    { { [1] = "x" }, "option names must be strings" },
+  }
+  local SEED = "127.0.0.1:1"
+  local clusters = {
+    { { cluster = "" }, "option 'cluster': at least one host:port is required" },
+    { { cluster = {} }, "option 'cluster': at least one host:port is required" },
+    { { cluster = { false } }, "option 'cluster': item 1 must be a string" },
+    { { cluster = { { "h" } } }, "option 'cluster': item 1 must be a string or {host, port}" },
+    { { cluster = "h" }, "option 'cluster': 'h' is not host:port" },
+    { { cluster = SEED, password = "a\0b" }, "option 'password': contains a NUL byte" },
+    { { cluster = SEED, timeout = print }, "option 'timeout': unsupported type function" },
+    { { cluster = SEED, key_prefix = { true } }, "option 'key_prefix': item 1 must be a string" },
+    { { cluster = SEED, db = 1 }, "unknown option 'db'" },
+    { { cluster = SEED, [1] = "x" }, "option names must be strings" },
+  }
+
+  local function check(class, list)
+    for _, case in ipairs(list) do
+      local ok, err = pcall(cache[class], case[1])
+      assert.is_false(ok)
+      assert.matches(class .. ": " .. case[2], err, 1, true)
+    end
+  end
+
+  it("name the class and the option", function()
+    check("RedisCache", single)
+    check("RedisCache", common)
+    check("RedisSentinelCache", common)
+    check("RedisClusterCache", clusters)
+  end)
+
+  it("come from the caller's line", function()
+    for _, o in ipairs { { port = "x" }, { timeout = { true } } } do
+      local ok, err = pcall(function() cache.RedisCache(o) end)
+      assert.is_false(ok)
+      assert.matches("redis_spec.lua:%d+: RedisCache: option '", err)
+    end
+  end)
+end)
+
 -- inc/dec on RedisCache, RedisSentinelCache and RedisClusterCache: the
 -- increment runs in a server-side script, whose numbers are doubles; the
 -- result must still be the exact 64-bit integer the server stored.

@@ -19,8 +19,8 @@ describe("UWSGICache options", function()
     for _, spec in ipairs { "mycache", "" } do
       local ok, err = pcall(cache.UWSGICache, { cache = spec })
       assert.is_false(ok)
-      assert.matches("UWSGICache: cache '" .. spec .. "' has no address; outside uWSGI give 'name@host:port'",
-        err, 1, true)
+      assert.matches("UWSGICache: option 'cache': '" .. spec .. "' has no address; outside uWSGI give "
+        .. "'name@host:port'", err, 1, true)
     end
     local ok, err = pcall(cache.UWSGICache, {})
     assert.is_false(ok)
@@ -33,6 +33,29 @@ describe("UWSGICache options", function()
       assert.is_false(ok, spec)
       assert.matches("host:port or /path/to.sock", err, 1, true)
     end
+  end)
+
+  it("names the class and the option in every option error", function()
+    local long = "/" .. ("d"):rep(200) .. ".sock"
+    for _, case in ipairs {
+      { { cache = "c@localhost" }, "option 'cache': 'c@localhost': the address after '@' must be host:port" },
+      { { cache = "c\0@h:1" }, "option 'cache': contains a NUL byte" },
+      { { cache = ("n"):rep(1001) .. "@h:1" }, "option 'cache': the name of 1001 bytes is too long" },
+      { { cache = "c@" .. long }, "option 'cache': the unix socket path of 206 bytes is too long (max 107)" },
+      { { cache = { "c@h:1" } }, "option 'cache': string expected" },
+      { { cache = "c@h:1", timeout = 0 }, "option 'timeout':" },
+      { { cache = "c@h:1", timeout = print }, "option 'timeout': unsupported type function" },
+      { { cache = { true } }, "option 'cache': item 1 must be a string" },
+      { { cache = "c@h:1", bogus = 1 }, "unknown option 'bogus'" },
+      { { "c@h:1" }, "option names must be strings" },
+    } do
+      local ok, err = pcall(cache.UWSGICache, case[1])
+      assert.is_false(ok)
+      assert.matches("UWSGICache: " .. case[2], err, 1, true)
+    end
+    local ok, err = pcall(function() cache.UWSGICache { cache = "c" } end)
+    assert.is_false(ok)
+    assert.matches("uwsgi_spec.lua:%d+: UWSGICache: option 'cache'", err)
   end)
 
   it("accepts host:port, [v6]:port, a socket path and a timeout", function()
