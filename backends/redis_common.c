@@ -450,7 +450,7 @@ int redis_each_address(cache_opts *o, const char *name, int required,
             s = comma ? comma + 1 : end;
         }
     }
-    if (required && count == 0)
+    if ((got || required) && count == 0)
         return cache_fail(err, CACHE_EINVAL,
                           "option '%s': at least one host:port is required",
                           name);

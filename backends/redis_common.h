@@ -83,7 +83,9 @@ int redis_parse_hostport(const char *s, size_t n, char **host, int *port,
                          const char *what, cache_err *err);
 
 /* A list option whose items are "host:port" or several of them separated by
- * commas; calls fn for each address. */
+ * commas; calls fn for each address. An option that is given must name at
+ * least one address (CACHE_EINVAL otherwise); an absent one is CACHE_EINVAL
+ * when required, else CACHE_OK with no call (the caller's default). */
 int redis_each_address(cache_opts *o, const char *name, int required,
                        int (*fn)(void *ctx, const char *host, int port,
                                  cache_err *err),

@@ -445,16 +445,20 @@ int redis_op_set_finish(const redis_proto *p, const redis_req *q, size_t at,
 
 /* The increment, atomic in one command. An existing key is INCRBY'd and
  * keeps its TTL; a missing one is created at 0 with the new ttl (ARGV[2]:
- * milliseconds, 0 = none, -1 = expired at once) and then INCRBY'd. */
+ * milliseconds, 0 = none, -1 = expired at once) and then INCRBY'd.
+ * The script answers the stored text (GET), never INCRBY's integer: inside a
+ * script that integer is a Lua double, inexact past 2^53 and turned to a
+ * wrong sign near 2^63 on the way back. */
 static const char incr_script[] =
     "local k = KEYS[1]\n"
-    "if redis.call('EXISTS', k) == 1 then\n"
-    "  return redis.call('INCRBY', k, ARGV[1])\n"
+    "local ms = 0\n"
+    "if redis.call('EXISTS', k) == 0 then\n"
+    "  ms = tonumber(ARGV[2])\n"
+    "  if ms > 0 then redis.call('SET', k, '0', 'PX', ARGV[2])\n"
+    "  else redis.call('SET', k, '0') end\n"
     "end\n"
-    "local ms = tonumber(ARGV[2])\n"
-    "if ms > 0 then redis.call('SET', k, '0', 'PX', ARGV[2])\n"
-    "else redis.call('SET', k, '0') end\n"
-    "local v = redis.call('INCRBY', k, ARGV[1])\n"
+    "redis.call('INCRBY', k, ARGV[1])\n"
+    "local v = redis.call('GET', k)\n"
     "if ms < 0 then redis.call('DEL', k) end\n"
     "return v\n";
 
@@ -485,10 +489,9 @@ int redis_op_incr_finish(const redis_proto *p, const redis_req *q, size_t at,
                          int64_t *result, cache_err *err)
 {
     const redisReply *r = q->replies[at];
-    if (r->type == REDIS_REPLY_INTEGER) {
-        *result = r->integer;
+    if (r->type == REDIS_REPLY_STRING &&
+        cache_parse_int(r->str, r->len, result))
         return CACHE_OK;
-    }
     if (r->type == REDIS_REPLY_ERROR &&
         (mentions(r, "not an integer") || mentions(r, "overflow")))
         return reply_error(r, p->label, CACHE_ENOTINT, err);

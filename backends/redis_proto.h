@@ -24,7 +24,8 @@
  *   add       SET k v NX [PX ms]    nil = the key exists; ttl < 0: EXISTS k
  *   incr      EVAL (script below)   INCRBY on an existing key (it keeps its
  *                                   TTL); a missing key is created at 0 with
- *                                   new_ttl first, atomically
+ *                                   new_ttl first, atomically; the answer is
+ *                                   the stored decimal text (exact int64)
  *   get_many  MGET k1 .. kn
  *   set_many  pipeline of SET k v [PX ms]; ttl < 0: DEL k1 .. kn
  *   del_many  pipeline of DEL k     (one round trip, exact status per key)

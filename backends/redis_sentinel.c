@@ -13,8 +13,8 @@
  * Reads go to the master as well (cachelib reads from a replica): a cache
  * read right after a write sees it.
  *
- * Options: sentinels = {"host:port", ...} (or "h:p,h:p"; default
- * 127.0.0.1:26379), master = "mymaster", password (the data nodes'),
+ * Options: sentinels = {"host:port", ...} (or "h:p,h:p"; when absent
+ * 127.0.0.1:26379; given, it must name one at least), master = "mymaster", password (the data nodes'),
  * sentinel_password, db = 0, key_prefix, connect_timeout = 1.0,
  * timeout = 1.0.
  */
@@ -265,7 +265,7 @@ static int read_options(sentinel_backend *sb, cache_opts *o,
     if (!sb->master_name[0])
         return cache_fail(err, CACHE_EINVAL, "option 'master': empty");
     rc = redis_each_address(o, "sentinels", 0, add_sentinel, sb, err);
-    if (rc == CACHE_OK && sb->nsentinels == 0)
+    if (rc == CACHE_OK && sb->nsentinels == 0) /* absent: cachelib's default */
         rc = add_sentinel(sb, "127.0.0.1", 26379, err);
     return rc;
 }

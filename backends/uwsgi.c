@@ -84,18 +84,18 @@ static int parse_spec(uw_backend *c, const char *s, size_t n, cache_err *err)
 {
     if (memchr(s, '\0', n))
         return cache_fail(err, CACHE_EINVAL,
-                          "option 'cache' contains a NUL byte");
+                          "option 'cache': contains a NUL byte");
     const char *at = memchr(s, '@', n);
     if (!at)
         return cache_fail(err, CACHE_EINVAL,
-                          "cache '%.*s' has no address; outside "
+                          "option 'cache': '%.*s' has no address; outside "
                           "uWSGI give 'name@host:port'",
                           (int)(n > 100 ? 100 : n), s);
     c->name_len = (size_t)(at - s);
     if (c->name_len > UWSGI_NAME_MAX)
         return cache_fail(err, CACHE_EINVAL,
-                          "cache name of %zu bytes is too long "
-                          "(max %d)",
+                          "option 'cache': the name of %zu bytes is too "
+                          "long (max %d)",
                           c->name_len, UWSGI_NAME_MAX);
     c->spec = cache_strndup(s, n);
     c->name = cache_strndup(s, c->name_len);
@@ -103,10 +103,12 @@ static int parse_spec(uw_backend *c, const char *s, size_t n, cache_err *err)
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
     const char *addr = at + 1;
     if (*addr == '/' || *addr == '.') {
-        if (strlen(addr) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+        size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
+        if (strlen(addr) > max)
             return cache_fail(err, CACHE_EINVAL,
-                              "unix socket path '%s' is too long",
-                              addr);
+                              "option 'cache': the unix socket path of %zu "
+                              "bytes is too long (max %zu)",
+                              strlen(addr), max);
         c->path = cache_strndup(addr, strlen(addr));
         return c->path ? CACHE_OK
                        : cache_fail(err, CACHE_ENOMEM, "out of memory");
@@ -116,7 +118,7 @@ static int parse_spec(uw_backend *c, const char *s, size_t n, cache_err *err)
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
     if (rc)
         return cache_fail(err, CACHE_EINVAL,
-                          "cache '%s': the address after '@' "
+                          "option 'cache': '%s': the address after '@' "
                           "must be host:port or /path/to.sock",
                           c->spec);
     return CACHE_OK;
@@ -399,10 +401,12 @@ static int command(uw_backend *c, uwsgi_cmd cmd, cache_str key,
 }
 
 /* The server would not store: it resets the connection when it left the
- * value unread (over the cache's item size), else it just closes. */
-static int refused_store(uw_backend *c, size_t size, int reset,
+ * value unread (over the cache's item size), else it just closes. Sets
+ * *refused: the failure concerns this value, not the server. */
+static int refused_store(uw_backend *c, size_t size, int reset, int *refused,
                          cache_err *err)
 {
+    *refused = 1;
     if (reset || size > UWSGI_DEFAULT_ITEM_MAX)
         return cache_fail(err, CACHE_FAIL,
                           "UWSGICache %s: value too large or server refused "
@@ -450,7 +454,7 @@ static int uw_del(cache_backend *b, cache_str key, cache_err *err)
  * first: should the key vanish in between, a refusal is reported as a
  * failure although the key had been there. */
 static int uw_add(uw_backend *c, cache_str key, cache_str value,
-                  uint64_t expires, cache_err *err)
+                  uint64_t expires, int *refused, cache_err *err)
 {
     int a = command(c, UWSGI_CMD_SET, key, value, expires, NULL, err);
     if (a < 0)
@@ -462,37 +466,88 @@ static int uw_add(uw_backend *c, cache_str key, cache_str value,
         return CACHE_EXISTS;
     if (h < 0)
         return h;
-    return refused_store(c, value.len, a == ANSWER_RESET, err);
+    return refused_store(c, value.len, a == ANSWER_RESET, refused, err);
 }
 
-static int uw_set(cache_backend *b, cache_str key, cache_str value, double ttl,
-                  int only_if_absent, cache_err *err)
+/* set / add. *refused is set when a failure concerns this value only (the
+ * server would not store it); any other failure is the exchange's. */
+static int store(uw_backend *c, cache_str key, cache_str value, double ttl,
+                 int only_if_absent, int *refused, cache_err *err)
 {
-    uw_backend *c = (uw_backend *)b;
-    if (value.len == 0)
+    *refused = 0;
+    if (value.len == 0) {
+        *refused = 1;
         return cache_fail(err, CACHE_FAIL,
                           "UWSGICache %s: uWSGI cannot store a zero-length "
                           "value",
                           c->spec);
+    }
     if (ttl < 0) {
         /* Stored already expired: uWSGI has no such thing, so the key goes
          * (and add only reports whether a live entry was in the way). */
         if (only_if_absent) {
-            int h = uw_has(b, key, err);
+            int h = uw_has(&c->base, key, err);
             return h == CACHE_OK ? CACHE_EXISTS : h < 0 ? h : CACHE_OK;
         }
-        int d = uw_del(b, key, err);
+        int d = uw_del(&c->base, key, err);
         return d < 0 ? d : CACHE_OK;
     }
     uint64_t expires = uwsgi_proto_expires(ttl, cache_wall_now());
     if (only_if_absent)
-        return uw_add(c, key, value, expires, err);
+        return uw_add(c, key, value, expires, refused, err);
     int a = command(c, UWSGI_CMD_UPDATE, key, value, expires, NULL, err);
     if (a < 0)
         return a;
     return a == ANSWER_OK ? CACHE_OK
                           : refused_store(c, value.len, a == ANSWER_RESET,
-                                          err);
+                                          refused, err);
+}
+
+static int uw_set(cache_backend *b, cache_str key, cache_str value, double ttl,
+                  int only_if_absent, cache_err *err)
+{
+    int refused;
+    return store((uw_backend *)b, key, value, ttl, only_if_absent, &refused,
+                 err);
+}
+
+/* A failure other than a refused value means the server did not answer (or
+ * not in its protocol): each further key would wait as long, so a batch
+ * stops at the first one, whatever ignore_errors says, and returns it with
+ * its message. The keys not reached get the same failure. */
+static int uw_set_many(cache_backend *b, size_t n, const cache_str *keys,
+                       const cache_str *values, double ttl, int *status,
+                       cache_err *err)
+{
+    uw_backend *c = (uw_backend *)b;
+    int rc = CACHE_OK;
+    for (size_t i = 0; i < n; i++) {
+        int refused;
+        status[i] = store(c, keys[i], values[i], ttl, 0, &refused, err);
+        if (status[i] >= 0)
+            continue;
+        rc = status[i];
+        if (!refused) {
+            for (size_t j = i + 1; j < n; j++)
+                status[j] = rc;
+            return rc;
+        }
+    }
+    return rc;
+}
+
+/* del fails only when the exchange does (a missing key is a miss), so there
+ * is nothing for ignore_errors to go past: the first failure ends the batch
+ * (the keys not reached stay misses, as the engine set them). */
+static int uw_del_many(cache_backend *b, size_t n, const cache_str *keys,
+                       int *status, cache_err *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        status[i] = uw_del(b, keys[i], err);
+        if (status[i] < 0)
+            return status[i];
+    }
+    return CACHE_OK;
 }
 
 static int uw_clear(cache_backend *b, cache_err *err)
@@ -531,6 +586,8 @@ static const cache_vtable uw_vtable = {
     .has = uw_has,
     .clear = uw_clear,
     .incr = NULL, /* no remote increment in uWSGI: the engine's get + set */
+    .set_many = uw_set_many,
+    .del_many = uw_del_many,
     .destroy = uw_destroy,
 };
 

@@ -41,6 +41,36 @@ end
 local function bulk(s) return ("$%d\r\n%s\r\n"):format(#s, s) end
 local function addr_reply(port) return "*2\r\n" .. bulk("127.0.0.1") .. bulk(tostring(port)) end
 
+describe("RedisSentinelCache options", function()
+  local cache = require "cache"
+
+  it("raises on sentinels given but naming none; absent means 127.0.0.1:26379", function()
+    for _, given in ipairs { {}, "", " , ", { "" } } do
+      local ok, err = pcall(cache.RedisSentinelCache, { sentinels = given })
+      assert.is_false(ok)
+      assert.matches("RedisSentinelCache: option 'sentinels': at least one host:port is required",
+        err, 1, true)
+    end
+    assert.truthy(cache.RedisSentinelCache {}) -- connects lazily
+  end)
+
+  it("names the class and the option in every option error", function()
+    for _, case in ipairs {
+      { { sentinels = { true } }, "option 'sentinels': item 1 must be a string" },
+      { { sentinels = { "127.0.0.1:1", { 1 } } }, "option 'sentinels': item 2 must be a string or {host, port}" },
+      { { sentinels = "x" }, "option 'sentinels': 'x' is not host:port" },
+      { { master = "" }, "option 'master': empty" },
+      { { master = print }, "option 'master': unsupported type function" },
+      { { db = -1 }, "option 'db':" },
+      { { bogus = 1 }, "unknown option 'bogus'" },
+    } do
+      local ok, err = pcall(cache.RedisSentinelCache, case[1])
+      assert.is_false(ok)
+      assert.matches("RedisSentinelCache: " .. case[2], err, 1, true)
+    end
+  end)
+end)
+
 describe("RedisSentinelCache", function()
   if not SENTINELS then
     it("runs", function() pending("sentinels not started (spec/servers/redis_sentinel.sh)") end)

@@ -408,3 +408,119 @@ describe("RedisCache", function()
     end)
   end)
 end)
+
+-- Option errors of the whole family read "<Class>: option '<name>': ...",
+-- whichever layer finds them (the binding converting Lua values, or the
+-- backend reading them), and come from the caller's line.
+describe("Redis family option errors", function()
+  local cache = require "cache"
+  local single = {
+    { { port = "x" }, "option 'port': integer expected" },
+    { { host = "" }, "option 'host': empty" },
+    { { url = "http://x" }, "option 'url':" },
+    { { unix_socket = {} }, "option 'unix_socket': string expected" },
+  }
+  local common = {
+    { { db = -1 }, "option 'db':" },
+    { { password = "a\0b" }, "option 'password': contains a NUL byte" },
+    { { timeout = print }, "option 'timeout': unsupported type function" },
+    { { key_prefix = { true } }, "option 'key_prefix': item 1 must be a string" },
+    { { bogus = 1 }, "unknown option 'bogus'" },
+    { { [1] = "x" }, "option names must be strings" },
+  }
+  local SEED = "127.0.0.1:1"
+  local clusters = {
+    { { cluster = "" }, "option 'cluster': at least one host:port is required" },
+    { { cluster = {} }, "option 'cluster': at least one host:port is required" },
+    { { cluster = { false } }, "option 'cluster': item 1 must be a string" },
+    { { cluster = { { "h" } } }, "option 'cluster': item 1 must be a string or {host, port}" },
+    { { cluster = "h" }, "option 'cluster': 'h' is not host:port" },
+    { { cluster = SEED, password = "a\0b" }, "option 'password': contains a NUL byte" },
+    { { cluster = SEED, timeout = print }, "option 'timeout': unsupported type function" },
+    { { cluster = SEED, key_prefix = { true } }, "option 'key_prefix': item 1 must be a string" },
+    { { cluster = SEED, db = 1 }, "unknown option 'db'" },
+    { { cluster = SEED, [1] = "x" }, "option names must be strings" },
+  }
+
+  local function check(class, list)
+    for _, case in ipairs(list) do
+      local ok, err = pcall(cache[class], case[1])
+      assert.is_false(ok)
+      assert.matches(class .. ": " .. case[2], err, 1, true)
+    end
+  end
+
+  it("name the class and the option", function()
+    check("RedisCache", single)
+    check("RedisCache", common)
+    check("RedisSentinelCache", common)
+    check("RedisClusterCache", clusters)
+  end)
+
+  it("come from the caller's line", function()
+    for _, o in ipairs { { port = "x" }, { timeout = { true } } } do
+      local ok, err = pcall(function() cache.RedisCache(o) end)
+      assert.is_false(ok)
+      assert.matches("redis_spec.lua:%d+: RedisCache: option '", err)
+    end
+  end)
+end)
+
+-- inc/dec on RedisCache, RedisSentinelCache and RedisClusterCache: the
+-- increment runs in a server-side script, whose numbers are doubles; the
+-- result must still be the exact 64-bit integer the server stored.
+describe("inc/dec exact across the int64 range", function()
+  if not math.maxinteger then -- LuaJIT: no 64-bit integers to compare
+    it("runs", function() pending("needs Lua 5.3+ integers") end)
+    return
+  end
+  local MAX, MIN = math.maxinteger, math.mininteger
+  local B60 = math.tointeger(2 ^ 60) -- no `<<`: this file also loads in Lua 5.1
+  -- busted prints numbers with 16 digits: show both in full
+  local function exact(want, got)
+    assert.equal(want, got, ("want %d, got %s"):format(want, tostring(got)))
+  end
+  for _, name in ipairs { "redis", "redis_sentinel", "redis_cluster" } do
+    local f = require("backends." .. name)
+    describe(f.name, function()
+      local up, why = f.available()
+      if not up then
+        it("runs", function() pending(why) end)
+        return
+      end
+
+      it("returns what get reads past 2^53 and near +-2^63, and refuses overflow", function()
+        local c = f.new()
+        c:set("n", B60)
+        exact(B60 + 1, c:inc("n"))
+        exact(B60 + 1, c:get("n"))
+        exact(B60 - 2, c:dec("n", 3))
+        exact(B60 - 2, c:get("n"))
+        c:set("top", MAX - 1)
+        exact(MAX, c:inc("top"))
+        exact(MAX, c:get("top"))
+        c:set("bottom", MIN + 1)
+        exact(MIN, c:dec("bottom"))
+        exact(MIN, c:get("bottom"))
+        -- a missing key starts at the delta, exactly
+        exact(MAX, c:inc("fresh_max", MAX))
+        exact(MIN + 1, c:dec("fresh_min", MAX))
+        exact(MIN, c:dec("fresh_min"))
+        -- past the range: nil, err, and the stored value untouched
+        local v, err = c:inc("top")
+        assert.is_nil(v)
+        assert.matches("overflow", err)
+        exact(MAX, c:get("top"))
+        v, err = c:dec("bottom")
+        assert.is_nil(v)
+        assert.matches("overflow", err)
+        exact(MIN, c:get("bottom"))
+        v, err = c:inc("n", MAX)
+        assert.is_nil(v)
+        assert.matches("overflow", err)
+        exact(B60 - 2, c:get("n"))
+        c:clear()
+      end)
+    end)
+  end
+end)

@@ -8,6 +8,7 @@ local TCP = os.getenv("CACHE_TEST_UWSGI")
 local SOCK = os.getenv("CACHE_TEST_UWSGI_SOCKET")
 local ROOT = os.getenv("CACHE_ROOT") or "."
 local now = require("cache.core").monotonic
+local unpack = table.unpack or unpack
 
 local function have_uwsgi()
   return helpers.sh("command -v uwsgi") ~= ""
@@ -18,8 +19,8 @@ describe("UWSGICache options", function()
     for _, spec in ipairs { "mycache", "" } do
       local ok, err = pcall(cache.UWSGICache, { cache = spec })
       assert.is_false(ok)
-      assert.matches("UWSGICache: cache '" .. spec .. "' has no address; outside uWSGI give 'name@host:port'",
-        err, 1, true)
+      assert.matches("UWSGICache: option 'cache': '" .. spec .. "' has no address; outside uWSGI give "
+        .. "'name@host:port'", err, 1, true)
     end
     local ok, err = pcall(cache.UWSGICache, {})
     assert.is_false(ok)
@@ -32,6 +33,29 @@ describe("UWSGICache options", function()
       assert.is_false(ok, spec)
       assert.matches("host:port or /path/to.sock", err, 1, true)
     end
+  end)
+
+  it("names the class and the option in every option error", function()
+    local long = "/" .. ("d"):rep(200) .. ".sock"
+    for _, case in ipairs {
+      { { cache = "c@localhost" }, "option 'cache': 'c@localhost': the address after '@' must be host:port" },
+      { { cache = "c\0@h:1" }, "option 'cache': contains a NUL byte" },
+      { { cache = ("n"):rep(1001) .. "@h:1" }, "option 'cache': the name of 1001 bytes is too long" },
+      { { cache = "c@" .. long }, "option 'cache': the unix socket path of 206 bytes is too long (max 107)" },
+      { { cache = { "c@h:1" } }, "option 'cache': string expected" },
+      { { cache = "c@h:1", timeout = 0 }, "option 'timeout':" },
+      { { cache = "c@h:1", timeout = print }, "option 'timeout': unsupported type function" },
+      { { cache = { true } }, "option 'cache': item 1 must be a string" },
+      { { cache = "c@h:1", bogus = 1 }, "unknown option 'bogus'" },
+      { { "c@h:1" }, "option names must be strings" },
+    } do
+      local ok, err = pcall(cache.UWSGICache, case[1])
+      assert.is_false(ok)
+      assert.matches("UWSGICache: " .. case[2], err, 1, true)
+    end
+    local ok, err = pcall(function() cache.UWSGICache { cache = "c" } end)
+    assert.is_false(ok)
+    assert.matches("uwsgi_spec.lua:%d+: UWSGICache: option 'cache'", err)
   end)
 
   it("accepts host:port, [v6]:port, a socket path and a timeout", function()
@@ -110,6 +134,14 @@ describe("UWSGICache on a server", function()
     -- just under 64 KiB of codec bytes fits
     assert.is_true(c:set("fits", ("x"):rep(65000)))
     assert.equal(65000, #c:get("fits"))
+  end)
+
+  it("set_many goes past a value the server refuses, and names it", function()
+    local ok, set, err = c:set_many { big = ("x"):rep(70000), small = 1 }
+    assert.is_false(ok)
+    assert.same({ "small" }, set)
+    assert.matches("value too large", err, 1, true)
+    assert.equal(1, c:get("small"))
   end)
 
   it("add is false for a live key, true after it expired or was deleted", function()
@@ -219,27 +251,64 @@ describe("UWSGICache failures", function()
     assert(ok, err)
   end)
 
-  it("a silent server costs at most about the timeout", function()
-    -- a listener that never accepts: the connect succeeds, no reply comes
-    if helpers.sh("command -v python3") == "" then return pending("python3 not installed") end
+  -- A listener that never accepts: connects succeed (the kernel's backlog),
+  -- no reply ever comes. Returns its port and a function that stops it.
+  local function silent_server()
     local port = helpers.sh("'" .. ROOT .. "/spec/support/freeport.sh'")
     local pidf = os.tmpname()
     os.execute(("python3 -c 'import socket,time\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
-      .. "s.bind((\"127.0.0.1\",%s));s.listen(8);time.sleep(10)' >/dev/null 2>&1 & echo $! > %s"):format(port, pidf))
+      .. "s.bind((\"127.0.0.1\",%s));s.listen(64);time.sleep(60)' >/dev/null 2>&1 & echo $! > %s"):format(port, pidf))
     for _ = 1, 50 do -- until it listens (python starts in about 50 ms)
       local r = os.execute(("bash -c 'exec 3<>/dev/tcp/127.0.0.1/%s' 2>/dev/null"):format(port))
       if r == true or r == 0 then break end -- 5.4: true; LuaJIT/5.1: 0
       helpers.sleep(0.1)
     end
     local pid = helpers.sh("cat " .. pidf)
+    os.remove(pidf)
+    return port, function() os.execute("kill " .. pid .. " 2>/dev/null") end
+  end
+
+  it("a silent server costs at most about the timeout", function()
+    if helpers.sh("command -v python3") == "" then return pending("python3 not installed") end
+    local port, stop = silent_server()
+    finally(stop)
     local c = cache.UWSGICache { cache = "lazyc@127.0.0.1:" .. port, timeout = 0.3 }
     local t0 = now()
     local v, err = c:get("k")
-    os.execute("kill " .. pid .. " 2>/dev/null")
-    os.remove(pidf)
+    stop()
     assert.is_nil(v)
     assert.matches("timed out", err, 1, true)
     local dt = now() - t0
     assert.is_true(dt >= 0.25 and dt < 1.0, "took " .. dt .. " s")
+  end)
+
+  it("set_many / delete_many on a silent server stop at the first failure, with its message", function()
+    if helpers.sh("command -v python3") == "" then return pending("python3 not installed") end
+    local port, stop = silent_server()
+    finally(stop)
+    local spec = "lazyc@127.0.0.1:" .. port
+    local map, keys = {}, {}
+    for i = 1, 20 do map["k" .. i] = i; keys[i] = "k" .. i end
+    -- one timeout for the whole batch, not one per key (20 x 0.5 s = 10 s);
+    -- the bound is generous for a loaded machine
+    for _, ignore in ipairs { false, true } do
+      local c = cache.UWSGICache { cache = spec, timeout = 0.5, ignore_errors = ignore }
+      local t0 = now()
+      local ok, set, err = c:set_many(map)
+      local dt = now() - t0
+      assert.is_false(ok)
+      assert.same({}, set)
+      assert.matches("timed out", err, 1, true)
+      assert.is_true(dt < 2.0, "set_many took " .. dt .. " s")
+      t0 = now()
+      local deleted
+      ok, deleted, err = c:delete_many(unpack(keys))
+      dt = now() - t0
+      assert.is_false(ok)
+      assert.same({}, deleted)
+      assert.is_string(err, "ignore_errors = " .. tostring(ignore))
+      assert.matches("timed out", err, 1, true)
+      assert.is_true(dt < 2.0, "delete_many took " .. dt .. " s")
+    end
   end)
 end)

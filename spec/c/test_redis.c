@@ -162,6 +162,18 @@ static void replies_to_results(void)
     CHECK(redis_op_set_finish(&P, &q, 0, -1, 1, &err) == CACHE_EXISTS);
     finish(":0\r\n", &q);
     CHECK(redis_op_del_finish(&P, &q, 0, &err) == CACHE_MISS);
+    /* inc's script answers the stored text: exact over the whole int64 range */
+    finish("$19\r\n9223372036854775807\r\n", &q);
+    CHECK(redis_op_incr_finish(&P, &q, 0, &n, &err) == CACHE_OK && n == INT64_MAX);
+    finish("$20\r\n-9223372036854775808\r\n", &q);
+    CHECK(redis_op_incr_finish(&P, &q, 0, &n, &err) == CACHE_OK && n == INT64_MIN);
+    finish("$19\r\n9223372036854775808\r\n", &q); /* out of range: untrusted bytes */
+    CHECK(redis_op_incr_finish(&P, &q, 0, &n, &err) == CACHE_FAIL);
+    finish("$3\r\n1.5\r\n", &q);
+    CHECK(redis_op_incr_finish(&P, &q, 0, &n, &err) == CACHE_FAIL);
+    finish(":5\r\n", &q);
+    CHECK(redis_op_incr_finish(&P, &q, 0, &n, &err) == CACHE_FAIL);
+    CHECK(strstr(err.msg, "unexpected integer reply") != NULL);
     finish("-ERR value is not an integer or out of range\r\n", &q);
     CHECK(redis_op_incr_finish(&P, &q, 0, &n, &err) == CACHE_ENOTINT);
     finish("-READONLY You can't write against a read only replica.\r\n", &q);

@@ -332,8 +332,8 @@ static void options_and_errors(void)
     cache_err err = {0, ""};
     CHECK(open_uwsgi("mycache", 1, &err) == NULL);
     CHECK(err.code == CACHE_EINVAL);
-    CHECK(strcmp(err.msg, "cache 'mycache' has no address; outside uWSGI "
-                          "give 'name@host:port'") == 0);
+    CHECK(strcmp(err.msg, "option 'cache': 'mycache' has no address; "
+                          "outside uWSGI give 'name@host:port'") == 0);
     CHECK(open_uwsgi("", 1, &err) == NULL);
     CHECK(open_uwsgi("c@localhost", 1, &err) == NULL);
     CHECK(strstr(err.msg, "host:port or /path/to.sock") != NULL);
