@@ -550,7 +550,7 @@ static cache_opts convert_options(lua_State *L, const char *cls, int idx,
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         if (lua_type(L, -2) != LUA_TSTRING)
-            luaL_error(L, "%s: options: names must be strings, got %s", cls,
+            luaL_error(L, "%s: option names must be strings, got %s", cls,
                        luaL_typename(L, -2));
         n++;
         lua_pop(L, 1);

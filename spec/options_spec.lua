@@ -90,7 +90,7 @@ describe("option errors", function()
                    err_of(cache.MemcachedCache, { servers = { "127.0.0.1:1", {} } }))
     assert.matches("^SimpleCache: option 'threshold': unsupported type function",
                    err_of(cache.SimpleCache, { threshold = print }))
-    assert.matches("^SimpleCache: options: names must be strings, got number",
+    assert.matches("^SimpleCache: option names must be strings, got number",
                    err_of(cache.SimpleCache, { 5 }))
   end)
 
