@@ -100,10 +100,13 @@ bench:
 	@bench/run.sh
 
 # `luarocks make` runs `make` and then this, with INST_LIBDIR / INST_LUADIR
-# pointing into the rocks tree.
+# pointing into the rocks tree. It installs the module the build step made
+# and never builds: called without the build's LUA / LUA_INCDIR (as luarocks
+# does), a rebuild would compile for another Lua than the one installed for.
 INST_LIBDIR ?= /usr/local/lib/lua/5.4
 INST_LUADIR ?= /usr/local/share/lua/5.4
-install: $(MODDIR)/cache/core.so
+install:
+	@test -f $(MODDIR)/cache/core.so || { echo "make install: no $(MODDIR)/cache/core.so: run make first (same LUA / LUA_INCDIR / MODDIR)" >&2; exit 1; }
 	install -d $(DESTDIR)$(INST_LIBDIR)/cache $(DESTDIR)$(INST_LUADIR)/cache
 	install -m 0755 $(MODDIR)/cache/core.so $(DESTDIR)$(INST_LIBDIR)/cache/core.so
 	install -m 0644 lua/cache.lua $(DESTDIR)$(INST_LUADIR)/cache.lua
