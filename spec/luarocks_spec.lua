@@ -27,6 +27,16 @@ describe("luarocks make", function()
       assert.equal("true two", got.roundtrip)
     end)
   end
+
+  it("ships the lua-language-server definitions (types/cache.lua)", function()
+    local l = rocks.get("lua5.4")
+    local why = rocks.missing(l)
+    if why then return pending(why) end
+    local tree = assert(rocks.tree(l))
+    local shipped = tree .. "/lib/luarocks/rocks-5.4/cache/scm-1/types/cache.lua"
+    assert(loadfile(shipped))
+    assert.equal(helpers.sh("cat " .. q(root .. "/types/cache.lua")), helpers.sh("cat " .. q(shipped)))
+  end)
 end)
 
 describe("make install", function()
@@ -96,5 +106,6 @@ describe("the release rock", function()
     assert.equal(tree .. "/lib/lua/5.4/cache/core.so", got.core)
     assert.equal("cache " .. version, got.version)
     assert.equal("true two", got.roundtrip)
+    assert(loadfile(("%s/lib/luarocks/rocks-5.4/cache/%s-1/types/cache.lua"):format(tree, version)))
   end)
 end)
