@@ -6,6 +6,7 @@
 #   make test          install what is missing, build, run every spec with
 #                      its servers; ends with "N passed, N failed, N skipped"
 #   make bench         benchmarks beside their baselines
+#   make rock          the release source rock cache-$(VERSION)-1.src.rock (luarocks pack)
 #   make clean
 
 LUA       ?= lua5.4
@@ -51,7 +52,7 @@ BINDING_OBJ := $(BINDING_SRC:%.c=$(OBJDIR)/$(LUA_TAG)/%.o)
 ENGINE_LIB  := $(OBJDIR)/libcacheengine.a
 HEADERS     := $(wildcard engine/*.h backends/*.h bindings/*.h)
 
-.PHONY: all deps demo test bench clean install engine-lib $(MODDIR)/cache/core.so
+.PHONY: all deps demo test bench clean install engine-lib version rockspec rock $(MODDIR)/cache/core.so
 all: $(MODDIR)/cache/core.so
 
 # The module is always refreshed from the build of the selected Lua, so
@@ -100,17 +101,50 @@ bench:
 	@bench/run.sh
 
 # `luarocks make` runs `make` and then this, with INST_LIBDIR / INST_LUADIR
-# pointing into the rocks tree.
+# pointing into the rocks tree. It installs the module the build step made
+# and never builds: called without the build's LUA / LUA_INCDIR (as luarocks
+# does), a rebuild would compile for another Lua than the one installed for.
 INST_LIBDIR ?= /usr/local/lib/lua/5.4
 INST_LUADIR ?= /usr/local/share/lua/5.4
-install: $(MODDIR)/cache/core.so
+install:
+	@test -f $(MODDIR)/cache/core.so || { echo "make install: no $(MODDIR)/cache/core.so: run make first (same LUA / LUA_INCDIR / MODDIR)" >&2; exit 1; }
 	install -d $(DESTDIR)$(INST_LIBDIR)/cache $(DESTDIR)$(INST_LUADIR)/cache
 	install -m 0755 $(MODDIR)/cache/core.so $(DESTDIR)$(INST_LIBDIR)/cache/core.so
 	install -m 0644 lua/cache.lua $(DESTDIR)$(INST_LUADIR)/cache.lua
 	for f in lua/cache/*.lua; do [ -e "$$f" ] && install -m 0644 "$$f" $(DESTDIR)$(INST_LUADIR)/cache/ || true; done
 
+# The release. Its version has one place, cache._VERSION in lua/cache.lua;
+# rockspec/release.sh derives the release rockspec from the scm one (the only
+# place its build rules are written). `make rockspec` writes it; `make rock`
+# refuses a stale one, then packs the files git tracks into
+# $(ROCKDIR)/cache-$(VERSION).tar.gz and, with `luarocks pack`, into the source
+# rock $(ROCKDIR)/cache-$(VERSION)-1.src.rock, which carries them: installing
+# it needs no network.
+VERSION          := $(shell sed -n 's/^ *_VERSION = "cache \([^"]*\)".*/\1/p' lua/cache.lua)
+RELEASE_ROCKSPEC := rockspec/cache-$(VERSION)-1.rockspec
+ROCKDIR          ?= .
+
+version:
+	@echo $(VERSION)
+
+rockspec:
+	sh rockspec/release.sh $(VERSION) >$(RELEASE_ROCKSPEC).tmp && mv -f $(RELEASE_ROCKSPEC).tmp $(RELEASE_ROCKSPEC)
+
+rock:
+	@sh rockspec/release.sh $(VERSION) | cmp -s - $(RELEASE_ROCKSPEC) || { \
+	  echo "make rock: $(RELEASE_ROCKSPEC) is missing or not the scm rockspec at $(VERSION): run make rockspec" >&2; exit 1; }
+	@git rev-parse --is-inside-work-tree >/dev/null 2>&1 || { \
+	  echo "make rock: the rock holds the files git tracks: run it in a git checkout" >&2; exit 1; }
+	@mkdir -p $(ROCKDIR)
+	git ls-files -z | tar --null -T - --transform 's,^,cache-$(VERSION)/,' -czf $(ROCKDIR)/cache-$(VERSION).tar.gz
+	@# luarocks pack fetches source.url: hand it the tarball by absolute path
+	@tmp=$$(mktemp -d) && \
+	  sed 's|^  url = "cache-$(VERSION).tar.gz",|  url = "file://$(abspath $(ROCKDIR))/cache-$(VERSION).tar.gz",|' \
+	    $(RELEASE_ROCKSPEC) >$$tmp/cache-$(VERSION)-1.rockspec && \
+	  (cd $(ROCKDIR) && luarocks pack $$tmp/cache-$(VERSION)-1.rockspec); rc=$$?; rm -rf $$tmp; exit $$rc
+
 clean:
-	rm -rf build cache
+	rm -rf build cache cache-*.tar.gz cache-*.src.rock
 
 # Hardening: make fuzz, make leakcheck (fuzz/fuzz.mk)
 include fuzz/fuzz.mk

@@ -10,7 +10,7 @@
 local core = require "cache.core"
 
 local M = {
-  _VERSION = "cache scm",
+  _VERSION = "cache 0.1.0",
   core = core,
   --- The methods every backend object has; functions added here become
   -- methods of every backend.

@@ -25,6 +25,9 @@ build = {
   -- The Makefile compiles every engine/, backends/ and bindings/ file, so a
   -- new backend needs no change here.
   type = "make",
+  -- lua-language-server definitions (---@meta), never required at run time:
+  -- installed as <tree>/lib/luarocks/rocks-<lua>/cache/<version>/types/cache.lua
+  copy_directories = { "types" },
   build_variables = {
     CFLAGS = "$(CFLAGS)",
     LUA_INCDIR = "$(LUA_INCDIR)",

@@ -1,7 +1,8 @@
 -- OpenResty: a real nginx (master + 2 workers, LuaJIT) runs
--- examples/openresty (nginx.conf + app.lua) with cache/core.so built for
--- LuaJIT, and real HTTP requests (curl) check the decorators inside handlers.
--- spec/support/openresty.sh builds the module, starts nginx on a free port in
+-- examples/openresty (nginx.conf + app.lua) with the rock installed for LuaJIT
+-- in a luarocks tree as README tells users (spec/support/rocks.lua, shared
+-- with luarocks_spec), and real HTTP requests (curl) check the decorators
+-- inside handlers. spec/support/openresty.sh starts nginx on a free port in
 -- a temporary prefix and stops it by PID (teardown runs even when setup or an
 -- assertion fails).
 --
@@ -12,6 +13,7 @@
 --   * "Connection: close" makes each request a new connection, which
 --     `listen ... reuseport` spreads over both workers - for sharing.
 local helpers = require "support.helpers"
+local rocks = require "support.rocks"
 
 local root = os.getenv("CACHE_ROOT") or "."
 
@@ -35,10 +37,7 @@ local function missing_prerequisite()
     return "libnginx-mod-http-lua is not installed"
   end
   if helpers.sh("command -v curl") == "" then return "curl is not installed" end
-  if helpers.sh("pkg-config --exists luajit && echo yes") ~= "yes" then
-    return "LuaJIT headers (libluajit2-5.1-dev) are not installed"
-  end
-  return nil
+  return rocks.missing(rocks.get("luajit"))
 end
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
@@ -112,16 +111,19 @@ describe("OpenResty (nginx + LuaJIT, 2 workers)", function()
     return
   end
 
-  local dir, port, info
+  local dir, port, info, tree
   local run = tostring(os.time()) .. "-" .. tostring(math.random(1, 1e6))
 
   setup(function()
     math.randomseed(os.time())
     dir = helpers.tmpdir("openresty")
+    local err
+    tree, err = rocks.tree(rocks.get("luajit"))
+    assert(tree, err)
     -- CACHE_NGX_OWNER=$PPID (this Lua process): nginx goes away with it even
     -- if busted is interrupted before teardown
-    local out = helpers.sh(("CACHE_NGX_OWNER=$PPID bash %s/spec/support/openresty.sh start %s 2>%s/start.err")
-      :format(q(root), q(dir), q(dir)))
+    local out = helpers.sh(("CACHE_NGX_OWNER=$PPID CACHE_NGX_TREE=%s bash %s/spec/support/openresty.sh start %s 2>%s/start.err")
+      :format(q(tree), q(root), q(dir), q(dir)))
     port = out:match("CACHE_NGX_PORT=(%d+)")
     assert(port, "nginx did not start:\n" .. read_file(dir .. "/start.err"))
     local r = curl(port, { "/info" })[1]
@@ -158,6 +160,19 @@ describe("OpenResty (nginx + LuaJIT, 2 workers)", function()
   it("loads cache/core.so built for LuaJIT in both workers", function()
     assert.matches("^LuaJIT", info.jit)
     assert.equal("2", info.inits) -- init_worker ran once in each worker
+  end)
+
+  it("loads cache.lua and cache/core.so from the luarocks tree, in every worker", function()
+    -- nginx runs in the checkout root, where ./cache/core.so is the Lua 5.4
+    -- build: the file each worker mapped must be the tree's
+    local all, pids = spread(port, "/info", 2, 200)
+    assert.equal(2, count_keys(pids))
+    for _, r in ipairs(all) do
+      local got = {}
+      for k, v in r.body:gmatch("([%w_]+)=([^;]*)") do got[k] = v end
+      assert.equal(tree .. "/lib/lua/5.1/cache/core.so", got.core)
+      assert.equal("@" .. tree .. "/share/lua/5.1/cache.lua", got.lua)
+    end
   end)
 
   it("creates one SimpleCache per worker in init_worker_by_lua", function()

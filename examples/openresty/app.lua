@@ -144,7 +144,21 @@ local function need(obj, why)
   return false
 end
 
---- GET /info: what this worker has (the spec reads it to skip what is missing).
+-- The file this process mapped for cache/core.so (Linux): where the module
+-- was really loaded from, whatever the search path says.
+local function core_file()
+  local f = io.open("/proc/self/maps", "r")
+  if not f then return "unknown" end
+  local path
+  for line in f:lines() do
+    path = path or line:match("%s(/%S+/cache/core%.so)$")
+  end
+  f:close()
+  return path or "unknown"
+end
+
+--- GET /info: what this worker has (the spec reads it to skip what is missing)
+-- and where cache.lua and cache/core.so were loaded from.
 function M.info()
   local types = {}
   for name, built in pairs(cache.backend_types()) do
@@ -164,6 +178,8 @@ function M.info()
     end)(),
     "backends=" .. table.concat(types, ","),
     "jit=" .. tostring(jit and jit.version),
+    "lua=" .. debug.getinfo(cache.backend_types, "S").source,
+    "core=" .. core_file(),
   }, ";"))
 end
 

@@ -2,16 +2,20 @@
 # nginx + lua-nginx-module (LuaJIT) running examples/openresty on a free
 # loopback port, for spec/openresty_spec.lua and bench/openresty.sh.
 #
-#   openresty.sh start DIR   builds cache/core.so for LuaJIT (make LUA=luajit,
-#                            objects in build/ngx-spec[-san], under a lock), lays out
-#                            DIR (conf/ logs/ tmp/ lua/ clib/), starts nginx
+#   openresty.sh start DIR   installs the rock for LuaJIT into DIR/tree the way
+#                            README tells OpenResty users (spec/support/rock.sh:
+#                            luarocks --lua-version=5.1 make ... LUA_INCDIR=<LuaJIT
+#                            headers>), lays out DIR (conf/ logs/ tmp/ app/), starts nginx
 #                            (master + 2 workers) and waits until both workers
 #                            answer; prints on stdout only:
 #                              export CACHE_NGX_PORT=P CACHE_NGX_PID=PID
 #   openresty.sh stop DIR    stops that nginx by PID (QUIT, then TERM, then
 #                            KILL), workers included.
 #
-# CACHE_NGX_CORE=path/to/core.so uses that LuaJIT build instead of building;
+# nginx loads cache.lua and cache/core.so from the tree only (nginx.conf puts
+# it first on lua_package_path and alone on lua_package_cpath); app.lua comes
+# from DIR/app. CACHE_NGX_TREE=path uses a tree installed beforehand the same way
+# (spec/support/rocks.lua builds one per test run) instead of building.
 # CACHE_NGX_OWNER=PID stops nginx by itself once process PID has exited.
 # The Redis parts of the example use CACHE_TEST_REDIS_HOST/PORT from the
 # environment when they are set. Recipe and gotchas: test-servers.md §8.
@@ -31,7 +35,6 @@ if [ "$SANITIZE" = 1 ] && [ -z "$NGX_PRELOAD" ]; then
     NGX_PRELOAD=$(${CC:-cc} -print-file-name=libasan.so)
 fi
 unset LD_PRELOAD
-NGX_OBJDIR=build/ngx-spec$([ "$SANITIZE" = 1 ] && echo -san)
 
 pid_alive() { # alive and not a zombie
     local st
@@ -44,31 +47,23 @@ worker_pids() {
     ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' '
 }
 
-build_module() {
-    if [ -n "${CACHE_NGX_CORE:-}" ]; then # a module built beforehand
-        mkdir -p "$DIR/clib/cache" && cp "$CACHE_NGX_CORE" "$DIR/clib/cache/core.so"
-        return
-    fi
-    mkdir -p "$ROOT/build"
-    # Several runs may share $NGX_OBJDIR: build one at a time.
-    (
-        flock -w 300 9 || { echo "build lock busy" >&2; exit 1; }
-        make --no-print-directory -C "$ROOT" LUA=luajit SANITIZE="$SANITIZE" \
-            OBJDIR="$NGX_OBJDIR" MODDIR="$DIR/clib" >"$DIR/logs/build.log" 2>&1
-    ) 9>"$ROOT/$NGX_OBJDIR.lock" || {
-        echo "make LUA=luajit failed:" >&2; tail -n 20 "$DIR/logs/build.log" >&2; return 1; }
+TREE=${CACHE_NGX_TREE:-$DIR/tree}
+
+install_rock() {
+    [ -n "${CACHE_NGX_TREE:-}" ] && return 0 # installed beforehand
+    SANITIZE="$SANITIZE" bash "$ROOT/spec/support/rock.sh" luajit "$TREE" >"$DIR/logs/build.log" 2>&1 || {
+        echo "luarocks make for LuaJIT failed:" >&2; tail -n 20 "$DIR/logs/build.log" >&2; return 1; }
 }
 
 layout() {
-    mkdir -p "$DIR"/{conf,logs,lua/cache,clib,tmp,fscache}
+    mkdir -p "$DIR"/{conf,logs,app,tmp,fscache}
     chmod 1777 "$DIR/fscache" # the example's FileSystemCache, written by the workers
-    cp "$ROOT/lua/cache.lua" "$ROOT/examples/openresty/app.lua" "$DIR/lua/"
-    for f in "$ROOT"/lua/cache/*.lua; do [ -e "$f" ] && cp "$f" "$DIR/lua/cache/"; done
+    cp "$ROOT/examples/openresty/app.lua" "$DIR/app/"
 }
 
 render() { # port
-    sed -e "s|@PREFIX@|$DIR|g" -e "s|@PORT@|$1|g" -e "s|@LUA_DIR@|$DIR/lua|g" \
-        -e "s|@CLIB_DIR@|$DIR/clib|g" "$ROOT/examples/openresty/nginx.conf" >"$DIR/conf/nginx.conf"
+    sed -e "s|@PREFIX@|$DIR|g" -e "s|@PORT@|$1|g" -e "s|@TREE@|$TREE|g" \
+        -e "s|@APP_DIR@|$DIR/app|g" "$ROOT/examples/openresty/nginx.conf" >"$DIR/conf/nginx.conf"
 }
 
 # Starts nginx on port $1; returns 0 once it answers, 1 if the port was
@@ -79,8 +74,9 @@ try_start() {
     : >"$DIR/logs/error.log"
     rm -f "$DIR/logs/nginx.pid"
     # Workers run as nobody when started as root: everything they read must
-    # be world-readable.
-    chmod -R a+rX "$DIR"
+    # be world-readable, the tree included (and the folders above it must let
+    # them through: a mktemp -d folder, 0700, would not).
+    chmod -R a+rX "$DIR" "$TREE"
     LD_PRELOAD="$NGX_PRELOAD" nginx -p "$DIR" -c "$DIR/conf/nginx.conf" \
         -e "$DIR/logs/error.log" >"$DIR/logs/stdout" 2>&1 &
     pid=$!
@@ -117,7 +113,7 @@ start() {
     command -v nginx >/dev/null || { echo "nginx is not installed" >&2; exit 1; }
     [ -e "$NGX_MODULES/ngx_http_lua_module.so" ] || { echo "libnginx-mod-http-lua is not installed" >&2; exit 1; }
     layout
-    build_module || exit 1
+    install_rock || exit 1
     local tries=0 port rc
     while :; do
         port=$("$ROOT/spec/support/freeport.sh")

@@ -38,7 +38,7 @@ printf '%s\n' '#include <stdlib.h>' \
     '__attribute__((constructor)) static void unpreload(void) { unsetenv("LD_PRELOAD"); }' \
     >"$SAN_BIN/unpreload.c"
 ${CC:-cc} -shared -fPIC -o "$SAN_BIN/unpreload.so" "$SAN_BIN/unpreload.c"
-for lua in lua5.4 luajit; do
+for lua in lua5.4 lua5.3 lua5.1 luajit; do
     real=$(command -v "$lua") || continue
     cat >"$SAN_BIN/$lua" <<EOF
 #!/bin/bash

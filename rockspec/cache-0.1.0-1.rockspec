@@ -1,0 +1,48 @@
+rockspec_format = "3.0"
+package = "cache"
+version = "0.1.0-1"
+source = {
+  -- The tarball `make rock` makes of the files git tracks; luarocks pack
+  -- puts it inside cache-0.1.0-1.src.rock, so installing that rock needs
+  -- no network. (make rock hands luarocks pack an absolute file:// URL to
+  -- it; a rock only ever looks for the file by this name.)
+  url = "cache-0.1.0.tar.gz",
+  dir = "cache-0.1.0",
+}
+description = {
+  summary = "The cachelib / Flask-Caching API for Lua on a C engine",
+  detailed = [[
+Null, Simple (in memory), FileSystem, Redis (+ Sentinel, Cluster), memcached
+(+ SASL, spread) and uWSGI caches behind one API, with the cached / memoize
+decorators. Runs on Lua 5.4 and in OpenResty (LuaJIT).]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.1",
+}
+external_dependencies = {
+  HIREDIS = { header = "hiredis/hiredis.h", library = "hiredis" },
+  MSGPACK = { header = "msgpack.h", library = "msgpackc" },
+  LIBMEMCACHED = { header = "libmemcached/memcached.h", library = "memcached" },
+  OPENSSL = { header = "openssl/evp.h", library = "crypto" },
+}
+build = {
+  -- The Makefile compiles every engine/, backends/ and bindings/ file, so a
+  -- new backend needs no change here.
+  type = "make",
+  -- lua-language-server definitions (---@meta), never required at run time:
+  -- installed as <tree>/lib/luarocks/rocks-<lua>/cache/<version>/types/cache.lua
+  copy_directories = { "types" },
+  build_variables = {
+    CFLAGS = "$(CFLAGS)",
+    LUA_INCDIR = "$(LUA_INCDIR)",
+    OBJDIR = "build/rock",
+    MODDIR = "build/rock/mod",
+  },
+  install_variables = {
+    INST_LIBDIR = "$(LIBDIR)",
+    INST_LUADIR = "$(LUADIR)",
+    OBJDIR = "build/rock",
+    MODDIR = "build/rock/mod",
+  },
+}
