@@ -64,13 +64,11 @@ $(MODDIR)/cache/core.so: $(OBJDIR)/$(LUA_TAG)/core.so
 $(OBJDIR)/$(LUA_TAG)/core.so: $(BINDING_OBJ) $(ENGINE_LIB)
 	$(CC) -shared -o $@ $(BINDING_OBJ) $(ENGINE_LIB) $(DEP_LIBS) $(SAN_LDFLAGS)
 
-# One pre-linked member: the registry names backends by weak reference, which
-# would not pull a backend's member out of an ordinary archive; as a single
-# object, any use of the engine brings every backend along.
+# A plain archive: the registry refers to every backend's constructor, so
+# linking anything that opens backends pulls every backend in.
 $(ENGINE_LIB): $(ENGINE_OBJ)
-	@rm -f $@ $(OBJDIR)/engine-all.o
-	$(CC) -r -nostdlib -o $(OBJDIR)/engine-all.o $^
-	ar rcs $@ $(OBJDIR)/engine-all.o
+	@rm -f $@
+	ar rcs $@ $^
 
 $(OBJDIR)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)

@@ -37,8 +37,8 @@ void cache_lua_decode(lua_State *L, const char *bytes, size_t len);
 cache_backend *cache_lua_object(lua_State *L, int idx, int get_name,
                                 int get_many_name, cache_buf **scratch);
 
-/* Optional parts of the module: each adds its functions to the table on top
- * of the stack. Weak, so a build without the file still links. */
-int cache_bind_keys(lua_State *L) __attribute__((weak));
+/* Adds the key functions (bindings/keys.c) to the module table on top of
+ * the stack. */
+int cache_bind_keys(lua_State *L);
 
 #endif

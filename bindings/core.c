@@ -688,11 +688,10 @@ static int l_decode(lua_State *L)
 
 static int l_backend_types(lua_State *L)
 {
-    const cache_backend_type *const *t = cache_backend_types();
     lua_newtable(L);
-    for (int i = 0; t[i]; i++) {
-        lua_pushboolean(L, t[i]->create != NULL);
-        lua_setfield(L, -2, t[i]->name);
+    for (const cache_backend_type *t = cache_backend_types(); t->name; t++) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, t->name);
     }
     return 1;
 }
@@ -734,18 +733,15 @@ int luaopen_cache_core(lua_State *L)
     lua_setfield(L, module, "methods"); /* Lua code may add methods here */
     lua_setfield(L, fields_mt, "__index");
 
-    /* one constructor per backend type, built or not: an unbuilt one
-     * raises a clear error when called */
-    const cache_backend_type *const *t = cache_backend_types();
-    for (int i = 0; t[i]; i++) {
-        lua_pushstring(L, t[i]->name);
+    /* one constructor per registered backend type */
+    for (const cache_backend_type *t = cache_backend_types(); t->name; t++) {
+        lua_pushstring(L, t->name);
         lua_pushvalue(L, fields_mt);
         lua_pushcclosure(L, open_backend, 2);
-        lua_setfield(L, module, t[i]->name);
+        lua_setfield(L, module, t->name);
     }
     lua_settop(L, module);
 
-    if (cache_bind_keys)
-        cache_bind_keys(L);
+    cache_bind_keys(L);
     return 1;
 }

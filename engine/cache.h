@@ -186,8 +186,8 @@ typedef struct cache_backend_type {
 
 /* The registry (registry.c): NULL when unknown. */
 const cache_backend_type *cache_backend_find(const char *name);
-/* The list, NULL-terminated, for error messages and introspection. */
-const cache_backend_type *const *cache_backend_types(void);
+/* The list, ended by a row whose name is NULL. */
+const cache_backend_type *cache_backend_types(void);
 
 /* Opens a backend of the named type: takes the common options
  * (default_timeout = 300, ignore_errors = false) itself, hands the rest to the

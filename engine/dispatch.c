@@ -21,10 +21,6 @@ cache_backend *cache_open(const char *type, cache_opts *opts, cache_err *err)
         cache_fail(err, CACHE_EINVAL, "unknown cache type '%s'", type);
         return NULL;
     }
-    if (!t->create) {
-        cache_fail(err, CACHE_EINVAL, "cache type '%s' is not built yet", type);
-        return NULL;
-    }
     double default_timeout = 300;
     int ignore_errors = 0;
     if (cache_opt_default_timeout(opts, &default_timeout, err) < 0 ||

@@ -17,7 +17,7 @@ local M = {
   methods = core.methods,
 }
 
---- Class names of all backends, mapped to whether this build has them.
+--- Class names of all backends (engine/registry.c), each mapped to true.
 function M.backend_types()
   return core.backend_types()
 end

@@ -17,10 +17,6 @@ local function write_file(path, bytes)
 end
 
 describe("FileSystemCache read cache", function()
-  if not cache.backend_types().FileSystemCache then
-    pending("FileSystemCache not built")
-    return
-  end
   local dir, a, b
   before_each(function()
     dir = tmpdir()

@@ -49,10 +49,6 @@ describe("memoize keys across processes", function()
   end)
 
   it("share memoized results through a FileSystemCache directory", function()
-    if not cache.backend_types().FileSystemCache then
-      pending("FileSystemCache is not built yet")
-      return
-    end
     local script = dir .. "/app.lua"
     write(script, [[
       local cache = require "cache"

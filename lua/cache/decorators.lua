@@ -405,7 +405,7 @@ function D.new(config_table)
   else
     local ctor = M and M[class]
     if ctor == nil then
-      raise(("cache.new: cache type '%s' is not built yet"):format(class))
+      raise(("cache.new: no constructor for cache type '%s'"):format(class))
     end
     local ok, b = pcall(ctor, options)
     if not ok then raise(b) end
@@ -735,7 +735,7 @@ local function make_memoized(c, f, opts)
   -- whenever it cannot do exactly what memo_key + lookup do, and the call
   -- then takes the plain path below.
   local ctx
-  if st.plain_args and type(st.hash) == "string" and not st.make_name and core.memo_ctx then
+  if st.plain_args and type(st.hash) == "string" and not st.make_name then
     ctx = core.memo_ctx(st.hash, fname, st.source, st.version_key, is_stale ~= nil)
   end
   local memo_fetch = core.memo_fetch
