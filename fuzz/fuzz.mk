@@ -23,6 +23,10 @@ FUZZ_CFLAGS  := -std=c11 -g -O1 -fno-omit-frame-pointer \
                 -Iengine -Ibindings -Ibackends $(DEP_CFLAGS)
 FUZZ_LIBS    := $(DEP_LIBS)
 
+# Every engine file but the registry and cache_open, which name every
+# backend (a backend uses whatever engine helpers it likes).
+FUZZ_ENGINE          := $(filter-out engine/registry.c engine/dispatch.c,$(wildcard engine/*.c))
+
 # name: sources (the harness first); a harness is built when all exist.
 FUZZ_SRC_codec       := fuzz/fuzz_codec.c engine/codec.c engine/util.c bindings/value.c
 FUZZ_SRC_uwsgi       := fuzz/fuzz_uwsgi.c backends/uwsgi_proto.c engine/util.c engine/digest.c
@@ -30,11 +34,11 @@ FUZZ_SRC_redis_reply := fuzz/fuzz_redis_reply.c backends/redis_proto.c engine/co
                         engine/util.c
 FUZZ_SRC_redis_topology := fuzz/fuzz_redis_topology.c fuzz/hooks/redis_cluster_hook.c \
                         fuzz/hooks/redis_sentinel_hook.c backends/redis_common.c \
-                        backends/redis_net.c backends/redis_proto.c $(wildcard engine/*.c)
+                        backends/redis_net.c backends/redis_proto.c $(FUZZ_ENGINE)
 # Needed but not compiled on their own (the hooks include them).
 FUZZ_NEED_redis_topology := backends/redis_cluster.c backends/redis_sentinel.c
-# (every engine file: the backend uses whatever engine helpers it likes)
-FUZZ_SRC_fs_entry    := fuzz/fuzz_fs_entry.c backends/filesystem.c $(wildcard engine/*.c)
+# (opens its backend through cache_open, so it takes the whole engine)
+FUZZ_SRC_fs_entry    := fuzz/fuzz_fs_entry.c $(ENGINE_SRC)
 # Headers each depends on (not every header of the tree: other backends'
 # headers change often and would rebuild everything).
 FUZZ_HDR             := $(wildcard engine/*.h)
