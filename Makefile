@@ -40,7 +40,7 @@ else
   LUA_CFLAGS := $(shell $(PKG) --cflags $(LUA_PC) 2>/dev/null)
 endif
 
-ENGINE_SRC  := $(wildcard engine/*.c) $(wildcard backends/*.c)
+ENGINE_SRC  := $(wildcard engine/*.c backends/*.c backends/*/*.c)
 BINDING_SRC := $(wildcard bindings/*.c)
 OBJDIR      ?= build/$(if $(filter 1,$(SANITIZE)),san,obj)
 MODDIR      ?= .
@@ -50,7 +50,7 @@ ENGINE_OBJ  := $(ENGINE_SRC:%.c=$(OBJDIR)/%.o)
 LUA_TAG     := $(if $(LUA_INCDIR),$(subst /,_,$(LUA_INCDIR)),$(LUA))
 BINDING_OBJ := $(BINDING_SRC:%.c=$(OBJDIR)/$(LUA_TAG)/%.o)
 ENGINE_LIB  := $(OBJDIR)/libcacheengine.a
-HEADERS     := $(wildcard engine/*.h backends/*.h bindings/*.h)
+HEADERS     := $(wildcard engine/*.h backends/*.h backends/*/*.h bindings/*.h)
 
 .PHONY: all deps demo test bench clean install engine-lib version rockspec rock $(MODDIR)/cache/core.so
 all: $(MODDIR)/cache/core.so

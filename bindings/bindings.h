@@ -37,7 +37,7 @@ void cache_lua_decode(lua_State *L, const char *bytes, size_t len);
 cache_backend *cache_lua_object(lua_State *L, int idx, int get_name,
                                 int get_many_name, cache_buf **scratch);
 
-/* Adds the key functions (bindings/keys.c) to the module table on top of
+/* Adds the key functions (bindings/memo.c) to the module table on top of
  * the stack. */
 int cache_bind_keys(lua_State *L);
 

@@ -64,7 +64,7 @@ static cache_backend *check_backend(lua_State *L, handle **hp)
     return h->b;
 }
 
-/* For the fused paths of bindings/keys.c (memoize): the open backend of the
+/* For the fused paths of bindings/memo.c (memoize): the open backend of the
  * cache object at idx, with its scratch buffer emptied, when its get and
  * get_many are still this module's (a method replaced from Lua must see
  * every call, so such an object takes the plain path); NULL otherwise.

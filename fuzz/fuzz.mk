@@ -29,23 +29,23 @@ FUZZ_ENGINE          := $(filter-out engine/registry.c engine/dispatch.c,$(wildc
 
 # name: sources (the harness first); a harness is built when all exist.
 FUZZ_SRC_codec       := fuzz/fuzz_codec.c engine/codec.c engine/util.c bindings/value.c
-FUZZ_SRC_uwsgi       := fuzz/fuzz_uwsgi.c backends/uwsgi_proto.c engine/util.c engine/digest.c
-FUZZ_SRC_redis_reply := fuzz/fuzz_redis_reply.c backends/redis_proto.c engine/codec.c \
+FUZZ_SRC_uwsgi       := fuzz/fuzz_uwsgi.c backends/uwsgi/uwsgi_proto.c engine/util.c engine/digest.c
+FUZZ_SRC_redis_reply := fuzz/fuzz_redis_reply.c backends/redis/redis_proto.c engine/codec.c \
                         engine/util.c
 FUZZ_SRC_redis_topology := fuzz/fuzz_redis_topology.c fuzz/hooks/redis_cluster_hook.c \
-                        fuzz/hooks/redis_sentinel_hook.c backends/redis_common.c \
-                        backends/redis_net.c backends/redis_proto.c $(FUZZ_ENGINE)
+                        fuzz/hooks/redis_sentinel_hook.c backends/redis/redis_common.c \
+                        backends/redis/redis_net.c backends/redis/redis_proto.c $(FUZZ_ENGINE)
 # Needed but not compiled on their own (the hooks include them).
-FUZZ_NEED_redis_topology := backends/redis_cluster.c backends/redis_sentinel.c
+FUZZ_NEED_redis_topology := backends/redis/redis_cluster.c backends/redis/redis_sentinel.c
 # (opens its backend through cache_open, so it takes the whole engine)
 FUZZ_SRC_fs_entry    := fuzz/fuzz_fs_entry.c $(ENGINE_SRC)
 # Headers each depends on (not every header of the tree: other backends'
 # headers change often and would rebuild everything).
 FUZZ_HDR             := $(wildcard engine/*.h)
 FUZZ_HDR_codec       := $(wildcard bindings/*.h)
-FUZZ_HDR_uwsgi       := backends/uwsgi_proto.h
-FUZZ_HDR_redis_reply := backends/redis_proto.h
-FUZZ_HDR_redis_topology := $(wildcard backends/redis_*.h)
+FUZZ_HDR_uwsgi       := backends/uwsgi/uwsgi_proto.h
+FUZZ_HDR_redis_reply := backends/redis/redis_proto.h
+FUZZ_HDR_redis_topology := $(wildcard backends/redis/*.h)
 FUZZ_XFLAGS_codec    := $(shell $(PKG) --cflags lua5.4 2>/dev/null)
 FUZZ_XLIBS_codec     := $(shell $(PKG) --libs lua5.4 2>/dev/null)
 

@@ -1,6 +1,6 @@
 /*
  * fuzz_redis_reply.c - libFuzzer target for the Redis backends' reply
- * handling (backends/redis_proto.c): bytes a server sends are fed through
+ * handling (backends/redis/redis_proto.c): bytes a server sends are fed through
  * hiredis's reader (redis_reader_new: arrays bounded) in chunks, as a
  * socket would deliver them, and every complete reply is handed to every
  * operation's finish function, as if it were the answer to that command.
@@ -21,7 +21,7 @@
 #include <string.h>
 
 #include "codec.h"
-#include "redis_proto.h"
+#include "redis/redis_proto.h"
 
 #define CHECK(c)                                                             \
     do {                                                                     \

@@ -2,7 +2,7 @@
  * fuzz_redis_topology.c - libFuzzer target for the replies that steer the
  * Redis Cluster and Sentinel backends: CLUSTER SLOTS (the slot map) and
  * SENTINEL get-master-addr-by-name (the master's address). The parsers are
- * static in backends/redis_cluster.c and backends/redis_sentinel.c; the
+ * static in backends/redis/redis_cluster.c and backends/redis/redis_sentinel.c; the
  * files in fuzz/hooks/ include those files and expose them.
  *
  * The input is a byte stream read with the backends' hiredis reader; each
@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "redis_proto.h"
+#include "redis/redis_proto.h"
 
 int fuzz_cluster_parse_slots(const redisReply *r, unsigned short *map,
                              size_t *nnodes, cache_err *err);

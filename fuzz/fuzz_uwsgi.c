@@ -1,6 +1,6 @@
 /*
  * fuzz_uwsgi.c - libFuzzer target for the uWSGI cache protocol
- * (backends/uwsgi_proto.c), the part that reads what a server sends.
+ * (backends/uwsgi/uwsgi_proto.c), the part that reads what a server sends.
  *
  * The input is what a server sent before closing. Checked:
  *   - uwsgi_proto_parse_reply is total (OK / MISS / FAIL with a reason) and
@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "uwsgi_proto.h"
+#include "uwsgi/uwsgi_proto.h"
 
 #define CHECK(c)                                                            \
     do {                                                                    \

@@ -1,4 +1,4 @@
--- The fused hit path of memoize (cache.core.memo_fetch, bindings/keys.c)
+-- The fused hit path of memoize (cache.core.memo_fetch, bindings/memo.c)
 -- must compute exactly the key of the plain path (core.memo_key) and make
 -- the same decisions; the decorator specs cover the behaviour, this file
 -- the bytes of the keys, argument by argument, and when the path declines.

@@ -2,7 +2,7 @@
 -- timeout when it is created (and again on every stored result), so calls
 -- that store nothing (a nil result, a raising function) leave no key that
 -- lives forever. Checked on a real Redis through PTTL, on the fused path
--- (bindings/keys.c memo_fetch: a plain function on a cache.core backend)
+-- (bindings/memo.c memo_fetch: a plain function on a cache.core backend)
 -- and on the plain Lua path (make_name, methods).
 local cache = require "cache"
 local helpers = require "support.helpers"

@@ -131,7 +131,7 @@ describe("types/cache.lua (lua-language-server ---@meta)", function()
     -- Candidates: every option name the C sources take, and every name the
     -- types list; a constructor accepts a name unless it says "unknown option".
     local candidates = {}
-    local p = assert(io.popen(("cat %s/backends/*.c %s/engine/*.c"):format(root, root)))
+    local p = assert(io.popen(("cat %s/backends/*.c %s/backends/*/*.c %s/engine/*.c"):format(root, root, root)))
     for name in p:read("*a"):gmatch('%([%w_%->%.]+,%s*"([%l_]+)"') do candidates[name] = true end
     p:close()
     for cname, class in pairs(classes) do
@@ -190,6 +190,8 @@ describe("types/cache.lua (lua-language-server ---@meta)", function()
     local body = assert(src:match("\nlocal function decorated%(.-\nend\n"))
     local want = table_keys(body, "d")
     for k in src:gmatch("\n  d%.([%w_]+) = ") do want[k] = true end
+    -- fields served by the metatable (checked on assignment)
+    for k in body:gmatch('if k == "([%w_]+)" then return st%.') do want[k] = true end
     assert.same(keys(want), keys(all_of(classes, "cache.Decorated", "fields")))
   end)
 

@@ -1,9 +1,9 @@
 /*
  * redis_cluster_hook.c - exposes the static CLUSTER SLOTS parser of
- * backends/redis_cluster.c to fuzz/fuzz_redis_topology.c, by including the
+ * backends/redis/redis_cluster.c to fuzz/fuzz_redis_topology.c, by including the
  * file (so the harness runs the very code the backend runs).
  */
-#include "../../backends/redis_cluster.c"
+#include "../../backends/redis/redis_cluster.c"
 
 int fuzz_cluster_parse_slots(const redisReply *r, unsigned short *map,
                              size_t *nnodes, cache_err *err);

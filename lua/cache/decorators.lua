@@ -729,7 +729,7 @@ local function make_memoized(c, f, opts)
   local unless, forced_update, is_stale = st.unless, st.forced_update, st.is_stale
   local default_key = function(...) return memo_key(st, ...) end
 
-  -- The fused path (bindings/keys.c memo_fetch): version, key and value
+  -- The fused path (bindings/memo.c memo_fetch): version, key and value
   -- read in one call into C, for a plain function whose key needs nothing
   -- from Lua (a named digest, no make_name). It declines (returns nothing)
   -- whenever it cannot do exactly what memo_key + lookup do, and the call

@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../backends/memcached.h"
+#include "../../backends/memcached/memcached.h"
 #include "codec.h"
 #include "ctest.h"
 #include "digest.h"

@@ -18,8 +18,8 @@
 #include "cache.h"
 #include "codec.h"
 #include "ctest.h"
-#include "../../backends/redis_common.h"
-#include "../../backends/redis_proto.h"
+#include "../../backends/redis/redis_common.h"
+#include "../../backends/redis/redis_proto.h"
 
 static cache_str S(const char *s) { return (cache_str){s, strlen(s)}; }
 

@@ -18,7 +18,7 @@
 
 #include "cache.h"
 #include "ctest.h"
-#include "../../backends/uwsgi_proto.h"
+#include "../../backends/uwsgi/uwsgi_proto.h"
 
 cache_backend *cache_uwsgi_create(cache_opts *opts, cache_err *err);
 

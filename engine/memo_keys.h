@@ -1,5 +1,5 @@
 /*
- * keys.h - the key machinery of the decorators (Flask-Caching's `memoize`
+ * memo_keys.h - the key machinery of the decorators (Flask-Caching's `memoize`
  * and `cached` keys), in plain C so that every binding computes the same
  * bytes.
  *

@@ -1,10 +1,10 @@
 /*
- * keys.c - memoize keys, version hashes, the query-string digest and the
- * source digest (see keys.h and behaviour.md §5.3, §6.4, §6.5).
+ * memo_keys.c - memoize keys, version hashes, the query-string digest and the
+ * source digest (see memo_keys.h and behaviour.md §5.3, §6.4, §6.5).
  */
 #define _DEFAULT_SOURCE
 
-#include "keys.h"
+#include "memo_keys.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,6 +1,6 @@
 /*
- * keys.c - the key machinery of the decorators for Lua (cache.core.memo_key
- * and friends). lua/cache/decorators.lua composes them; engine/keys.c does
+ * memo.c - the key machinery of the decorators for Lua (cache.core.memo_key
+ * and friends). lua/cache/decorators.lua composes them; engine/memo_keys.c does
  * the digests and formats.
  *
  * The memoize text hashed for a call is the codec bytes of the function name
@@ -15,7 +15,7 @@
 
 #include "bindings.h"
 #include "cache.h"
-#include "keys.h"
+#include "memo_keys.h"
 
 #define KEYBUF_MT "cache.core.keybuf"
 
@@ -256,7 +256,7 @@ static int scalar_args(lua_State *L, int first, int *last)
 
 /* The codec writes through msgpack-c's packer, one callback per item; for
  * the few scalars of a memoize call that setup costs more than the bytes.
- * These write the same bytes msgpack-c's packer writes (spec/c/test_keys.c
+ * These write the same bytes msgpack-c's packer writes (spec/c/test_memo_keys.c
  * and spec/keys_stability_spec.lua hold the keys to them). */
 static unsigned char *put_be(unsigned char *p, uint64_t v, int bytes)
 {

@@ -2,9 +2,8 @@
  * uwsgi_proto.h - the uWSGI cache protocol without sockets: building a
  * request packet, knowing when a reply is complete and parsing it.
  *
- * Bytes in, bytes out, so the same code serves the blocking transport of
- * backends/uwsgi.c, an OpenResty cosocket transport (Lua moves the bytes,
- * C formats and parses them) and a fuzzer.
+ * Bytes in, bytes out: no socket here, so the blocking transport of
+ * uwsgi.c and the fuzzer share it, and any other transport can.
  *
  * The protocol (uWSGI 2.0.21, the "magic" interface of the cache plugin):
  *   packet  = modifier1 (u8 = 111), pktsize (u16 little-endian),
@@ -22,7 +21,7 @@
  *             than the cache's item size, vars block over --buffer-size).
  *   The server serves one request per connection, then closes.
  *
- * What the commands mean for a caller (see backends/uwsgi.c):
+ * What the commands mean for a caller (see backends/uwsgi/uwsgi.c):
  *   get     ok+value = hit; no reply = miss
  *   update  create or overwrite (and reset the TTL); no reply = refused
  *   set     create only; no reply = the key exists OR the store was refused

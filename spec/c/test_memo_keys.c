@@ -1,11 +1,11 @@
 /*
- * test_keys.c - the decorator key machinery of engine/keys.c, checked
+ * test_memo_keys.c - the decorator key machinery of engine/memo_keys.c, checked
  * against values computed by Flask-Caching / Python's hashlib.
  */
 #include <string.h>
 
 #include "ctest.h"
-#include "keys.h"
+#include "memo_keys.h"
 
 static cache_str S(const char *s)
 {
