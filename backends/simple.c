@@ -138,6 +138,7 @@ typedef struct simple_cache {
     size_t ngbuckets;
     group **heap; /* every group, min-heap on key; ngroups of heapcap used */
     size_t ngroups, heapcap;
+    uint64_t evictions; /* live entries evict_one dropped */
 } simple_cache;
 
 static cache_str entry_key(const entry *e) { return (cache_str){e->data, e->klen}; }
@@ -507,6 +508,7 @@ static void evict_one(simple_cache *c, double now)
         if (ring_empty(&c->lru))
             return;
         victim = ENTRY_OF(c->lru.prev, lru);
+        c->evictions++;
     }
     entry **link = link_of(c, victim);
     *link = victim->chain;
@@ -847,6 +849,22 @@ static void simple_destroy(cache_backend *b)
     free(c);
 }
 
+/* Walks the entries for their sizes: stats are asked for rarely, and a
+ * running total would be one more thing every store and drop must keep. */
+static void simple_mem_stats(cache_backend *b, cache_mem_stats *m)
+{
+    simple_cache *c = (simple_cache *)b;
+    lock(c);
+    m->items = c->count;
+    m->bytes = 0;
+    for (ring *r = c->lru.next; r != &c->lru; r = r->next) {
+        const entry *e = ENTRY_OF(r, lru);
+        m->bytes += (uint64_t)e->klen + e->vlen;
+    }
+    m->evictions = c->evictions;
+    unlock(c);
+}
+
 static const cache_vtable simple_vt = {
     .name = "SimpleCache",
     .values_checked = 1,
@@ -860,6 +878,7 @@ static const cache_vtable simple_vt = {
     .set_many = simple_set_many,
     .del_many = simple_del_many,
     .destroy = simple_destroy,
+    .mem_stats = simple_mem_stats,
 };
 
 cache_backend *cache_simple_create(cache_opts *opts, cache_err *err)

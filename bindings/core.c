@@ -448,6 +448,45 @@ static int m_close(lua_State *L)
     return 0;
 }
 
+static void stat_field(lua_State *L, const char *name, uint64_t v)
+{
+    cache_lua_pushint(L, (int64_t)v);
+    lua_setfield(L, -2, name);
+}
+
+/* c:stats(): the object's counters (engine/cache.h cache_stats), a fresh
+ * table each call. */
+static int m_stats(lua_State *L)
+{
+    cache_backend *b = check_backend(L, NULL);
+    const cache_stats *s = &b->stats;
+    lua_createtable(L, 0, 16);
+    stat_field(L, "hits", s->hits);
+    stat_field(L, "misses", s->misses);
+    stat_field(L, "sets", s->sets);
+    stat_field(L, "deletes", s->deletes);
+    stat_field(L, "errors", s->errors);
+    lua_createtable(L, 4, 0);
+    for (int i = 0; i < 4; i++) {
+        cache_lua_pushint(L, (int64_t)s->levels[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "levels");
+    stat_field(L, "stale_served", s->stale_served);
+    stat_field(L, "callback_runs", s->callback_runs);
+    stat_field(L, "callback_errors", s->callback_errors);
+    stat_field(L, "lock_waits", s->lock_waits);
+    stat_field(L, "lock_timeouts", s->lock_timeouts);
+    if (b->vt->mem_stats) {
+        cache_mem_stats m = {0, 0, 0};
+        b->vt->mem_stats(b, &m);
+        stat_field(L, "items", m.items);
+        stat_field(L, "bytes", m.bytes);
+        stat_field(L, "evictions", m.evictions);
+    }
+    return 1;
+}
+
 static int m_tostring(lua_State *L)
 {
     lua_pushlightuserdata(L, &handle_key);
@@ -465,7 +504,8 @@ static const luaL_Reg methods[] = {
     {"inc", m_inc},           {"dec", m_dec},
     {"get_many", m_get_many}, {"get_dict", m_get_dict},
     {"set_many", m_set_many}, {"delete_many", m_delete_many},
-    {"close", m_close},       {NULL, NULL},
+    {"close", m_close},       {"stats", m_stats},
+    {NULL, NULL},
 };
 
 /* ---- opening backends ---------------------------------------------------------- */

@@ -125,6 +125,14 @@ double cache_deadline(double ttl, double now);
 /* ---- the backend vtable -------------------------------------------------- */
 typedef struct cache_backend cache_backend;
 
+/* What an in-memory backend holds (vt->mem_stats). */
+typedef struct cache_mem_stats {
+    uint64_t items;     /* entries held, expired ones not yet dropped included */
+    uint64_t bytes;     /* bytes of keys and values held */
+    uint64_t evictions; /* live entries dropped to make room, since opened */
+} cache_mem_stats;
+
+
 typedef struct cache_vtable {
     const char *name; /* "SimpleCache", ... */
 
@@ -165,7 +173,28 @@ typedef struct cache_vtable {
                     int *status, cache_err *);
 
     void (*destroy)(cache_backend *);
+
+    /* Optional, for backends that hold their entries in memory: what they
+     * hold now (see cache_mem_stats). */
+    void (*mem_stats)(cache_backend *, cache_mem_stats *);
 } cache_vtable;
+
+/* The counters of c:stats(), kept per backend object since it was opened
+ * and bumped by the dispatch functions below (and by fetch.c), never by a
+ * backend: every backend counts alike. Plain integers: a backend object
+ * belongs to one Lua state, which runs one thread at a time. */
+typedef struct cache_stats {
+    uint64_t hits, misses;  /* per key: get, has, get_many */
+    uint64_t sets;          /* entries written: set, an add that stored,
+                               each key set_many stored, inc / dec */
+    uint64_t deletes;       /* entries that existed and were deleted */
+    uint64_t errors;        /* calls the backend failed (CACHE_FAIL,
+                               CACHE_ENOMEM) */
+    /* fetch (fetch.c): results by level 1..4, then the events */
+    uint64_t levels[4];
+    uint64_t stale_served, callback_runs, callback_errors, lock_waits,
+        lock_timeouts;
+} cache_stats;
 
 /* Every backend struct starts with this. */
 struct cache_backend {
@@ -173,6 +202,9 @@ struct cache_backend {
     double default_timeout; /* option default_timeout (common to all) */
     int ignore_errors;      /* option ignore_errors: delete_many goes on
                                past failures (common to all) */
+    int refs;               /* owners: cache_open gives 1, cache_retain adds
+                               one, cache_close drops one; the last destroys */
+    cache_stats stats;
 };
 
 /* A backend constructor: validates and takes its options, returns the new
@@ -193,6 +225,9 @@ const cache_backend_type *cache_backend_types(void);
  * (default_timeout = 300, ignore_errors = false) itself, hands the rest to the
  * backend's constructor and rejects whatever is left unknown. */
 cache_backend *cache_open(const char *type, cache_opts *opts, cache_err *err);
+/* Another owner of b (a TieredCache holds its tiers): b stays open until
+ * every owner called cache_close. */
+void cache_retain(cache_backend *b);
 void cache_close(cache_backend *b);
 /* The default_timeout option as cache_open takes it (a getter as above):
  * also the check of a value assigned to an open object's default_timeout. */

@@ -31,6 +31,8 @@ cache_backend *cache_open(const char *type, cache_opts *opts, cache_err *err)
         return NULL;
     b->default_timeout = default_timeout;
     b->ignore_errors = ignore_errors;
+    b->refs = 1;
+    memset(&b->stats, 0, sizeof b->stats);
     if (cache_opts_check_unused(opts, type, err) != CACHE_OK) {
         cache_close(b);
         return NULL;
@@ -38,10 +40,66 @@ cache_backend *cache_open(const char *type, cache_opts *opts, cache_err *err)
     return b;
 }
 
+void cache_retain(cache_backend *b)
+{
+    b->refs++;
+}
+
+/* A backend made by its constructor directly (the C tests) has refs 0: its
+ * one close destroys it too. */
 void cache_close(cache_backend *b)
 {
-    if (b)
-        b->vt->destroy(b);
+    if (!b)
+        return;
+    if (b->refs > 1) {
+        b->refs--;
+        return;
+    }
+    b->vt->destroy(b);
+}
+
+/* ---- counting (c:stats()) --------------------------------------------------- */
+
+static int backend_failed(int rc)
+{
+    return rc == CACHE_FAIL || rc == CACHE_ENOMEM;
+}
+
+/* One read of one key: a hit, a miss, or a failure. */
+static int count_read(cache_backend *b, int rc)
+{
+    if (rc == CACHE_OK)
+        b->stats.hits++;
+    else if (rc == CACHE_MISS)
+        b->stats.misses++;
+    else if (backend_failed(rc))
+        b->stats.errors++;
+    return rc;
+}
+
+static int count_write(cache_backend *b, int rc)
+{
+    if (rc == CACHE_OK)
+        b->stats.sets++;
+    else if (backend_failed(rc))
+        b->stats.errors++;
+    return rc;
+}
+
+static int count_delete(cache_backend *b, int rc)
+{
+    if (rc == CACHE_OK)
+        b->stats.deletes++;
+    else if (backend_failed(rc))
+        b->stats.errors++;
+    return rc;
+}
+
+static int count_failure(cache_backend *b, int rc)
+{
+    if (backend_failed(rc))
+        b->stats.errors++;
+    return rc;
 }
 
 /* A hit whose bytes are not a value is reported as a miss, with the reason
@@ -54,7 +112,8 @@ static int checked_hit(cache_buf *out, size_t start, cache_err *err)
     return CACHE_MISS;
 }
 
-int cache_get(cache_backend *b, cache_str key, cache_buf *out, cache_err *err)
+static int get_checked(cache_backend *b, cache_str key, cache_buf *out,
+                       cache_err *err)
 {
     size_t start = out->len;
     int rc = b->vt->get(b, key, out, err);
@@ -63,31 +122,36 @@ int cache_get(cache_backend *b, cache_str key, cache_buf *out, cache_err *err)
     return checked_hit(out, start, err);
 }
 
+int cache_get(cache_backend *b, cache_str key, cache_buf *out, cache_err *err)
+{
+    return count_read(b, get_checked(b, key, out, err));
+}
+
 int cache_set(cache_backend *b, cache_str key, cache_str value, double ttl,
               cache_err *err)
 {
-    return b->vt->set(b, key, value, ttl, 0, err);
+    return count_write(b, b->vt->set(b, key, value, ttl, 0, err));
 }
 
 int cache_add(cache_backend *b, cache_str key, cache_str value, double ttl,
               cache_err *err)
 {
-    return b->vt->set(b, key, value, ttl, 1, err);
+    return count_write(b, b->vt->set(b, key, value, ttl, 1, err));
 }
 
 int cache_del(cache_backend *b, cache_str key, cache_err *err)
 {
-    return b->vt->del(b, key, err);
+    return count_delete(b, b->vt->del(b, key, err));
 }
 
 int cache_has(cache_backend *b, cache_str key, cache_err *err)
 {
-    return b->vt->has(b, key, err);
+    return count_read(b, b->vt->has(b, key, err));
 }
 
 int cache_clear(cache_backend *b, cache_err *err)
 {
-    return b->vt->clear(b, err);
+    return count_failure(b, b->vt->clear(b, err));
 }
 
 /* The generic increment: read, decode, add, write back. Not atomic across
@@ -99,7 +163,7 @@ static int generic_incr(cache_backend *b, cache_str key, int64_t delta,
     cache_buf cur;
     cache_buf_init(&cur);
     int64_t base = 0;
-    int rc = cache_get(b, key, &cur, err);
+    int rc = get_checked(b, key, &cur, err);
     if (rc == CACHE_OK) {
         int64_t v;
         if (!cache_value_as_int((cache_str){cur.data, cur.len}, &v)) {
@@ -136,8 +200,8 @@ int cache_incr(cache_backend *b, cache_str key, int64_t delta, double new_ttl,
                int64_t *result, cache_err *err)
 {
     if (b->vt->incr)
-        return b->vt->incr(b, key, delta, new_ttl, result, err);
-    return generic_incr(b, key, delta, new_ttl, result, err);
+        return count_write(b, b->vt->incr(b, key, delta, new_ttl, result, err));
+    return count_write(b, generic_incr(b, key, delta, new_ttl, result, err));
 }
 
 /* Every status starts as a miss, so that a batch cut short by a failure
@@ -148,8 +212,8 @@ static void statuses_miss(size_t n, int *status)
         status[i] = CACHE_MISS;
 }
 
-int cache_get_many(cache_backend *b, size_t n, const cache_str *keys,
-                   cache_buf *out, int *status, cache_err *err)
+static int get_many(cache_backend *b, size_t n, const cache_str *keys,
+                    cache_buf *out, int *status, cache_err *err)
 {
     statuses_miss(n, status);
     if (b->vt->get_many && b->vt->values_checked)
@@ -173,16 +237,37 @@ int cache_get_many(cache_backend *b, size_t n, const cache_str *keys,
         return rc;
     }
     for (size_t i = 0; i < n; i++) {
-        status[i] = cache_get(b, keys[i], &out[i], err);
+        status[i] = get_checked(b, keys[i], &out[i], err);
         if (status[i] < 0)
             return status[i];
     }
     return CACHE_OK;
 }
 
-int cache_set_many(cache_backend *b, size_t n, const cache_str *keys,
-                   const cache_str *values, double ttl, int *status,
-                   cache_err *err)
+/* A batch counts per key when it went through; a failed batch counts one
+ * error (and, for writes, the keys it stored before failing). */
+int cache_get_many(cache_backend *b, size_t n, const cache_str *keys,
+                   cache_buf *out, int *status, cache_err *err)
+{
+    int rc = get_many(b, n, keys, out, status, err);
+    if (rc < 0)
+        return count_failure(b, rc);
+    for (size_t i = 0; i < n; i++)
+        count_read(b, status[i]);
+    return rc;
+}
+
+static void count_each(cache_backend *b, size_t n, const int *status,
+                       uint64_t *counter)
+{
+    for (size_t i = 0; i < n; i++)
+        if (status[i] == CACHE_OK)
+            (*counter)++;
+}
+
+static int set_many(cache_backend *b, size_t n, const cache_str *keys,
+                    const cache_str *values, double ttl, int *status,
+                    cache_err *err)
 {
     if (b->vt->set_many)
         return b->vt->set_many(b, n, keys, values, ttl, status, err);
@@ -195,8 +280,18 @@ int cache_set_many(cache_backend *b, size_t n, const cache_str *keys,
     return rc;
 }
 
-int cache_del_many(cache_backend *b, size_t n, const cache_str *keys,
-                   int *status, cache_err *err)
+int cache_set_many(cache_backend *b, size_t n, const cache_str *keys,
+                   const cache_str *values, double ttl, int *status,
+                   cache_err *err)
+{
+    statuses_miss(n, status);
+    int rc = set_many(b, n, keys, values, ttl, status, err);
+    count_each(b, n, status, &b->stats.sets);
+    return count_failure(b, rc);
+}
+
+static int del_many(cache_backend *b, size_t n, const cache_str *keys,
+                    int *status, cache_err *err)
 {
     statuses_miss(n, status);
     if (b->vt->del_many)
@@ -208,4 +303,12 @@ int cache_del_many(cache_backend *b, size_t n, const cache_str *keys,
             return status[i];
     }
     return CACHE_OK;
+}
+
+int cache_del_many(cache_backend *b, size_t n, const cache_str *keys,
+                   int *status, cache_err *err)
+{
+    int rc = del_many(b, n, keys, status, err);
+    count_each(b, n, status, &b->stats.deletes);
+    return count_failure(b, rc);
 }

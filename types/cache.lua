@@ -154,6 +154,28 @@ function Backend:dec(key, delta) end
 ---Releases the backend now instead of at collection.
 function Backend:close() end
 
+---Counters since the object was opened, in this process (worker), counted
+---in C. Reads count per key; a failed batch counts one error.
+---@class cache.Stats
+---@field hits integer keys found by get, has, get_many, get_dict
+---@field misses integer keys not found by them
+---@field sets integer entries written: set, an add that stored, each key set_many stored, inc/dec
+---@field deletes integer entries that existed and were deleted
+---@field errors integer calls the backend failed
+---@field levels integer[] fetch results by level {1, 2, 3, 4}
+---@field stale_served integer fetch results served stale
+---@field callback_runs integer fetch callbacks run (failed runs included)
+---@field callback_errors integer fetch callbacks that raised or returned nil, err
+---@field lock_waits integer fetch calls that waited for another caller's lock
+---@field lock_timeouts integer of those, the ones that gave up after lock_timeout
+---@field items? integer in-memory backends: entries held
+---@field bytes? integer in-memory backends: bytes of keys and values held
+---@field evictions? integer in-memory backends: live entries dropped to make room
+
+---A fresh table of the counters.
+---@return cache.Stats
+function Backend:stats() end
+
 ---------------------------------------------------------------------------
 -- cache.new and the Cache object (flask_caching.Cache)
 ---------------------------------------------------------------------------
@@ -289,6 +311,10 @@ function Cache:inc(key, delta) end
 ---@return integer? value
 ---@return string? err
 function Cache:dec(key, delta) end
+
+---The backend's counters (fetch counts on the backend too).
+---@return cache.Stats
+function Cache:stats() end
 
 ---A view decorator: `c:cached{ timeout = 50 }(fn)`, or `c:cached(fn, opts)`.
 ---@param opts? cache.CachedOptions|number options, or the timeout

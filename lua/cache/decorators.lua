@@ -390,6 +390,8 @@ function Cache:get_dict(...) return self.cache:get_dict(...) end
 function Cache:has(...) return self.cache:has(...) end
 function Cache:inc(...) return self.cache:inc(...) end
 function Cache:dec(...) return self.cache:dec(...) end
+--- The backend's counters (fetch's included: it counts on the backend).
+function Cache:stats() return self.cache:stats() end
 
 function Cache:__tostring()
   return ("Cache(%s)"):format(tostring(self.cache))
