@@ -41,4 +41,19 @@ cache_backend *cache_lua_object(lua_State *L, int idx, int get_name,
  * the stack. */
 int cache_bind_keys(lua_State *L);
 
+/* The open backend of the object at idx, its scratch buffer emptied (and
+ * given in *scratch when not NULL); raises on anything else. */
+cache_backend *cache_lua_check_backend(lua_State *L, int idx,
+                                       cache_buf **scratch);
+/* Pushes a handle that owns no backend yet and returns where to put it: a
+ * backend stored there is closed when the handle is collected. */
+cache_backend **cache_lua_new_handle(lua_State *L);
+/* Replaces the handle on top of the stack (its backend set) with a backend
+ * object owning it, like those the constructors return. */
+void cache_lua_wrap_handle(lua_State *L);
+
+/* Adds fetch's steps, TieredCache and SharedDictCache's zone lookup
+ * (bindings/fetch.c) to the module table on top of the stack. */
+void cache_bind_fetch(lua_State *L);
+
 #endif

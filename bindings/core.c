@@ -64,6 +64,9 @@ static cache_backend *check_backend(lua_State *L, handle **hp)
     return h->b;
 }
 
+static int m_tostring(lua_State *L);
+static int object_newindex(lua_State *L);
+
 /* For the fused paths of bindings/memo.c (memoize): the open backend of the
  * cache object at idx, with its scratch buffer emptied, when its get and
  * get_many are still this module's (a method replaced from Lua must see
@@ -643,38 +646,22 @@ static int object_newindex(lua_State *L)
     return 0;
 }
 
-/* Upvalue 1: the backend class name; upvalue 2: the metatable of field
- * tables. Called as cache.SimpleCache{...} or cache.SimpleCache(). */
-static int open_backend(lua_State *L)
-{
-    const char *type = lua_tostring(L, lua_upvalueindex(1));
-    lua_settop(L, 1);
-    if (lua_isnil(L, 1)) {
-        lua_newtable(L);
-        lua_replace(L, 1);
-    }
-    if (lua_type(L, 1) != LUA_TTABLE)
-        return arg_error(L, 1, "options", "table");
-    lua_newtable(L); /* anchor for converted strings */
-    cache_opts opts = convert_options(L, type, 1, 2);
-    cache_err err = {0, ""};
+static char fields_mt_key; /* the registry holds the field tables' metatable */
 
+cache_backend **cache_lua_new_handle(lua_State *L)
+{
     handle *h = lua_newuserdata(L, sizeof *h);
     h->b = NULL;
     cache_buf_init(&h->scratch);
     luaL_getmetatable(L, HANDLE_MT);
     lua_setmetatable(L, -2);
+    return &h->b;
+}
+
+void cache_lua_wrap_handle(lua_State *L)
+{
     int hidx = lua_gettop(L);
-
-    h->b = cache_open(type, &opts, &err);
-    if (!h->b) {
-        /* name the backend once, whether or not its message already does */
-        size_t tl = strlen(type);
-        if (strncmp(err.msg, type, tl) == 0 && err.msg[tl] == ':')
-            return luaL_error(L, "%s", err.msg);
-        return luaL_error(L, "%s: %s", type, err.msg);
-    }
-
+    handle *h = luaL_checkudata(L, hidx, HANDLE_MT);
     lua_createtable(L, 0, 1); /* the object */
     int obj = lua_gettop(L);
     lua_pushlightuserdata(L, &handle_key);
@@ -692,10 +679,59 @@ static int open_backend(lua_State *L)
     else
         lua_pushnumber(L, (lua_Number)dt);
     lua_setfield(L, -2, "default_timeout");
-    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_pushlightuserdata(L, &fields_mt_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
     lua_setmetatable(L, -2);
     lua_setfield(L, -2, "__index");
     lua_setmetatable(L, obj);
+    lua_replace(L, hidx);
+}
+
+cache_backend *cache_lua_check_backend(lua_State *L, int idx, cache_buf **scratch)
+{
+    idx = lua_absindex(L, idx);
+    if (lua_type(L, idx) != LUA_TTABLE)
+        luaL_error(L, "bad self: call cache methods with ':' (c:get(key))");
+    lua_pushlightuserdata(L, &handle_key);
+    lua_rawget(L, idx);
+    handle *h = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (!h)
+        luaL_error(L, "bad self: not a cache object");
+    if (!h->b)
+        luaL_error(L, "cache is closed");
+    h->scratch.len = 0;
+    if (scratch)
+        *scratch = &h->scratch;
+    return h->b;
+}
+
+/* Upvalue 1: the backend class name. Called as cache.SimpleCache{...} or
+ * cache.SimpleCache(). */
+static int open_backend(lua_State *L)
+{
+    const char *type = lua_tostring(L, lua_upvalueindex(1));
+    lua_settop(L, 1);
+    if (lua_isnil(L, 1)) {
+        lua_newtable(L);
+        lua_replace(L, 1);
+    }
+    if (lua_type(L, 1) != LUA_TTABLE)
+        return arg_error(L, 1, "options", "table");
+    lua_newtable(L); /* anchor for converted strings */
+    cache_opts opts = convert_options(L, type, 1, 2);
+    cache_err err = {0, ""};
+
+    cache_backend **slot = cache_lua_new_handle(L);
+    *slot = cache_open(type, &opts, &err);
+    if (!*slot) {
+        /* name the backend once, whether or not its message already does */
+        size_t tl = strlen(type);
+        if (strncmp(err.msg, type, tl) == 0 && err.msg[tl] == ':')
+            return luaL_error(L, "%s", err.msg);
+        return luaL_error(L, "%s: %s", type, err.msg);
+    }
+    cache_lua_wrap_handle(L);
     return 1;
 }
 
@@ -773,15 +809,19 @@ int luaopen_cache_core(lua_State *L)
     lua_setfield(L, module, "methods"); /* Lua code may add methods here */
     lua_setfield(L, fields_mt, "__index");
 
+    lua_pushlightuserdata(L, &fields_mt_key);
+    lua_pushvalue(L, fields_mt);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+
     /* one constructor per registered backend type */
     for (const cache_backend_type *t = cache_backend_types(); t->name; t++) {
         lua_pushstring(L, t->name);
-        lua_pushvalue(L, fields_mt);
-        lua_pushcclosure(L, open_backend, 2);
+        lua_pushcclosure(L, open_backend, 1);
         lua_setfield(L, module, t->name);
     }
     lua_settop(L, module);
 
     cache_bind_keys(L);
+    cache_bind_fetch(L);
     return 1;
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "bindings.h"
+#include "envelope.h"
 
 /* One level of the walk: the table being encoded and the stack slot of the
  * key under which it was found, so an error can spell out the whole path. */
@@ -423,6 +424,11 @@ static void push_item(lua_State *L, cache_reader *r)
 void cache_lua_decode(lua_State *L, const char *bytes, size_t len)
 {
     cache_reader r;
+    cache_envelope env;
+    if (cache_envelope_open(bytes, len, &env)) { /* a fetched entry: its value */
+        bytes = env.value.ptr;
+        len = env.value.len;
+    }
     cache_reader_init(&r, bytes, len);
     push_item(L, &r);
 }

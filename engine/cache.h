@@ -174,6 +174,13 @@ typedef struct cache_vtable {
 
     void (*destroy)(cache_backend *);
 
+    /* Optional: deletes key only while it holds exactly value (codec
+     * bytes), atomically: how fetch's lock owner releases its lock.
+     * CACHE_OK deleted, CACHE_MISS absent or holding something else. NULL:
+     * the engine reads, compares and deletes (not atomic). */
+    int (*del_if)(cache_backend *, cache_str key, cache_str value,
+                  cache_err *);
+
     /* Optional, for backends that hold their entries in memory: what they
      * hold now (see cache_mem_stats). */
     void (*mem_stats)(cache_backend *, cache_mem_stats *);
@@ -256,5 +263,8 @@ int cache_set_many(cache_backend *, size_t n, const cache_str *keys,
                    cache_err *);
 int cache_del_many(cache_backend *, size_t n, const cache_str *keys,
                    int *status, cache_err *);
+/* vt->del_if or its fallback; counts failures only (it is bookkeeping). */
+int cache_del_if(cache_backend *, cache_str key, cache_str value,
+                 cache_err *);
 
 #endif

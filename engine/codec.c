@@ -9,6 +9,7 @@
 #include <msgpack/pack.h>
 
 #include "codec.h"
+#include "envelope.h"
 
 /* ---- encoding ------------------------------------------------------------ */
 
@@ -261,6 +262,15 @@ int cache_validate(const void *bytes, size_t len, cache_err *err)
     cache_reader r;
     frame stack[CACHE_MAX_DEPTH];
     int depth = 0; /* open containers */
+    cache_envelope env;
+    /* fetch's envelope, at the top only: its value is validated as any
+     * value, where an ext (an envelope included) is corrupt */
+    if (cache_envelope_open(bytes, len, &env)) {
+        if (isnan(env.fresh_until) || isnan(env.expires) || isnan(env.delta))
+            return corrupt(err, "envelope with a time that is not a number");
+        bytes = env.value.ptr;
+        len = env.value.len;
+    }
     cache_reader_init(&r, bytes, len);
     if (len == 0)
         return corrupt(err, "empty");

@@ -312,3 +312,27 @@ int cache_del_many(cache_backend *b, size_t n, const cache_str *keys,
     count_each(b, n, status, &b->stats.deletes);
     return count_failure(b, rc);
 }
+
+/* The fallback compare-and-delete: another process can replace the entry
+ * between the read and the delete, and that entry is then deleted. */
+static int generic_del_if(cache_backend *b, cache_str key, cache_str value,
+                          cache_err *err)
+{
+    cache_buf cur;
+    cache_buf_init(&cur);
+    int rc = get_checked(b, key, &cur, err);
+    if (rc == CACHE_OK) {
+        int same = cur.len == value.len && memcmp(cur.data, value.ptr, value.len) == 0;
+        rc = same ? b->vt->del(b, key, err) : CACHE_MISS;
+    }
+    cache_buf_free(&cur);
+    return rc;
+}
+
+int cache_del_if(cache_backend *b, cache_str key, cache_str value,
+                 cache_err *err)
+{
+    if (b->vt->del_if)
+        return count_failure(b, b->vt->del_if(b, key, value, err));
+    return count_failure(b, generic_del_if(b, key, value, err));
+}

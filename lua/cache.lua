@@ -51,5 +51,8 @@ end
 if module_exists("cache.decorators") then
   require("cache.decorators").install(M)
 end
+if module_exists("cache.tiered") then
+  require("cache.tiered").install(M)
+end
 
 return M

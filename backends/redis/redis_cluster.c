@@ -381,6 +381,13 @@ static int cluster_incr(cache_backend *b, cache_str key, int64_t delta,
            redis_op_incr_finish(&cb->proto, q, 0, result, err));
 }
 
+static int cluster_del_if(cache_backend *b, cache_str key, cache_str value,
+                          cache_err *err)
+{
+    KEY_OP(redis_op_delif_build(&cb->proto, q, key, value, &cb->scratch, err),
+           redis_op_delif_finish(&cb->proto, q, 0, err));
+}
+
 /* ---- batches: one pipeline per node ------------------------------------------------ */
 
 typedef enum { BATCH_GET, BATCH_SET, BATCH_DEL } batch_op;
@@ -656,6 +663,7 @@ static const cache_vtable cluster_vtable = {
     .get_many = cluster_get_many,
     .set_many = cluster_set_many,
     .del_many = cluster_del_many,
+    .del_if = cluster_del_if,
     .destroy = cluster_destroy,
 };
 

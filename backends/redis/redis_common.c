@@ -104,6 +104,20 @@ int redis_single_has(cache_backend *b, cache_str key, cache_err *err)
     return done(s, rc);
 }
 
+int redis_single_del_if(cache_backend *b, cache_str key, cache_str value,
+                        cache_err *err)
+{
+    redis_single *s = (redis_single *)b;
+    redis_req_reset(&s->req);
+    int rc = redis_op_delif_build(&s->proto, &s->req, key, value, &s->scratch,
+                                  err);
+    if (rc == CACHE_OK)
+        rc = run(s, err);
+    if (rc == CACHE_OK)
+        rc = redis_op_delif_finish(&s->proto, &s->req, 0, err);
+    return done(s, rc);
+}
+
 int redis_single_incr(cache_backend *b, cache_str key, int64_t delta,
                       double new_ttl, int64_t *result, cache_err *err)
 {

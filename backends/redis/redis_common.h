@@ -49,6 +49,8 @@ int redis_single_set_many(cache_backend *b, size_t n, const cache_str *keys,
                           cache_err *err);
 int redis_single_del_many(cache_backend *b, size_t n, const cache_str *keys,
                           int *status, cache_err *err);
+int redis_single_del_if(cache_backend *b, cache_str key, cache_str value,
+                        cache_err *err);
 
 /* Deletes every key under p's prefix through fn (one server): SCAN MATCH
  * <escaped prefix>* COUNT 1000 in batches, each round trip carrying the

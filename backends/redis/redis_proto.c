@@ -664,3 +664,30 @@ int redis_op_scan_finish(const redis_proto *p, const redis_req *q, size_t at,
     *keys = r->element[1];
     return CACHE_OK;
 }
+
+/* ---- compare-and-delete ------------------------------------------------------ */
+
+static const char delif_script[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "return redis.call('DEL', KEYS[1]) else return 0 end";
+
+int redis_op_delif_build(const redis_proto *p, redis_req *q, cache_str key,
+                         cache_str value, cache_buf *scratch, cache_err *err)
+{
+    scratch->len = 0;
+    if (cache_external_encode(value, scratch))
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    redis_arg args[5] = {zarg("EVAL"), zarg(delif_script), zarg("1"),
+                         key_arg(p, key),
+                         {{scratch->data, scratch->len}, {NULL, 0}}};
+    return redis_req_add(q, 5, args, err);
+}
+
+int redis_op_delif_finish(const redis_proto *p, const redis_req *q, size_t at,
+                          cache_err *err)
+{
+    const redisReply *r = q->replies[at];
+    if (r->type == REDIS_REPLY_INTEGER)
+        return r->integer == 1 ? CACHE_OK : CACHE_MISS;
+    return unexpected(r, p->label, "EVAL (compare-and-delete)", err);
+}

@@ -22,6 +22,7 @@
  *                                   refuses a negative expiry; an entry that
  *                                   is already expired is simply absent)
  *   add       SET k v NX [PX ms]    nil = the key exists; ttl < 0: EXISTS k
+ *   del_if    EVAL (script)         DEL k while GET k is the given value
  *   incr      EVAL (script below)   INCRBY on an existing key (it keeps its
  *                                   TTL); a missing key is created at 0 with
  *                                   new_ttl first, atomically; the answer is
@@ -158,6 +159,14 @@ int redis_op_incr_build(const redis_proto *p, redis_req *q, cache_str key,
                         int64_t delta, double new_ttl, cache_err *err);
 int redis_op_incr_finish(const redis_proto *p, const redis_req *q, size_t at,
                          int64_t *result, cache_err *err);
+
+/* Compare-and-delete (fetch's lock release): EVAL of a script that DELs
+ * the key only while it holds value's external form; 1 = deleted
+ * (CACHE_OK), 0 = absent or another value (CACHE_MISS). */
+int redis_op_delif_build(const redis_proto *p, redis_req *q, cache_str key,
+                         cache_str value, cache_buf *scratch, cache_err *err);
+int redis_op_delif_finish(const redis_proto *p, const redis_req *q, size_t at,
+                          cache_err *err);
 
 /* One MGET of n keys. */
 int redis_op_mget_build(const redis_proto *p, redis_req *q, size_t n,

@@ -219,6 +219,7 @@ static const cache_vtable sentinel_vtable = {
     .get_many = redis_single_get_many,
     .set_many = redis_single_set_many,
     .del_many = redis_single_del_many,
+    .del_if = redis_single_del_if,
     .destroy = sentinel_destroy,
 };
 

@@ -70,6 +70,14 @@ local known = {
   CACHE_REDIS_SENTINEL_MASTER = "string",
   CACHE_REDIS_SENTINEL_PASSWORD = "string",
   CACHE_REDIS_CLUSTER = "table|string",
+  -- fetch's defaults (cache/fetch.lua checks their values)
+  CACHE_FETCH_NEG_TIMEOUT = "number",
+  CACHE_FETCH_STALE_TIMEOUT = "number",
+  CACHE_FETCH_REFRESH = "string",
+  CACHE_FETCH_EARLY_REFRESH = "number",
+  CACHE_FETCH_LOCK = "boolean",
+  CACHE_FETCH_LOCK_TIMEOUT = "number",
+  CACHE_FETCH_LOCK_TTL = "number",
 }
 
 -- Flask-Caching keys this port deliberately does not offer, and why.

@@ -10,6 +10,7 @@
 -- decorators (behaviour.md §5.2, §6.5, §6.6) and the version scheme.
 local core = require "cache.core"
 local config = require "cache.config"
+local fetch = require "cache.fetch"
 local raise = config.raise
 config.internal(debug.getinfo(1, "S").source)
 
@@ -413,12 +414,20 @@ function D.new(config_table)
     if not ok then raise(b) end
     backend = b
   end
+  local fetch_defaults = {}
+  for key, option in pairs(fetch.config_keys) do
+    if cfg[key] ~= nil then
+      fetch.check_option("cache.new", option, cfg[key], key)
+      fetch_defaults[option] = cfg[key]
+    end
+  end
   local self = setmetatable({
     cache = backend,
     _failing = false, -- true after a failure, until the backend answers again
     config = cfg,
     hash_method = cfg.CACHE_HASH_METHOD,
     source_check = cfg.CACHE_SOURCE_CHECK,
+    fetch_defaults = fetch_defaults,
   }, Cache)
   return self
 end
@@ -862,6 +871,7 @@ function D.install(module)
   M = module
   M.new = D.new
   M.Cache = Cache
+  fetch.install(M, Cache)
   if M.request_provider == nil then M.request_provider = default_request_provider end
   if M.log == nil then M.log = default_log end
   return M

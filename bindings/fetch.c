@@ -1,0 +1,250 @@
+/*
+ * fetch.c - the Lua face of engine/fetch.c and engine/tiered.c: the steps
+ * lua/cache/fetch.lua drives, and the TieredCache constructor.
+ *
+ * Each step is one call that never calls Lua: fetch.lua runs callbacks,
+ * sleeps and timers between them. Keys are checked by fetch.lua (so that
+ * misuse raises at the caller's line); here they are taken as given.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+#include "bindings.h"
+#include "fetch.h"
+#include "tiered.h"
+
+static cache_str arg_key(lua_State *L, int idx)
+{
+    cache_str k;
+    int t = lua_type(L, idx);
+    if (t != LUA_TSTRING && t != LUA_TNUMBER)
+        luaL_argerror(L, idx, "key: string expected");
+    k.ptr = lua_tolstring(L, idx, &k.len);
+    return k;
+}
+
+static double arg_seconds(lua_State *L, int idx)
+{
+    double d = (double)luaL_checknumber(L, idx);
+    if (isnan(d))
+        luaL_argerror(L, idx, "not a number (NaN)");
+    return d;
+}
+
+/* Decodes v, which lies in the object's scratch buffer. Decoding creates Lua
+ * objects, which can run finalizers, which can call methods of the same
+ * object and reuse its scratch: so the buffer is taken out of the object
+ * for the time of the decode (a nested call finds an empty one), and put
+ * back unless a nested call made a new one meanwhile. */
+static void decode_taken(lua_State *L, cache_buf *scratch, cache_str v)
+{
+    cache_buf own = *scratch;
+    cache_buf_init(scratch);
+    cache_lua_decode(L, v.ptr, v.len);
+    if (!scratch->data)
+        *scratch = own;
+    else
+        cache_buf_free(&own);
+}
+
+/* fetch_read(obj, key, beta)
+ *   a fresh entry:      value, level
+ *   anything else:      nil, nil, state, value, level
+ *                       (state "miss", "stale" or "early"; value and level
+ *                       only for the last two)
+ *   a backend failure:  nil, nil, "error", message */
+static int l_fetch_read(lua_State *L)
+{
+    cache_buf *scratch;
+    cache_backend *b = cache_lua_check_backend(L, 1, &scratch);
+    cache_str key = arg_key(L, 2);
+    double beta = lua_isnoneornil(L, 3) ? 0 : arg_seconds(L, 3);
+    cache_err err = {0, ""};
+    cache_fetch_entry e;
+    int rc = cache_fetch_read(b, key, beta, scratch, &e, &err);
+    if (rc < 0) {
+        lua_pushnil(L);
+        lua_pushnil(L);
+        lua_pushliteral(L, "error");
+        lua_pushstring(L, err.msg[0] ? err.msg : "backend failure");
+        return 4;
+    }
+    if (e.state == CACHE_FETCH_FRESH) {
+        decode_taken(L, scratch, e.value);
+        lua_pushinteger(L, e.level);
+        return 2;
+    }
+    lua_pushnil(L);
+    lua_pushnil(L);
+    if (e.state == CACHE_FETCH_MISS) {
+        lua_pushliteral(L, "miss");
+        return 3;
+    }
+    if (e.state == CACHE_FETCH_STALE)
+        lua_pushliteral(L, "stale");
+    else
+        lua_pushliteral(L, "early");
+    decode_taken(L, scratch, e.value);
+    lua_pushinteger(L, e.level);
+    return 5;
+}
+
+/* fetch_store(obj, key, value, timeout, stale_timeout, delta) -> true, or
+ * false and why. Raises on a value that cannot be stored. */
+static int l_fetch_store(lua_State *L)
+{
+    cache_str key = arg_key(L, 2);
+    double timeout = arg_seconds(L, 4);
+    double stale = lua_isnoneornil(L, 5) ? 0 : arg_seconds(L, 5);
+    double delta = lua_isnoneornil(L, 6) ? 0 : arg_seconds(L, 6);
+    if (isinf(timeout))
+        timeout = timeout > 0 ? 0 : -1;
+    if (isinf(stale))
+        stale = 1e15;
+    /* The value is encoded first (that may raise, and runs Lua's allocator)
+     * into a buffer a userdata owns; the backend is taken after it. */
+    cache_buf *vb = lua_newuserdata(L, sizeof *vb);
+    cache_buf_init(vb);
+    lua_pushvalue(L, lua_upvalueindex(1)); /* its metatable: __gc frees it */
+    lua_setmetatable(L, -2);
+    cache_writer w;
+    cache_writer_init(&w, vb);
+    cache_lua_encode(L, 3, &w, "value", CACHE_ENC_STORE);
+    if (w.failed)
+        return luaL_error(L, "out of memory");
+    cache_buf *scratch;
+    cache_backend *b = cache_lua_check_backend(L, 1, &scratch);
+    cache_err err = {0, ""};
+    int rc = cache_fetch_store(b, key, (cache_str){vb->data, vb->len}, timeout,
+                               stale, delta, scratch, &err);
+    cache_buf_free(vb);
+    if (rc < 0) {
+        lua_pushboolean(L, 0);
+        lua_pushstring(L, err.msg[0] ? err.msg : "backend failure");
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int buf_gc(lua_State *L)
+{
+    cache_buf *b = lua_touserdata(L, 1);
+    if (b)
+        cache_buf_free(b);
+    return 0;
+}
+
+/* fetch_lock(obj, key, ttl) -> token; false when another owner holds it;
+ * nil, message on a backend failure. */
+static int l_fetch_lock(lua_State *L)
+{
+    cache_backend *b = cache_lua_check_backend(L, 1, NULL);
+    cache_str key = arg_key(L, 2);
+    double ttl = arg_seconds(L, 3);
+    char token[CACHE_FETCH_TOKEN_LEN + 1];
+    cache_err err = {0, ""};
+    int rc = cache_fetch_lock(b, key, ttl, token, &err);
+    if (rc == CACHE_OK) {
+        lua_pushlstring(L, token, CACHE_FETCH_TOKEN_LEN);
+        return 1;
+    }
+    if (rc == CACHE_EXISTS) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    lua_pushnil(L);
+    lua_pushstring(L, err.msg[0] ? err.msg : "backend failure");
+    return 2;
+}
+
+/* fetch_unlock(obj, key, token) -> true released, false not ours (or
+ * false, message on a failure). */
+static int l_fetch_unlock(lua_State *L)
+{
+    cache_backend *b = cache_lua_check_backend(L, 1, NULL);
+    cache_str key = arg_key(L, 2);
+    const char *token = luaL_checkstring(L, 3);
+    cache_err err = {0, ""};
+    int rc = cache_fetch_unlock(b, key, token, &err);
+    lua_pushboolean(L, rc == CACHE_OK);
+    if (rc >= 0)
+        return 1;
+    lua_pushstring(L, err.msg[0] ? err.msg : "backend failure");
+    return 2;
+}
+
+/* fetch_note(obj, kind): kind a cache_fetch_note_kind. */
+static int l_fetch_note(lua_State *L)
+{
+    cache_backend *b = cache_lua_check_backend(L, 1, NULL);
+    lua_Integer k = luaL_checkinteger(L, 2);
+    if (k < CACHE_NOTE_LEVEL1 || k > CACHE_NOTE_LOCK_TIMEOUT)
+        return luaL_argerror(L, 2, "unknown note");
+    cache_fetch_note(b, (cache_fetch_note_kind)k);
+    return 0;
+}
+
+/* sleep(seconds): blocks the process (plain Lua has no scheduler to yield
+ * to; fetch.lua uses ngx.sleep where it can). */
+static int l_sleep(lua_State *L)
+{
+    double s = arg_seconds(L, 1);
+    if (s <= 0)
+        return 0;
+    struct timespec ts;
+    ts.tv_sec = (time_t)s;
+    ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+    return 0;
+}
+
+static int l_wall(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)cache_wall_now());
+    return 1;
+}
+
+/* tiered_open(l1, l2, ipc_or_nil, l1_timeout, ipc_interval) -> object.
+ * lua/cache/tiered.lua checks the options and names them in errors. */
+static int l_tiered_open(lua_State *L)
+{
+    cache_backend *l1 = cache_lua_check_backend(L, 1, NULL);
+    cache_backend *l2 = cache_lua_check_backend(L, 2, NULL);
+    cache_backend *ipc = lua_isnoneornil(L, 3) ? NULL : cache_lua_check_backend(L, 3, NULL);
+    double l1_timeout = arg_seconds(L, 4);
+    double interval = arg_seconds(L, 5);
+    cache_err err = {0, ""};
+    cache_backend **slot = cache_lua_new_handle(L);
+    *slot = cache_tiered_open(l1, l2, ipc, l1_timeout, interval, &err);
+    if (!*slot)
+        return luaL_error(L, "TieredCache: %s", err.msg);
+    cache_lua_wrap_handle(L);
+    return 1;
+}
+
+static const luaL_Reg fetch_functions[] = {
+    {"fetch_read", l_fetch_read},
+    {"fetch_lock", l_fetch_lock},
+    {"fetch_unlock", l_fetch_unlock},
+    {"fetch_note", l_fetch_note},
+    {"sleep", l_sleep},
+    {"wall", l_wall},
+    {"tiered_open", l_tiered_open},
+    {NULL, NULL},
+};
+
+void cache_bind_fetch(lua_State *L)
+{
+    luaL_setfuncs(L, fetch_functions, 0);
+    lua_newtable(L); /* the metatable of fetch_store's value buffers */
+    lua_pushcfunction(L, buf_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcclosure(L, l_fetch_store, 1);
+    lua_setfield(L, -2, "fetch_store");
+    lua_pushinteger(L, CACHE_FETCH_TOKEN_LEN);
+    lua_setfield(L, -2, "fetch_token_len");
+}
