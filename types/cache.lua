@@ -206,6 +206,28 @@ function Backend:stats() end
 ---@field CACHE_REDIS_SENTINEL_MASTER? string
 ---@field CACHE_REDIS_SENTINEL_PASSWORD? string
 ---@field CACHE_REDIS_CLUSTER? string|string[]
+---@field CACHE_FETCH_NEG_TIMEOUT? number fetch's default neg_timeout
+---@field CACHE_FETCH_STALE_TIMEOUT? number fetch's default stale_timeout (default 0)
+---@field CACHE_FETCH_REFRESH? "inline"|"background" fetch's default refresh (default "inline")
+---@field CACHE_FETCH_EARLY_REFRESH? number fetch's default early_refresh (default 0)
+---@field CACHE_FETCH_LOCK? boolean fetch's default lock (default false)
+---@field CACHE_FETCH_LOCK_TIMEOUT? number fetch's default lock_timeout (default 5)
+---@field CACHE_FETCH_LOCK_TTL? number fetch's default lock_ttl (default 30)
+
+---Options of `fetch` (defaults from cache.new's CACHE_FETCH_* keys). Unknown
+---options raise.
+---@class cache.FetchOptions
+---@field timeout? number freshness in seconds (default: the backend's default_timeout)
+---@field neg_timeout? number a nil result is stored this long (absent: not stored)
+---@field stale_timeout? number seconds an entry is kept past its freshness, served (level 4) when the callback fails or another caller holds the lock (default 0)
+---@field refresh? "inline"|"background" a stale hit recomputes before returning, or returns at once and recomputes after (default "inline")
+---@field early_refresh? number XFetch's beta: a fresh entry is recomputed early with a probability growing towards its expiry (default 0 = off)
+---@field lock? boolean single flight: one caller in all processes runs the callback (default false)
+---@field lock_timeout? number seconds a caller waits for another's value (default 5)
+---@field lock_ttl? number seconds a lock lives, so a dead owner's lock expires (default 30)
+
+---The callback of `fetch`: called with fetch's extra arguments on a miss.
+---@alias cache.FetchCallback fun(...): any, string?, number?
 
 ---Options `cached` and `memoize` share.
 ---@class cache.DecoratorOptions
@@ -217,6 +239,11 @@ function Backend:stats() end
 ---@field hash_method? "md5"|"sha1"|"sha256"|"sha512"|fun(bytes: string): string (default CACHE_HASH_METHOD)
 ---@field cache_none? boolean store a nil result too (default false)
 ---@field source_check? boolean the function's source enters the key (default CACHE_SOURCE_CHECK)
+---@field lock? boolean read and store through `fetch`, single flight (see cache.FetchOptions)
+---@field neg_timeout? number through `fetch`: a nil result is kept this long
+---@field stale_timeout? number through `fetch`: seconds a value is kept past its freshness, served when the function fails
+---@field refresh? "inline"|"background" through `fetch`: how a stale value is recomputed
+---@field early_refresh? number through `fetch`: XFetch's beta (0 = off)
 
 ---@class cache.CachedOptions : cache.DecoratorOptions
 ---@field key_prefix? string|fun(): string `%s` is the request path (default "view/%s")
@@ -316,6 +343,19 @@ function Cache:dec(key, delta) end
 ---@return cache.Stats
 function Cache:stats() end
 
+---Read-through: the value under key, computing it with callback(...) on a
+---miss. level: 1 the in-process tier, 2 the backend, 3 the callback ran, 4
+---a stale value was served. A callback returning nil, err gives nil, err
+---(no level); one that raises propagates (unless a stale value is served).
+---@param key string|number
+---@param opts? cache.FetchOptions
+---@param callback cache.FetchCallback returns value [, err [, timeout]]
+---@param ... any passed to callback
+---@return any value
+---@return string? err
+---@return 1|2|3|4|nil level
+function Cache:fetch(key, opts, callback, ...) end
+
 ---A view decorator: `c:cached{ timeout = 50 }(fn)`, or `c:cached(fn, opts)`.
 ---@param opts? cache.CachedOptions|number options, or the timeout
 ---@return cache.Decorator
@@ -380,6 +420,35 @@ function cache.encode(value) end
 ---@return cache.Value value
 ---@return true|string ok_or_err
 function cache.decode(bytes) end
+
+---Options of cache.TieredCache.
+---@class cache.TieredCacheOptions
+---@field l1 cache.Backend the in-process tier, this TieredCache's own (a SimpleCache)
+---@field l2 cache.Backend the shared tier
+---@field l1_timeout? number most seconds an entry stays in l1 (default 5)
+---@field ipc? string|boolean how other processes' l1 copies are invalidated: in OpenResty a lua_shared_dict name; true: a generation key in l2 (the default in plain Lua); false: none (the default in OpenResty)
+---@field ipc_interval? number seconds between generation checks (default 1; 0 with a dict)
+
+---A TieredCache: the contract over l1 and l2, and fetch.
+---@class cache.TieredCache : cache.Backend
+---@field l1 cache.Backend
+---@field l2 cache.Backend
+local TieredCache = {}
+
+---As Cache:fetch; level 1 is a hit in l1, 2 in l2.
+---@param key string|number
+---@param opts? cache.FetchOptions
+---@param callback cache.FetchCallback
+---@param ... any
+---@return any value
+---@return string? err
+---@return 1|2|3|4|nil level
+function TieredCache:fetch(key, opts, callback, ...) end
+
+---An in-process tier in front of a shared one (API.md §4).
+---@param opts cache.TieredCacheOptions
+---@return cache.TieredCache
+function cache.TieredCache(opts) end
 
 ---A Cache object on the backend the config names (Flask-Caching's `Cache`).
 ---@param config? cache.Config

@@ -211,6 +211,10 @@ local common_options = {
   timeout = "timeout", unless = "callable", forced_update = "callable",
   is_stale = "callable", response_filter = "callable", hash_method = "hash",
   cache_none = "boolean", source_check = "boolean",
+  -- these make the decorator read and store through fetch (cache/fetch.lua
+  -- checks them)
+  lock = "fetch", neg_timeout = "fetch", stale_timeout = "fetch",
+  refresh = "fetch", early_refresh = "fetch",
 }
 local cached_options = {
   key_prefix = "prefix", query_string = "boolean", make_cache_key = "callable",
@@ -235,6 +239,7 @@ end
 
 local function check_option(who, k, v, want)
   local ok
+  if want == "fetch" then return fetch.check_option(who, k, v) end
   if want == "timeout" then ok = valid_timeout(v)
   elseif want == "callable" then ok = callable(v)
   elseif want == "hash" then ok = callable(v) or (type(v) == "string" and config.hash_methods[v])
@@ -278,6 +283,12 @@ local function base_state(c, f, opts, who)
     hash = opts.hash_method or c.hash_method,
     timeout = opts.timeout, -- d.cache_timeout (nil: the backend's default)
   }
+  for k, want in pairs(common_options) do -- the fetch options given, if any
+    if want == "fetch" and opts[k] ~= nil then
+      st.fetch = st.fetch or {}
+      st.fetch[k] = opts[k]
+    end
+  end
   if st.unless then st.unless_args = takes_args(st.unless, 0) end
   if st.forced_update then st.forced_args = takes_args(st.forced_update, 0) end
   if st.is_stale then st.stale_args = takes_args(st.is_stale, 1) end
@@ -525,6 +536,78 @@ local function hit_indication()
   end
 end
 
+---------------------------------------------------------------------------
+-- Through fetch: a decorator given lock, neg_timeout, stale_timeout,
+-- refresh or early_refresh reads and stores with c:fetch, the decorated
+-- function as the callback. Keys stay the decorator's.
+---------------------------------------------------------------------------
+
+-- fetch's options: the decorator's, with its current timeout (a new table
+-- when cache_timeout changed, as fetch looks at a table once). cache_none
+-- keeps a nil result for the timeout unless neg_timeout says otherwise.
+local function fetch_options(st)
+  local o = st.fetch_opts
+  if o == nil or o.timeout ~= st.timeout then
+    o = {}
+    for k, v in pairs(st.fetch) do o[k] = v end
+    o.timeout = st.timeout
+    if st.cache_none and o.neg_timeout == nil then
+      o.neg_timeout = st.timeout or st.c.cache.default_timeout
+    end
+    st.fetch_opts = o
+  end
+  return o
+end
+
+-- The function's results as fetch's callback returns them: several packed
+-- into one value; nil, err is a failure (fetch serves a stale value then);
+-- a result response_filter refuses is returned with a negative timeout
+-- (not stored).
+local function fetch_result(st, ...)
+  local n = select("#", ...)
+  if (...) == nil then
+    if n >= 2 and select(2, ...) ~= nil then return nil, (select(2, ...)) end
+    return nil
+  end
+  if st.response_filter and not st.response_filter(...) then return pack_results(n, ...), nil, -1 end
+  return pack_results(n, ...)
+end
+
+local function through_fetch(st, key, refresh, obj, force, ...)
+  local c = st.c
+  if not st.fetch_cb then
+    local f = st.f
+    st.fetch_cb = function(...) return fetch_result(st, f(...)) end
+  end
+  local o = fetch_options(st)
+  local v, err, level
+  if force then
+    v, err, level = fetch.recompute(c, key, o, st.fetch_cb, ...)
+  else
+    v, err, level = c:fetch(key, o, st.fetch_cb, ...)
+    if level and level <= 2 and st.is_stale and stale(st, (unpack_results(v)), ...) then
+      v, err, level = fetch.recompute(c, key, o, st.fetch_cb, ...)
+    end
+  end
+  if level == nil then
+    -- decorators fail open: past lock_timeout the function runs itself
+    if err == "lock timeout" then return st.f(...) end
+    return v, err
+  end
+  if level == 3 and refresh then
+    -- memoize's version keys live as long as the entry, its stale time
+    -- included
+    local ttl, keep = st.timeout, o.stale_timeout
+    if keep and keep > 0 then
+      ttl = ttl or c.cache.default_timeout
+      if ttl > 0 then ttl = ttl + keep end
+    end
+    refresh(st, ttl, obj)
+  end
+  if level <= 2 and st.hit_indication then hit_indication() end
+  return unpack_results(v)
+end
+
 local function make_cached(c, f, opts)
   local st = base_state(c, f, opts, "cached")
   st.name = default_name(underlying(f)) or tostring(f)
@@ -543,6 +626,7 @@ local function make_cached(c, f, opts)
     if type(key) ~= "string" and type(key) ~= "number" then
       raise("cached: make_cache_key must return a string, got " .. type(key))
     end
+    if st.fetch then return through_fetch(st, key, nil, nil, st.forced_update and forced(st, ...), ...) end
     if not (st.forced_update and forced(st, ...)) then
       local found, rv, err = lookup(st, key, ...)
       if err ~= nil then
@@ -746,7 +830,7 @@ local function make_memoized(c, f, opts)
   -- whenever it cannot do exactly what memo_key + lookup do, and the call
   -- then takes the plain path below.
   local ctx
-  if st.plain_args and type(st.hash) == "string" and not st.make_name then
+  if st.plain_args and type(st.hash) == "string" and not st.make_name and not st.fetch then
     ctx = core.memo_ctx(st.hash, fname, st.source, st.version_key, is_stale ~= nil)
   end
   local memo_fetch = core.memo_fetch
@@ -786,6 +870,7 @@ local function make_memoized(c, f, opts)
       backend_failed(c, "reading the version", st.name, err)
       return f(...)
     end
+    if st.fetch then return through_fetch(st, key, refresh_versions, is_method and (...) or nil, force, ...) end
     if not force then
       local found, rv, gerr = lookup(st, key, ...)
       if gerr ~= nil then

@@ -446,18 +446,31 @@ function F.backend_fetch(self, key, opts, cb, ...)
   return fetch(self, st, key, opts, cb, ...)
 end
 
---- Adds Cache:fetch to the Cache class; module is the cache module.
+--- Adds Cache:fetch to the Cache class, and F.recompute; module is the
+-- cache module.
 function F.install(module, Cache)
   M = module
-  --- c:fetch(key, opts, callback, ...) -> value, err, level (API.md §4).
-  function Cache:fetch(key, opts, callback, ...)
+  local function state_of(self)
     local st = self._fetch
     if st == nil then
       if getmetatable(self) ~= Cache then raise("fetch: call it as c:fetch(key, opts, callback)") end
       st = F.state(self.fetch_defaults)
       self._fetch = st
     end
-    return fetch(self.cache, st, key, opts, callback, ...)
+    return st
+  end
+
+  --- c:fetch(key, opts, callback, ...) -> value, err, level (API.md §4).
+  function Cache:fetch(key, opts, callback, ...)
+    return fetch(self.cache, self._fetch or state_of(self), key, opts, callback, ...)
+  end
+
+  --- Runs the callback and stores its result as fetch would, whatever is
+  -- stored (the decorators' forced_update and is_stale).
+  function F.recompute(c, key, opts, cb, ...)
+    local st = state_of(c)
+    local o = st.resolved[opts or NO_OPTIONS] or resolve(st, opts)
+    return computed(c.cache, compute(c.cache, o, key, cb, ...))
   end
 end
 
