@@ -52,8 +52,14 @@ cache_backend **cache_lua_new_handle(lua_State *L);
  * object owning it, like those the constructors return. */
 void cache_lua_wrap_handle(lua_State *L);
 
-/* Adds fetch's steps, TieredCache and SharedDictCache's zone lookup
- * (bindings/fetch.c) to the module table on top of the stack. */
+/* Adds fetch's steps and TieredCache's constructor (bindings/fetch.c), and
+ * SharedDictCache's zone lookup (bindings/shdict.c), to the module table
+ * on top of the stack. */
 void cache_bind_fetch(lua_State *L);
+void cache_bind_shdict(lua_State *L);
+/* A userdata made by this module to stand for an object of the host (an
+ * nginx shared dict zone): fills o as a CACHE_OPT_PTR and returns 1; 0 for
+ * any other userdata. */
+int cache_lua_host_option(lua_State *L, int idx, cache_opt *o);
 
 #endif

@@ -483,7 +483,8 @@ static int m_stats(lua_State *L)
     if (b->vt->mem_stats) {
         cache_mem_stats m = {0, 0, 0};
         b->vt->mem_stats(b, &m);
-        stat_field(L, "items", m.items);
+        if (m.items != CACHE_MEM_UNKNOWN)
+            stat_field(L, "items", m.items);
         stat_field(L, "bytes", m.bytes);
         stat_field(L, "evictions", m.evictions);
     }
@@ -577,6 +578,10 @@ static void convert_option(lua_State *L, const char *cls, cache_opt *o,
     case LUA_TTABLE:
         convert_list(L, cls, v, o, anchor);
         break;
+    case LUA_TUSERDATA:
+        if (cache_lua_host_option(L, v, o))
+            break;
+        /* fall through */
     default:
         luaL_error(L, "%s: option '%s': unsupported type %s", cls, o->name,
                    luaL_typename(L, v));
@@ -823,5 +828,6 @@ int luaopen_cache_core(lua_State *L)
 
     cache_bind_keys(L);
     cache_bind_fetch(L);
+    cache_bind_shdict(L);
     return 1;
 }

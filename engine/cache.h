@@ -67,7 +67,9 @@ typedef enum {
     CACHE_OPT_INT,
     CACHE_OPT_NUM,
     CACHE_OPT_STR,
-    CACHE_OPT_LIST /* a list of strings (numbers are given as text) */
+    CACHE_OPT_LIST, /* a list of strings (numbers are given as text) */
+    CACHE_OPT_PTR   /* an object of the host, made by the binding only
+                       (SharedDictCache's zone), tagged with its kind */
 } cache_opt_type;
 
 typedef struct cache_opt {
@@ -82,6 +84,8 @@ typedef struct cache_opt {
     const char *const *list; /* CACHE_OPT_LIST: count strings */
     const size_t *list_lens;
     size_t count;
+    void *p;          /* CACHE_OPT_PTR */
+    const char *ptag; /* what p points to */
 } cache_opt;
 
 typedef struct cache_opts {
@@ -103,6 +107,9 @@ int cache_opt_str(cache_opts *o, const char *name, const char **out,
 /* A list option; a single string is accepted as a list of one. */
 int cache_opt_list(cache_opts *o, const char *name, const cache_opt **out,
                    cache_err *err);
+/* A CACHE_OPT_PTR option whose tag is tag (compared as a string). */
+int cache_opt_ptr(cache_opts *o, const char *name, const char *tag,
+                  void **out, cache_err *err);
 /* CACHE_EINVAL naming the first option nobody took, else CACHE_OK. */
 int cache_opts_check_unused(const cache_opts *o, const char *backend,
                             cache_err *err);
@@ -126,6 +133,7 @@ double cache_deadline(double ttl, double now);
 typedef struct cache_backend cache_backend;
 
 /* What an in-memory backend holds (vt->mem_stats). */
+#define CACHE_MEM_UNKNOWN UINT64_MAX /* a count the backend cannot tell */
 typedef struct cache_mem_stats {
     uint64_t items;     /* entries held, expired ones not yet dropped included */
     uint64_t bytes;     /* bytes of keys and values held */

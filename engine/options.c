@@ -23,6 +23,7 @@ static const char *type_name(cache_opt_type t)
     case CACHE_OPT_NUM: return "number";
     case CACHE_OPT_STR: return "string";
     case CACHE_OPT_LIST: return "table";
+    case CACHE_OPT_PTR: return "userdata";
     }
     return "?";
 }
@@ -121,6 +122,19 @@ int cache_opt_list(cache_opts *o, const char *name, const cache_opt **out,
     if (it->type != CACHE_OPT_LIST)
         return wrong_type(err, it, "list of strings");
     *out = it;
+    return 1;
+}
+
+int cache_opt_ptr(cache_opts *o, const char *name, const char *tag,
+                  void **out, cache_err *err)
+{
+    cache_opt *it = find(o, name);
+    if (!it)
+        return 0;
+    it->used = 1;
+    if (it->type != CACHE_OPT_PTR || !it->ptag || strcmp(it->ptag, tag) != 0)
+        return wrong_type(err, it, tag);
+    *out = it->p;
     return 1;
 }
 

@@ -22,7 +22,8 @@
     X("MemcachedCache", cache_memcached_create)                  \
     X("SASLMemcachedCache", cache_sasl_memcached_create)         \
     X("SpreadSASLMemcachedCache", cache_spread_sasl_memcached_create) \
-    X("UWSGICache", cache_uwsgi_create)
+    X("UWSGICache", cache_uwsgi_create)                          \
+    X("SharedDictCache", cache_shdict_create)
 
 #define DECLARE(name, fn) cache_backend *fn(cache_opts *, cache_err *);
 CACHE_BACKENDS(DECLARE)

@@ -26,6 +26,40 @@ for name in pairs(core.backend_types()) do
   M[name] = core[name]
 end
 
+--- cache.SharedDictCache{ dict = "name", ... } (OpenResty): the dict is
+-- looked up in ngx.shared here and its zone handed to the C backend
+-- (backends/shdict.c). With a key_prefix the object gets a clear of its
+-- own, in Lua, as only Lua can list a zone's keys.
+local shdict_ctor = core.SharedDictCache
+if shdict_ctor then
+  function M.SharedDictCache(opts)
+    if opts == nil then opts = {} end
+    if type(opts) ~= "table" then return shdict_ctor(opts) end -- it names the error here
+    local o = {}
+    for k, v in pairs(opts) do o[k] = v end
+    if o.zone ~= nil then error("SharedDictCache: unknown option 'zone'", 2) end
+    local ngx = rawget(_G, "ngx")
+    local shared = type(ngx) == "table" and ngx.shared
+    local dict = shared and type(o.dict) == "string" and shared[o.dict] or nil
+    if dict then o.zone = core.shdict_zone(dict) end
+    -- called by pcall, the constructor's message has no position: the
+    -- caller's is added
+    local ok, obj = pcall(shdict_ctor, o)
+    if not ok then error(obj, 2) end
+    local prefix = o.key_prefix
+    if dict and type(prefix) == "string" and prefix ~= "" then
+      obj.clear = function()
+        local keys = dict:get_keys(0)
+        for i = 1, #keys do
+          if keys[i]:sub(1, #prefix) == prefix then dict:delete(keys[i]) end
+        end
+        return true
+      end
+    end
+    return obj
+  end
+end
+
 --- Encodes a value the way backends store it (MessagePack bytes).
 M.encode = core.encode
 --- Decodes such bytes: the value and true, or nil and why.

@@ -23,8 +23,9 @@ describe("the backend registry", function()
   end
   table.sort(classes)
 
-  it("has the ten backends of cachelib and Flask-Caching", function()
-    assert.equal(10, #classes)
+  it("has the ten backends of cachelib and Flask-Caching, and SharedDictCache", function()
+    assert.equal(11, #classes)
+    assert.is_true(cache.backend_types().SharedDictCache)
   end)
 
   local short = {}

@@ -66,6 +66,11 @@
 ---@field chunksize? integer bytes per chunk (default 1048576)
 ---@field maxchunk? integer most chunks of one value (default 32)
 
+---@class cache.SharedDictCacheOptions : cache.BackendOptions
+---@field dict string the lua_shared_dict's name (required; OpenResty only)
+---@field key_prefix? string prepended to every key; `clear()` then removes only these
+---@field evict? boolean a full zone drops least-recently-used entries (default true); false: `set` fails with "no memory"
+
 ---@class cache.UWSGICacheOptions : cache.BackendOptions
 ---@field cache? string `"name@host:port"` or `"name@/path.sock"` (default "")
 ---@field timeout? number seconds per request (default 1.0)
@@ -206,6 +211,7 @@ function Backend:stats() end
 ---@field CACHE_REDIS_SENTINEL_MASTER? string
 ---@field CACHE_REDIS_SENTINEL_PASSWORD? string
 ---@field CACHE_REDIS_CLUSTER? string|string[]
+---@field CACHE_SHARED_DICT? string SharedDictCache's dict
 ---@field CACHE_FETCH_NEG_TIMEOUT? number fetch's default neg_timeout
 ---@field CACHE_FETCH_STALE_TIMEOUT? number fetch's default stale_timeout (default 0)
 ---@field CACHE_FETCH_REFRESH? "inline"|"background" fetch's default refresh (default "inline")
@@ -500,5 +506,10 @@ function cache.SpreadSASLMemcachedCache(opts) end
 ---@param opts? cache.UWSGICacheOptions
 ---@return cache.Backend
 function cache.UWSGICache(opts) end
+
+---An nginx lua_shared_dict, shared by every worker (OpenResty only).
+---@param opts? cache.SharedDictCacheOptions
+---@return cache.Backend
+function cache.SharedDictCache(opts) end
 
 return cache

@@ -37,6 +37,7 @@ C.short_names = {
   saslmemcached = "SASLMemcachedCache",
   spreadsaslmemcached = "SpreadSASLMemcachedCache",
   uwsgi = "UWSGICache",
+  shareddict = "SharedDictCache", -- OpenResty's lua_shared_dict
 }
 
 local classes = {}
@@ -70,6 +71,7 @@ local known = {
   CACHE_REDIS_SENTINEL_MASTER = "string",
   CACHE_REDIS_SENTINEL_PASSWORD = "string",
   CACHE_REDIS_CLUSTER = "table|string",
+  CACHE_SHARED_DICT = "string",
   -- fetch's defaults (cache/fetch.lua checks their values)
   CACHE_FETCH_NEG_TIMEOUT = "number",
   CACHE_FETCH_STALE_TIMEOUT = "number",
@@ -194,6 +196,11 @@ function derive.UWSGICache(cfg, o)
 end
 
 function derive.NullCache() end
+
+function derive.SharedDictCache(cfg, o)
+  if cfg.CACHE_SHARED_DICT ~= nil then o.dict = cfg.CACHE_SHARED_DICT end
+  key_prefix(cfg, o)
+end
 
 --- The effective config (a copy with Flask-Caching's defaults filled in),
 -- the backend class name (or the factory function) and its options.
