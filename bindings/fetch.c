@@ -49,8 +49,9 @@ static void decode_taken(lua_State *L, cache_buf *scratch, cache_str v)
         cache_buf_free(&own);
 }
 
-/* fetch_read(obj, key, beta)
- *   a fresh entry:      value, level
+/* fetch_read(obj, key, beta [, peek])
+ *   a fresh entry:      value, level (counted as served at that level unless
+ *                       peek is true)
  *   anything else:      nil, nil, state, value, level
  *                       (state "miss", "stale" or "early"; value and level
  *                       only for the last two)
@@ -61,9 +62,12 @@ static int l_fetch_read(lua_State *L)
     cache_backend *b = cache_lua_check_backend(L, 1, &scratch);
     cache_str key = arg_key(L, 2);
     double beta = lua_isnoneornil(L, 3) ? 0 : arg_seconds(L, 3);
+    int peek = lua_toboolean(L, 4);
     cache_err err = {0, ""};
     cache_fetch_entry e;
     int rc = cache_fetch_read(b, key, beta, scratch, &e, &err);
+    if (rc == CACHE_OK && peek && e.state == CACHE_FETCH_FRESH)
+        b->stats.levels[e.level - 1]--; /* looked at, not served */
     if (rc < 0) {
         lua_pushnil(L);
         lua_pushnil(L);

@@ -2,11 +2,12 @@
  * shdict.c - SharedDictCache's zone: the Lua side of handing an nginx
  * lua_shared_dict over to backends/shdict.c.
  *
- * core.shdict_zone(ngx.shared.NAME) takes the dict's table, whose first
- * slot lua-nginx-module fills with a light userdata of the zone, and
- * returns a full userdata of this module holding the zone
- * (ngx_http_lua_ffi_shdict_udata_to_zone). Only such a userdata becomes the
- * backend's "zone" option: Lua code cannot make one up.
+ * core.shdict_zone(ngx.shared.NAME) takes the dict's table, which must be
+ * one of ngx.shared's own values, whose first slot lua-nginx-module fills
+ * with a userdata holding the zone pointer, and returns a userdata of this
+ * module holding the zone (ngx_http_lua_ffi_shdict_udata_to_zone). Only
+ * such a userdata becomes the backend's "zone" option: Lua code cannot
+ * make one up, nor hand over another table's userdata.
  */
 #include "bindings.h"
 
@@ -15,11 +16,39 @@
 
 void *cache_shdict_udata_to_zone(void *udata); /* backends/shdict.c */
 
+/* Whether the table at idx is a value of the global ngx.shared. */
+static int is_shared_dict(lua_State *L, int idx)
+{
+    int found = 0;
+    lua_getglobal(L, "ngx");
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        lua_getfield(L, -1, "shared");
+        if (lua_type(L, -1) == LUA_TTABLE) {
+            lua_pushnil(L);
+            while (!found && lua_next(L, -2)) {
+                found = lua_rawequal(L, -1, idx);
+                lua_pop(L, 1);
+            }
+            if (found)
+                lua_pop(L, 1); /* the key lua_next left */
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return found;
+}
+
 static int l_shdict_zone(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
+    if (!is_shared_dict(L, 1)) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "not a lua_shared_dict of ngx.shared");
+        return 2;
+    }
     lua_rawgeti(L, 1, 1);
-    void *udata = lua_type(L, -1) == LUA_TLIGHTUSERDATA ? lua_touserdata(L, -1) : NULL;
+    int t = lua_type(L, -1);
+    void *udata = t == LUA_TUSERDATA || t == LUA_TLIGHTUSERDATA ? lua_touserdata(L, -1) : NULL;
     void *zone = udata ? cache_shdict_udata_to_zone(udata) : NULL;
     if (!zone) {
         lua_pushnil(L);

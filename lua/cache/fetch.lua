@@ -12,8 +12,8 @@ local config = require "cache.config"
 local raise = config.raise
 config.internal(debug.getinfo(1, "S").source)
 
-local type, pcall, error, tostring, getmetatable, setmetatable, rawget, pairs =
-  type, pcall, error, tostring, getmetatable, setmetatable, rawget, pairs
+local type, pcall, error, tostring, getmetatable, setmetatable, rawget, pairs, select =
+  type, pcall, error, tostring, getmetatable, setmetatable, rawget, pairs, select
 local min = math.min
 
 local read, store, lock, unlock, note =
@@ -248,9 +248,14 @@ end
 -- Refreshing in the background (OpenResty)
 ---------------------------------------------------------------------------
 
-local function refresh_job(premature, b, st, o, key, cb, ...)
+local function refresh_job(premature, b, st, o, key, stale, cb, ...)
   if not premature then
     local token = lock(b, key, o.lock_ttl)
+    if token and stale and select(2, read(b, key, 0, true)) then
+      -- fresh again: another worker refreshed it meanwhile
+      unlock(b, key, token)
+      token = false
+    end
     if token ~= false then -- nil: the lock's backend failed; refresh anyway
       local kind, err = compute(b, o, key, cb, ...)
       if token then unlock(b, key, token) end
@@ -264,10 +269,10 @@ end
 
 -- Starts a refresh in an ngx.timer, one per key and worker at a time.
 -- False when no timer can be had here (the caller refreshes inline).
-local function refresh_later(b, st, o, key, cb, ...)
+local function refresh_later(b, st, o, key, stale, cb, ...)
   if ngx == nil or ngx.timer == nil then return false end
   if st.refreshing[key] then return true end
-  local ok, started = pcall(ngx.timer.at, 0, refresh_job, b, st, o, key, cb, ...)
+  local ok, started = pcall(ngx.timer.at, 0, refresh_job, b, st, o, key, stale, cb, ...)
   if ok and started then
     st.refreshing[key] = true
     return true
@@ -283,7 +288,8 @@ end
 -- early refresh for (old_level 1 or 2): one caller recomputes, the others
 -- keep the old value.
 local function refresh(b, st, o, key, cb, old, old_level, ...)
-  if (old_level ~= 4 or o.refresh == "background") and refresh_later(b, st, o, key, cb, ...) then
+  if (old_level ~= 4 or o.refresh == "background")
+     and refresh_later(b, st, o, key, old_level == 4, cb, ...) then
     note(b, old_level == 4 and STALE or NOTE_LEVEL[old_level])
     return old, nil, old_level
   end
@@ -294,6 +300,14 @@ local function refresh(b, st, o, key, cb, old, old_level, ...)
     if token == false then
       note(b, old_level == 4 and STALE or NOTE_LEVEL[old_level])
       return old, nil, old_level
+    end
+    if token and old_level == 4 then
+      -- refreshed by another caller between the read and the lock?
+      local v, level = read(b, key, 0)
+      if level then
+        unlock(b, key, token)
+        return v, nil, level
+      end
     end
   end
   local kind, v = compute(b, o, key, cb, ...)

@@ -56,14 +56,21 @@ install_rock() {
 }
 
 layout() {
-    mkdir -p "$DIR"/{conf,logs,app,tmp,fscache}
+    mkdir -p "$DIR"/{conf/extra,logs,app,tmp,fscache}
     chmod 1777 "$DIR/fscache" # the example's FileSystemCache, written by the workers
     cp "$ROOT/examples/openresty/app.lua" "$DIR/app/"
+    # the specs' and benchmarks' handlers (spec/support/ngx: fetch, tiers,
+    # SharedDictCache)
+    cp "$ROOT"/spec/support/ngx/*.lua "$DIR/app/"
 }
 
 render() { # port
+    local f
     sed -e "s|@PREFIX@|$DIR|g" -e "s|@PORT@|$1|g" -e "s|@TREE@|$TREE|g" \
         -e "s|@APP_DIR@|$DIR/app|g" "$ROOT/examples/openresty/nginx.conf" >"$DIR/conf/nginx.conf"
+    for f in "$ROOT"/spec/support/ngx/*.conf; do
+        sed -e "s|@ROOT@|$ROOT|g" "$f" >"$DIR/conf/extra/$(basename "$f")"
+    done
 }
 
 # Starts nginx on port $1; returns 0 once it answers, 1 if the port was
