@@ -49,6 +49,39 @@ static void decode_taken(lua_State *L, cache_buf *scratch, cache_str v)
         cache_buf_free(&own);
 }
 
+/* Raises "fetch: <what>" at the line that called c:fetch: level 2 is the
+ * caller of the Lua function (fetch.lua's) that called this one. */
+static int misuse(lua_State *L, const char *fmt, const char *got)
+{
+    luaL_where(L, 2);
+    lua_pushfstring(L, fmt, got);
+    lua_concat(L, 2);
+    return lua_error(L);
+}
+
+/* fetch_call(obj, key, beta, callback) is fetch_read after the checks of
+ * c:fetch's own arguments, the key and the callback. */
+static int l_fetch_read(lua_State *L);
+
+static int l_fetch_call(lua_State *L)
+{
+    int t = lua_type(L, 2);
+    if (t != LUA_TSTRING && t != LUA_TNUMBER)
+        return misuse(L, "fetch: key: string expected, got %s", luaL_typename(L, 2));
+    if (lua_type(L, 4) != LUA_TFUNCTION) {
+        int ok = 0;
+        if (lua_getmetatable(L, 4)) {
+            lua_getfield(L, -1, "__call");
+            ok = !lua_isnil(L, -1);
+            lua_pop(L, 2);
+        }
+        if (!ok)
+            return misuse(L, "fetch: callback: function expected, got %s", luaL_typename(L, 4));
+    }
+    lua_settop(L, 3);
+    return l_fetch_read(L);
+}
+
 /* fetch_read(obj, key, beta [, peek])
  *   a fresh entry:      value, level (counted as served at that level unless
  *                       peek is true)
@@ -232,6 +265,7 @@ static int l_tiered_open(lua_State *L)
 
 static const luaL_Reg fetch_functions[] = {
     {"fetch_read", l_fetch_read},
+    {"fetch_call", l_fetch_call},
     {"fetch_lock", l_fetch_lock},
     {"fetch_unlock", l_fetch_unlock},
     {"fetch_note", l_fetch_note},

@@ -311,6 +311,9 @@ describe("fetch", function()
 
   describe("stats", function()
     it("counts a scripted sequence exactly", function()
+      local saved = cache.log
+      cache.log = function() end
+      finally(function() cache.log = saved end)
       local opts = { timeout = 0.1, stale_timeout = 30 }
       c:fetch("a", opts, function() return 1 end)           -- miss, run, set, level 3
       c:fetch("a", opts, function() return 1 end)           -- hit, level 2

@@ -18,6 +18,9 @@ local min = math.min
 
 local read, store, lock, unlock, note =
   core.fetch_read, core.fetch_store, core.fetch_lock, core.fetch_unlock, core.fetch_note
+-- fetch_read, after checking the key and the callback (raising at the line
+-- that called c:fetch)
+local first_read = core.fetch_call
 local monotonic, block_sleep = core.monotonic, core.sleep
 
 -- cache_fetch_note_kind (engine/fetch.h)
@@ -112,20 +115,6 @@ local function resolve(st, opts)
   end
   st.resolved[opts] = o
   return o
-end
-
-local function callable(v)
-  if type(v) == "function" then return true end
-  local mt = getmetatable(v)
-  return type(mt) == "table" and mt.__call ~= nil
-end
-
-local function misuse(key, callback)
-  local tk = type(key)
-  if tk ~= "string" and tk ~= "number" then
-    raise(("fetch: key: string expected, got %s"):format(tk))
-  end
-  raise(("fetch: callback: function expected, got %s"):format(type(callback)))
 end
 
 ---------------------------------------------------------------------------
@@ -433,31 +422,16 @@ end
 -- The methods
 ---------------------------------------------------------------------------
 
---- fetch on backend b with the state st (see F.state).
-function F.fetch(b, st, key, opts, cb, ...)
-  local o = st.resolved[opts or NO_OPTIONS] or resolve(st, opts)
-  local tk = type(key)
-  if (tk ~= "string" and tk ~= "number") or (type(cb) ~= "function" and not callable(cb)) then
-    misuse(key, cb)
-  end
-  local v, level, state, sv, slevel = read(b, key, o.early_refresh)
-  if level then return v, nil, level end
-  return slow(b, st, o, key, cb, state, sv, slevel, ...)
-end
-local fetch = F.fetch
-
--- The fetch states of backend objects (a TieredCache's), by object.
-local backend_states = setmetatable({}, weak_keys)
-
---- The fetch method of a backend object (TieredCache).
+--- The fetch method of a backend object (TieredCache), whose state is its
+-- raw field _fetch (lua/cache/tiered.lua sets it). A hit is one Lua call
+-- and one C call.
 function F.backend_fetch(self, key, opts, cb, ...)
-  local st = backend_states[self]
-  if st == nil then
-    if type(self) ~= "table" then raise("fetch: call it as c:fetch(key, opts, callback)") end
-    st = F.state()
-    backend_states[self] = st
-  end
-  return fetch(self, st, key, opts, cb, ...)
+  local st = self._fetch
+  if st == nil then raise("fetch: call it as c:fetch(key, opts, callback)") end
+  local o = st.resolved[opts or NO_OPTIONS] or resolve(st, opts)
+  local v, level, state, sv, slevel = first_read(self, key, o.early_refresh, cb)
+  if level then return v, nil, level end
+  return slow(self, st, o, key, cb, state, sv, slevel, ...)
 end
 
 --- Adds Cache:fetch to the Cache class, and F.recompute; module is the
@@ -475,8 +449,14 @@ function F.install(module, Cache)
   end
 
   --- c:fetch(key, opts, callback, ...) -> value, err, level (API.md §4).
+  -- A hit is one Lua call and one C call.
   function Cache:fetch(key, opts, callback, ...)
-    return fetch(self.cache, self._fetch or state_of(self), key, opts, callback, ...)
+    local st = self._fetch or state_of(self)
+    local o = st.resolved[opts or NO_OPTIONS] or resolve(st, opts)
+    local b = self.cache
+    local v, level, state, sv, slevel = first_read(b, key, o.early_refresh, callback)
+    if level then return v, nil, level end
+    return slow(b, st, o, key, callback, state, sv, slevel, ...)
   end
 
   --- Runs the callback and stores its result as fetch would, whatever is

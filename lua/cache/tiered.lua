@@ -69,9 +69,11 @@ function T.new(opts)
   end
   interval = seconds(opts, "ipc_interval", interval or 1)
   local obj = core.tiered_open(l1, l2, ipc_backend, l1_timeout, interval)
-  -- raw fields: the tiers (for the user), and fetch, which backends lack
+  -- raw fields: the tiers (for the user), and fetch, which backends lack,
+  -- with its state
   obj.l1, obj.l2 = l1, l2
   obj.fetch = fetch.backend_fetch
+  obj._fetch = fetch.state()
   return obj
 end
 
