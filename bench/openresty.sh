@@ -9,7 +9,11 @@
 #      Redis, memcached, uWSGI), timed on the monotonic clock in the handler;
 #   3. how long a get blocks when the server stops answering (SIGSTOP):
 #      bounded by the backend's timeout (0.5 s for Redis and uWSGI in the
-#      example; libmemcached's fixed 1 s poll timeout for memcached).
+#      example; libmemcached's fixed 1 s poll timeout for memcached);
+#   4. with the handlers of spec/support/ngx/fetch_app.lua: requests/s of a
+#      fetch hit from a TieredCache's l1 and of a SharedDictCache get (same
+#      body as the bare handler), and the stampede figure: callback runs for
+#      1000 concurrent requests of one cold key, with and without lock.
 # Starts its own Redis, memcached, uWSGI and nginx on free loopback ports and
 # stops them by PID.
 # Env: DURATION (wrk seconds, default 5), CONNS (default 32), THREADS (1).
@@ -75,18 +79,25 @@ echo "nginx $(nginx -v 2>&1 | sed 's|.*/||'), 2 workers, wrk -t$THREADS -c$CONNS
 for _ in $(seq 1 20); do
     curl -s -H 'Connection: close' -o /dev/null "$BASE/bench/cached" -o /dev/null "$BASE/bench/redis"
 done
+for _ in $(seq 1 20); do
+    curl -s -H 'Connection: close' -o /dev/null "$BASE/bench/fetch_l1" -o /dev/null "$BASE/bench/shdict"
+done
 declare -A runs=()
 for round in 1 2 3; do
-    for h in bare cached redis; do runs[$h]="${runs[$h]:-} $(rps /bench/$h)"; done
+    for h in bare cached redis fetch_l1 shdict; do runs[$h]="${runs[$h]:-} $(rps /bench/$h)"; done
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 bare=$(echo "${runs[bare]}" | median)
 cached=$(echo "${runs[cached]}" | median)
 redis=$(echo "${runs[redis]}" | median)
+fetch_l1=$(echo "${runs[fetch_l1]}" | median)
+shdict=$(echo "${runs[shdict]}" | median)
 printf '%-44s %10s req/s  (runs:%s)\n' \
     "bare content_by_lua (ngx.say)" "$bare" "${runs[bare]}" \
     "cached view hit, SimpleCache (per worker)" "$cached" "${runs[cached]}" \
-    "cached view hit, RedisCache (blocking)" "$redis" "${runs[redis]}"
+    "cached view hit, RedisCache (blocking)" "$redis" "${runs[redis]}" \
+    "fetch hit from L1 (TieredCache)" "$fetch_l1" "${runs[fetch_l1]}" \
+    "SharedDictCache get" "$shdict" "${runs[shdict]}"
 awk -v b="$bare" -v c="$cached" -v r="$redis" 'BEGIN {
     if (b > 0) printf "  medians: SimpleCache hit = %.0f%% of bare, Redis hit = %.0f%% of bare\n", 100*c/b, 100*r/b }'
 
@@ -124,3 +135,22 @@ echo "server not answering (SIGSTOP), one get:"
 stall redis "$REDIS_PID"
 stall memcached $MC_PIDS
 stall uwsgi $UWSGI_PIDS
+
+# The stampede figure: 1000 requests of one cold key at once (4 curl
+# processes of 250 parallel connections), a 100 ms callback; how many runs.
+stampede() { # lock: 1 or 0 -> callback runs
+    local key="stampede-$1-$RANDOM$RANDOM" i j args
+    for j in 1 2 3 4; do
+        args=()
+        for i in $(seq 1 250); do
+            [ "$i" -gt 1 ] && args+=(--next)
+            args+=(-s -o /dev/null -H 'Connection: close' "$BASE/fetch/stampede?b=shd&ms=100&lock=$1&k=$key")
+        done
+        curl --parallel --parallel-immediate --parallel-max 250 "${args[@]}" 2>/dev/null &
+    done
+    wait
+    curl -s "$BASE/fetch/runs?k=$key"
+}
+echo "fetch stampede (1000 concurrent requests of one cold key, 100 ms callback, SharedDictCache):"
+printf '  stampede|fetch stampede: callback runs per 1000 cold reads, without lock|%s\n' "$(stampede 0)"
+printf '  stampede|fetch stampede: callback runs per 1000 cold reads, lock = true|%s\n' "$(stampede 1)"

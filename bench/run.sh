@@ -7,7 +7,10 @@
 #   2. bench/decorators_redis.lua memoize / cached on RedisCache (pinned)
 #   3. bench/redis.sh             RedisCache beside redis-benchmark (pinned)
 #   4. bench/memcached.sh         MemcachedCache beside a raw protocol loop
-#   5. bench/openresty.sh         nginx + LuaJIT handlers (wrk)
+#   5. bench/openresty.sh         nginx + LuaJIT handlers (wrk), fetch's
+#                                 stampede figure in nginx
+#   6. bench/fetch_stampede.lua   fetch's stampede figure in plain Lua
+#                                 (processes over FileSystemCache)
 # Each network script starts and stops its own servers; one that is absent
 # or whose tools are missing is skipped with a note.
 #
@@ -19,7 +22,7 @@
 # Environment: LUA (lua5.4), MODDIR (where cache/core.so is; default the
 # repository root), CPU (the CPU network client and server share; 0),
 # BENCH_REPS (5), BENCH_SCALE (1), BENCH_SKIP (space-separated parts to
-# skip: local redis-deco redis memcached openresty), BENCH_OUT (also write
+# skip: local redis-deco redis memcached openresty fetch-stampede), BENCH_OUT (also write
 # the table to this file).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -134,13 +137,25 @@ if ! skipped openresty; then
                     match($0, /p99 [0-9.]+ us/); p = substr($0, RSTART + 4, RLENGTH - 7)
                     printf "openresty|OpenResty: one %s get inside a handler, %s|%.0f|%.0f|%.0f||\n", be, sz, (m > 0 ? 1e6 / m : 0), m * 1000, p * 1000
                 }' "$WORK/ngx.out" >>"$ROWS"
+            # "stampede|name|runs" lines: figures without a baseline
+            sed -n 's/^ *stampede|\([^|]*\)|\([0-9]*\)$/openresty|OpenResty \1|\2||||/p' "$WORK/ngx.out" >>"$ROWS"
             grep -E '^nginx |medians:' "$WORK/ngx.out" | sed 's/^ */OpenResty: /' >>"$NOTES"
-            sed -n '/not answering/,$p' "$WORK/ngx.out" | sed 's/^ */OpenResty, /' >>"$NOTES"
+            sed -n '/not answering/,$p' "$WORK/ngx.out" | grep -v '^ *stampede|' | sed 's/^ */OpenResty, /' >>"$NOTES"
         else
             note "openresty skipped: $(tail -n 2 "$WORK/ngx.err" | tr '\n' ' ')"
         fi
     else
         note "openresty skipped: bench/openresty.sh does not exist"
+    fi
+fi
+
+# ---- 6. fetch's stampede figure in plain Lua ------------------------------------------------------
+if ! skipped fetch-stampede; then
+    echo "bench: bench/fetch_stampede.lua..." >&2
+    if timeout 120 "$LUA" bench/fetch_stampede.lua >"$WORK/stampede.out" 2>"$WORK/stampede.err"; then
+        collect local "$WORK/stampede.out"
+    else
+        note "fetch stampede skipped: $(tail -n 2 "$WORK/stampede.err" | tr '\n' ' ')"
     fi
 fi
 
@@ -172,7 +187,7 @@ if [ -s "$NOTES" ]; then
     sed 's/^/Note: /' "$NOTES"
 fi
 echo
-echo "Targets (issue 9):"
+echo "Targets (issues 9 and 15):"
 } >"$WORK/table"
 
 # ---- targets ---------------------------------------------------------------------------------------
@@ -203,6 +218,10 @@ target "Redis set >= redis-benchmark -c1 -P1" "RedisCache set" ratio ">=" 1.0
 target "Redis get_many(100) >= 0.5x per-key rate of -P100" "RedisCache get_many(100) keys" ratio ">=" 0.5
 target "memcached get >= 0.9x raw protocol loop" "MemcachedCache get" ratio ">=" 0.9
 target "memcached set >= 0.9x raw protocol loop" "MemcachedCache set" ratio ">=" 0.9
+target "fetch hit from L1 >= 0.5x hand-written read-through" "fetch hit from L1 (TieredCache, 100 B)" ratio ">=" 0.5
+target "nginx: fetch hit from L1 >= 0.9x bare handler" "OpenResty req/s: fetch hit from L1 (TieredCache)" ratio ">=" 0.9
+target "nginx: SharedDictCache get >= 0.9x bare handler" "OpenResty req/s: SharedDictCache get" ratio ">=" 0.9
+target "fetch stampede with lock: 1 run per 1000 cold reads" "OpenResty fetch stampede: callback runs per 1000 cold reads, lock = true" ops "<=" 1
 if [ -s "$WORK/memory" ]; then
     IFS='|' read -r _ per payload limit _ <"$WORK/memory"
     if awk -v v="$per" -v l="$limit" 'BEGIN { exit !(v <= l) }'; then s=met; else s="NOT MET"; fi

@@ -369,6 +369,14 @@ describe("fetch", function()
     end)
   end)
 
+  it("examples/fetch.lua runs and prints what its comments say", function()
+    local out = helpers.sh(("cd %s && lua5.4 examples/fetch.lua 2>&1"):format(root))
+    assert.matches("user 1\tnil\t3\nuser 1\tnil\t2\nuser 1\n", out)
+    assert.matches("serving the stale value: database unreachable\nuser 1\tnil\t4\n", out)
+    assert.matches("lookups of user:404:\t1\n3\n1\n", out)
+    assert.matches("callback runs 3 %(1 failed%), stale served 1", out)
+  end)
+
   -- The same envelope on every backend: what fetch stores, get reads plain.
   for _, f in ipairs(helpers.backends()) do
     describe("on " .. f.name, function()

@@ -74,18 +74,24 @@ function M.sd_get()
   reply(tostring(worker().shd:get(ngx.var.arg_k)))
 end
 
---- GET /fetch/stampede?b=shd|redis&k=KEY: a fetch with lock = true of a
--- cold key through a 200 ms callback that counts its runs in the dict
--- "stats". Body: value level.
+--- GET /fetch/stampede?b=shd|redis&k=KEY[&lock=0][&ms=N]: a fetch of a
+-- cold key (lock = true unless lock=0) through a callback of N ms (200)
+-- that counts its runs in the dict "stats". Body: value level.
+local locked = { lock = true, timeout = 60, lock_timeout = 15 }
+local unlocked = { timeout = 60 }
+
+local function counted_value(key, seconds)
+  ngx.shared.stats:incr("runs:" .. key, 1, 0)
+  ngx.sleep(seconds)
+  return "computed"
+end
+
 function M.stampede()
   local c = worker()[ngx.var.arg_b]
   if not c then ngx.status = 501 return reply("no backend " .. tostring(ngx.var.arg_b)) end
   local key = ngx.var.arg_k
-  local v, err, level = c:fetch(key, { lock = true, timeout = 60, lock_timeout = 15 }, function()
-    ngx.shared.stats:incr("runs:" .. key, 1, 0)
-    ngx.sleep(0.2)
-    return "computed"
-  end)
+  local v, err, level = c:fetch(key, ngx.var.arg_lock == "0" and unlocked or locked, counted_value,
+                                key, (tonumber(ngx.var.arg_ms) or 200) / 1000)
   reply(tostring(v), " ", tostring(err or level))
 end
 
