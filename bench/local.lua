@@ -281,40 +281,4 @@ if cache.TieredCache and types.SimpleCache and types.FileSystemCache then
   os.execute("rm -rf '" .. dir .. "'")
 end
 
--- fetch ---------------------------------------------------------------------------
--- A hit from a TieredCache's l1 through fetch, beside the read-through a
--- user would write by hand over a Lua table (lookup, expiry check, the
--- callback on a miss).
-if cache.TieredCache and types.SimpleCache and types.FileSystemCache then
-  local dir = os.tmpname()
-  os.remove(dir)
-  local hand = {}
-  local function hand_fetch(k, cb)
-    local e = hand[k]
-    if e and e[2] > now() then return e[1] end
-    local v = cb()
-    hand[k] = { v, now() + 300 }
-    return v
-  end
-  local function value() return v100 end
-  local tiered = cache.TieredCache { l1 = cache.SimpleCache { threshold = KEYS * 2 },
-    l2 = cache.FileSystemCache { cache_dir = dir, threshold = 0 }, ipc = false, l1_timeout = 3600 }
-  local app = cache.new { CACHE_TYPE = "SimpleCache", CACHE_THRESHOLD = KEYS * 2 }
-  for i = 1, 1000 do
-    hand_fetch(keys[i], value)
-    tiered:fetch(keys[i], nil, value)
-    tiered:fetch(keys[i], nil, value) -- now in l1
-    app:fetch(keys[i], nil, value)
-  end
-  local base = "baseline: hand-written Lua read-through (table, expiry check)"
-  row(base, N, function(i) hand_fetch(keys[i % 1000 + 1], value) end)
-  row("fetch hit from L1 (TieredCache, 100 B)", N, function(i) tiered:fetch(keys[i % 1000 + 1], nil, value) end,
-      nil, base)
-  row("fetch hit (Cache on SimpleCache, 100 B)", N, function(i) app:fetch(keys[i % 1000 + 1], nil, value) end,
-      nil, base)
-  tiered:clear()
-  os.execute("rm -rf '" .. dir .. "'")
-end
-
-
 emit()
