@@ -35,7 +35,7 @@ print(user.name, err, level)                       --> user 1   nil   4
 -- A nil result kept for a while (neg_timeout), so a missing row is not
 -- looked up again and again.
 local lookups = 0
-local function find(id) lookups = lookups + 1 return nil end
+local function find(_id) lookups = lookups + 1 return nil end
 c:fetch("user:404", { neg_timeout = 30 }, find, 404)
 c:fetch("user:404", { neg_timeout = 30 }, find, 404)
 print("lookups of user:404:", lookups)             --> 1

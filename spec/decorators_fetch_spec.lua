@@ -14,7 +14,7 @@ describe("decorators through fetch", function()
 
   it("memoize with neg_timeout stores a nil result and does not recompute it", function()
     local runs = 0
-    local find = c:memoize { neg_timeout = 30 }(function(id) runs = runs + 1 return nil end)
+    local find = c:memoize { neg_timeout = 30 }(function(_id) runs = runs + 1 return nil end)
     assert.is_nil(find(7))
     assert.is_nil(find(7))
     assert.is_nil(find(7))
@@ -49,7 +49,7 @@ describe("decorators through fetch", function()
 
   it("memoize with stale_timeout treats a nil, err result as a failure", function()
     local answer = { "v1" }
-    local f = c:memoize { timeout = 0.1, stale_timeout = 30 }(function(x) return answer[1], answer[2] end)
+    local f = c:memoize { timeout = 0.1, stale_timeout = 30 }(function(_x) return answer[1], answer[2] end)
     assert.equal("v1", f(1))
     helpers.sleep(0.15)
     answer = { nil, "db down" }
@@ -131,8 +131,10 @@ describe("decorators through fetch", function()
     assert.matches("decorators_fetch_spec%.lua:%d+: memoize: option 'refresh': 'inline' or 'background' expected",
                    err)
     ok, err = pcall(function() c:cached { stale_timeout = -1 }(print) end)
+    assert.is_false(ok)
     assert.matches("cached: option 'stale_timeout': number >= 0 expected", err)
     ok, err = pcall(function() c:cached { lock = "yes" }(print) end)
+    assert.is_false(ok)
     assert.matches("cached: option 'lock': boolean expected", err)
   end)
 end)

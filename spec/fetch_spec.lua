@@ -45,6 +45,7 @@ describe("fetch", function()
       assert.equal(3, level)
       v, err, level = c:fetch("k", nil, cb, 2, 3)
       assert.same({ sum = 5 }, v)
+      assert.is_nil(err)
       assert.equal(2, level)
       assert.equal(1, runs())
       assert.same({ sum = 5 }, c:get("k"))
@@ -211,7 +212,8 @@ describe("fetch", function()
       assert.is_true(slow_other <= 2, slow_other .. " reads that did not refresh were slow")
       -- each recomputation began while the value before it was still fresh
       for i = 2, #runs do
-        assert.is_true(runs[i] - runs[i - 1] < 1, ("run %d came %.3f s after the previous"):format(i, runs[i] - runs[i - 1]))
+        local gap = runs[i] - runs[i - 1]
+        assert.is_true(gap < 1, ("run %d came %.3f s after the previous"):format(i, gap))
       end
       assert.equal(#runs, last_value)
     end)
@@ -267,6 +269,7 @@ describe("fetch", function()
       -- a waiter with a longer patience takes the lock over once it expired
       v, err, level = r:fetch("owned", { lock = true, lock_timeout = 5 }, function() return "mine" end)
       assert.equal("mine", v)
+      assert.is_nil(err)
       assert.equal(3, level)
       assert.is_true(now() - t_locked >= 1.4, "taken over before lock_ttl")
       local s = r:stats()
@@ -340,19 +343,23 @@ describe("fetch", function()
 
   describe("misuse", function()
     it("raises at the caller's line for unknown options, bad keys and callbacks", function()
-      local ok, err = pcall(function() c:fetch("k", { bogus = 1 }, print) end)
-      assert.is_false(ok)
-      assert.matches("fetch_spec%.lua:%d+: fetch: unknown option 'bogus'", err)
-      ok, err = pcall(function() c:fetch({}, nil, print) end)
-      assert.matches("fetch_spec%.lua:%d+: fetch: key: string expected, got table", err)
-      ok, err = pcall(function() c:fetch("k", nil, "nope") end)
-      assert.matches("fetch_spec%.lua:%d+: fetch: callback: function expected, got string", err)
-      ok, err = pcall(function() c:fetch("k", { refresh = "later" }, print) end)
-      assert.matches("fetch: option 'refresh': 'inline' or 'background' expected, got 'later'", err)
-      ok, err = pcall(function() c:fetch("k", { lock_ttl = 0 }, print) end)
-      assert.matches("fetch: option 'lock_ttl': number > 0 expected", err)
-      ok, err = pcall(function() c:fetch("k", 5, print) end)
-      assert.matches("fetch: options table or nil expected, got number", err)
+      local function err_of(f)
+        local ok, err = pcall(f)
+        assert.is_false(ok)
+        return err
+      end
+      assert.matches("fetch_spec%.lua:%d+: fetch: unknown option 'bogus'",
+                     err_of(function() c:fetch("k", { bogus = 1 }, print) end))
+      assert.matches("fetch_spec%.lua:%d+: fetch: key: string expected, got table",
+                     err_of(function() c:fetch({}, nil, print) end))
+      assert.matches("fetch_spec%.lua:%d+: fetch: callback: function expected, got string",
+                     err_of(function() c:fetch("k", nil, "nope") end))
+      assert.matches("fetch: option 'refresh': 'inline' or 'background' expected, got 'later'",
+                     err_of(function() c:fetch("k", { refresh = "later" }, print) end))
+      assert.matches("fetch: option 'lock_ttl': number > 0 expected",
+                     err_of(function() c:fetch("k", { lock_ttl = 0 }, print) end))
+      assert.matches("fetch: options table or nil expected, got number",
+                     err_of(function() c:fetch("k", 5, print) end))
     end)
 
     it("takes its defaults from CACHE_FETCH_* keys, checked by cache.new", function()
@@ -365,6 +372,7 @@ describe("fetch", function()
       assert.is_false(ok)
       assert.matches("cache.new: CACHE_FETCH_REFRESH: 'inline' or 'background' expected", err)
       ok, err = pcall(cache.new, { CACHE_FETCH_LOCK = "yes" })
+      assert.is_false(ok)
       assert.matches("CACHE_FETCH_LOCK: boolean expected", err)
     end)
   end)

@@ -79,8 +79,8 @@ describe("fetch, TieredCache and SharedDictCache in OpenResty (2 workers)", func
     dir = helpers.tmpdir("ngx-fetch")
     local tree, err = rocks.tree(rocks.get("luajit"))
     assert(tree, err)
-    local out = helpers.sh(("CACHE_NGX_OWNER=$PPID CACHE_NGX_TREE=%s bash %s/spec/support/openresty.sh start %s 2>%s/start.err")
-      :format(q(tree), q(root), q(dir), q(dir)))
+    local start = "CACHE_NGX_OWNER=$PPID CACHE_NGX_TREE=%s bash %s/spec/support/openresty.sh start %s 2>%s/start.err"
+    local out = helpers.sh(start:format(q(tree), q(root), q(dir), q(dir)))
     port = out:match("CACHE_NGX_PORT=(%d+)")
     assert(port, "nginx did not start:\n" .. read_file(dir .. "/start.err"))
   end)

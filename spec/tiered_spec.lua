@@ -134,7 +134,6 @@ describe("TieredCache", function()
     local t = cache.TieredCache { l1 = l1, l2 = l2 }
     l1:close()
     l2:close()
-    l1, l2 = nil, nil
     collectgarbage()
     collectgarbage()
     assert.is_true(t:set("k", 1))

@@ -331,7 +331,7 @@ local function poll(b, st, o, key, deadline, cb, ...)
       return computed(b, compute(b, o, key, cb, ...))
     end
     local token = lock(b, key, o.lock_ttl)
-    if token then return lead(b, st, o, key, token, cb, ...) end
+    if token then return lead(b, o, key, token, cb, ...) end
     if token == nil then
       return computed(b, compute(b, o, key, cb, ...))
     end
@@ -340,7 +340,7 @@ end
 
 -- This caller holds the lock: it computes, unless the value arrived
 -- between its read and its lock.
-function lead(b, st, o, key, token, cb, ...)
+function lead(b, o, key, token, cb, ...)
   local v, level = read(b, key, 0)
   if level then
     unlock(b, key, token)
@@ -356,7 +356,7 @@ end
 -- semaphore instead of each polling the backend.
 local function single_flight(b, st, o, key, deadline, cb, ...)
   local token, lerr = lock(b, key, o.lock_ttl)
-  if token then return lead(b, st, o, key, token, cb, ...) end
+  if token then return lead(b, o, key, token, cb, ...) end
   if token == nil then
     backend_failed(st, "taking the lock", lerr)
     return computed(b, compute(b, o, key, cb, ...))
