@@ -41,6 +41,8 @@ cache_backend *cache_lua_object(lua_State *L, int idx, int get_name,
  * the stack. */
 int cache_bind_keys(lua_State *L);
 
+/* The open backend of the object at idx, or NULL (never raises). */
+cache_backend *cache_lua_backend_of(lua_State *L, int idx);
 /* The open backend of the object at idx, its scratch buffer emptied (and
  * given in *scratch when not NULL); raises on anything else. */
 cache_backend *cache_lua_check_backend(lua_State *L, int idx,

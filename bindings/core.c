@@ -692,6 +692,18 @@ void cache_lua_wrap_handle(lua_State *L)
     lua_replace(L, hidx);
 }
 
+cache_backend *cache_lua_backend_of(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) != LUA_TTABLE)
+        return NULL;
+    idx = lua_absindex(L, idx);
+    lua_pushlightuserdata(L, &handle_key);
+    lua_rawget(L, idx);
+    handle *h = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return h ? h->b : NULL;
+}
+
 cache_backend *cache_lua_check_backend(lua_State *L, int idx, cache_buf **scratch)
 {
     idx = lua_absindex(L, idx);

@@ -224,6 +224,13 @@ static int l_fetch_note(lua_State *L)
     return 0;
 }
 
+/* is_backend(v): whether v is an open backend object of this module. */
+static int l_is_backend(lua_State *L)
+{
+    lua_pushboolean(L, cache_lua_backend_of(L, 1) != NULL);
+    return 1;
+}
+
 /* sleep(seconds): blocks the process (plain Lua has no scheduler to yield
  * to; fetch.lua uses ngx.sleep where it can). */
 static int l_sleep(lua_State *L)
@@ -269,6 +276,7 @@ static const luaL_Reg fetch_functions[] = {
     {"fetch_lock", l_fetch_lock},
     {"fetch_unlock", l_fetch_unlock},
     {"fetch_note", l_fetch_note},
+    {"is_backend", l_is_backend},
     {"sleep", l_sleep},
     {"wall", l_wall},
     {"tiered_open", l_tiered_open},

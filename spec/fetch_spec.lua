@@ -360,6 +360,9 @@ describe("fetch", function()
                      err_of(function() c:fetch("k", { lock_ttl = 0 }, print) end))
       assert.matches("fetch: options table or nil expected, got number",
                      err_of(function() c:fetch("k", 5, print) end))
+      local lua_backed = cache.new { CACHE_TYPE = function() return { get = function() end } end }
+      assert.matches("fetch_spec%.lua:%d+: fetch: needs one of cache's backends",
+                     err_of(function() lua_backed:fetch("k", nil, print) end))
     end)
 
     it("takes its defaults from CACHE_FETCH_* keys, checked by cache.new", function()

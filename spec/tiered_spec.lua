@@ -138,5 +138,6 @@ describe("TieredCache", function()
     collectgarbage()
     assert.is_true(t:set("k", 1))
     assert.equal(1, t:get("k"))
+    assert.same({ 0, 0, 0, 0 }, t.l1:stats().levels) -- the tiers count their own calls only
   end)
 end)

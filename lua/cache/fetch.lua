@@ -442,6 +442,9 @@ function F.install(module, Cache)
     local st = self._fetch
     if st == nil then
       if getmetatable(self) ~= Cache then raise("fetch: call it as c:fetch(key, opts, callback)") end
+      if not core.is_backend(self.cache) then
+        raise("fetch: needs one of cache's backends (this Cache's backend is a Lua object)")
+      end
       st = F.state(self.fetch_defaults)
       self._fetch = st
     end

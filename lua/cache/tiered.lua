@@ -24,8 +24,7 @@ end
 local function tier(opts, k)
   local v = opts[k]
   if M and M.Cache and getmetatable(v) == M.Cache then v = v.cache end
-  local ok = type(v) == "table" and pcall(core.fetch_note, v, 0) -- a C backend object
-  if not ok then
+  if not core.is_backend(v) then
     raise(("TieredCache: option '%s': a backend object expected, got %s"):format(k, type(v)))
   end
   return v
