@@ -62,6 +62,9 @@ describe("TieredCache", function()
     assert.equal(2, level)
     _, _, level = b:fetch("k", nil, function() error("not called") end)
     assert.equal(1, level)
+    assert.same({ 1, 0, 1, 0 }, a:stats().levels)
+    assert.same({ 0, 0, 0, 0 }, a.l1:stats().levels) -- the tiers count their own calls only
+    assert.equal(1, a.l1:stats().hits)
   end)
 
   it("promotes an envelope for its remaining time, a plain value for l1_timeout", function()
@@ -138,6 +141,5 @@ describe("TieredCache", function()
     collectgarbage()
     assert.is_true(t:set("k", 1))
     assert.equal(1, t:get("k"))
-    assert.same({ 0, 0, 0, 0 }, t.l1:stats().levels) -- the tiers count their own calls only
   end)
 end)
