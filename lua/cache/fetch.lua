@@ -171,8 +171,9 @@ end
 local OK, FAILED, RAISED = 1, 2, 3
 
 -- Runs the callback and stores what it returned. Returns OK, value;
--- FAILED, err (it returned nil, err); or RAISED, error (it raised).
-local function compute(b, o, key, cb, ...)
+-- FAILED, err (it returned nil, err); or RAISED, error (it raised). st is
+-- the object's fetch state (for logging failures once per burst).
+local function compute(b, st, o, key, cb, ...)
   note(b, RUN)
   local t0 = monotonic()
   local ran, v, err, ttl = pcall(cb, ...)
@@ -199,7 +200,7 @@ local function compute(b, o, key, cb, ...)
     if not done then
       log(("cache: fetch: the value of %s was not cached: %s"):format(tostring(key), tostring(stored)))
     elseif not stored then
-      log(("cache: fetch: storing %s failed: %s"):format(tostring(key), tostring(serr)))
+      backend_failed(st, "storing", serr)
     end
   end
   return OK, v
@@ -246,7 +247,7 @@ local function refresh_job(premature, b, st, o, key, stale, cb, ...)
       token = false
     end
     if token ~= false then -- nil: the lock's backend failed; refresh anyway
-      local kind, err = compute(b, o, key, cb, ...)
+      local kind, err = compute(b, st, o, key, cb, ...)
       if token then unlock(b, key, token) end
       if kind ~= OK then
         log(("cache: fetch: the background refresh of %s failed: %s"):format(tostring(key), tostring(err)))
@@ -299,7 +300,7 @@ local function refresh(b, st, o, key, cb, old, old_level, ...)
       end
     end
   end
-  local kind, v = compute(b, o, key, cb, ...)
+  local kind, v = compute(b, st, o, key, cb, ...)
   if token then unlock(b, key, token) end
   return computed_or(b, key, kind, v, old, old_level)
 end
@@ -328,25 +329,25 @@ local function poll(b, st, o, key, deadline, cb, ...)
     end
     if state == "error" then
       backend_failed(st, "reading", sv)
-      return computed(b, compute(b, o, key, cb, ...))
+      return computed(b, compute(b, st, o, key, cb, ...))
     end
     local token = lock(b, key, o.lock_ttl)
-    if token then return lead(b, o, key, token, cb, ...) end
+    if token then return lead(b, st, o, key, token, cb, ...) end
     if token == nil then
-      return computed(b, compute(b, o, key, cb, ...))
+      return computed(b, compute(b, st, o, key, cb, ...))
     end
   end
 end
 
 -- This caller holds the lock: it computes, unless the value arrived
 -- between its read and its lock.
-function lead(b, o, key, token, cb, ...)
+function lead(b, st, o, key, token, cb, ...)
   local v, level = read(b, key, 0)
   if level then
     unlock(b, key, token)
     return v, nil, level
   end
-  local kind, r = compute(b, o, key, cb, ...)
+  local kind, r = compute(b, st, o, key, cb, ...)
   unlock(b, key, token)
   return computed(b, kind, r)
 end
@@ -356,10 +357,10 @@ end
 -- semaphore instead of each polling the backend.
 local function single_flight(b, st, o, key, deadline, cb, ...)
   local token, lerr = lock(b, key, o.lock_ttl)
-  if token then return lead(b, o, key, token, cb, ...) end
+  if token then return lead(b, st, o, key, token, cb, ...) end
   if token == nil then
     backend_failed(st, "taking the lock", lerr)
-    return computed(b, compute(b, o, key, cb, ...))
+    return computed(b, compute(b, st, o, key, cb, ...))
   end
   return poll(b, st, o, key, deadline, cb, ...)
 end
@@ -390,7 +391,7 @@ end
 
 -- Nothing usable under the key.
 function F.miss(b, st, o, key, cb, deadline, ...)
-  if not o.lock then return computed(b, compute(b, o, key, cb, ...)) end
+  if not o.lock then return computed(b, compute(b, st, o, key, cb, ...)) end
   deadline = deadline or monotonic() + o.lock_timeout
   if not yieldable() then return single_flight(b, st, o, key, deadline, cb, ...) end
   local fl = st.flights[key]
@@ -411,7 +412,7 @@ local miss = F.miss
 local function slow(b, st, o, key, cb, state, sv, slevel, ...)
   if state == "error" then
     backend_failed(st, "reading", sv)
-    return computed(b, compute(b, o, key, cb, ...))
+    return computed(b, compute(b, st, o, key, cb, ...))
   end
   st.failing = false
   if state == "miss" then return miss(b, st, o, key, cb, nil, ...) end
@@ -467,7 +468,7 @@ function F.install(module, Cache)
   function F.recompute(c, key, opts, cb, ...)
     local st = state_of(c)
     local o = st.resolved[opts or NO_OPTIONS] or resolve(st, opts)
-    return computed(c.cache, compute(c.cache, o, key, cb, ...))
+    return computed(c.cache, compute(c.cache, st, o, key, cb, ...))
   end
 end
 
