@@ -24,14 +24,15 @@ FUZZ_CFLAGS  := -std=c11 -g -O1 -fno-omit-frame-pointer \
 FUZZ_LIBS    := $(DEP_LIBS)
 
 # Every engine file but the registry and cache_open, which name every
-# backend (a backend uses whatever engine helpers it likes).
-FUZZ_ENGINE          := $(filter-out engine/registry.c engine/dispatch.c,$(wildcard engine/*.c))
+# backend (a backend uses whatever engine helpers it likes), and fetch's
+# and TieredCache's, which call the dispatch.
+FUZZ_ENGINE          := $(filter-out engine/registry.c engine/dispatch.c engine/fetch.c engine/tiered.c,$(wildcard engine/*.c))
 
 # name: sources (the harness first); a harness is built when all exist.
-FUZZ_SRC_codec       := fuzz/fuzz_codec.c engine/codec.c engine/util.c bindings/value.c
+FUZZ_SRC_codec       := fuzz/fuzz_codec.c engine/codec.c engine/envelope.c engine/util.c bindings/value.c
 FUZZ_SRC_uwsgi       := fuzz/fuzz_uwsgi.c backends/uwsgi/uwsgi_proto.c engine/util.c engine/digest.c
 FUZZ_SRC_redis_reply := fuzz/fuzz_redis_reply.c backends/redis/redis_proto.c engine/codec.c \
-                        engine/util.c
+                        engine/envelope.c engine/util.c
 FUZZ_SRC_redis_topology := fuzz/fuzz_redis_topology.c fuzz/hooks/redis_cluster_hook.c \
                         fuzz/hooks/redis_sentinel_hook.c backends/redis/redis_common.c \
                         backends/redis/redis_net.c backends/redis/redis_proto.c $(FUZZ_ENGINE)

@@ -11,6 +11,9 @@
  *   - cache_lua_decode turns them into a Lua value, and cache_lua_encode of
  *     that value (key mode: sorted maps, so deterministic) gives bytes that
  *     validate, and decode + encode of those gives the same bytes again.
+ * An entry envelope (engine/envelope.h, fetch's) validates when its value
+ * does: the checks then run on that value, and writing the envelope again
+ * from what was read gives the same bytes.
  * The same input is also read as the external form of network backends
  * (cache_external_decode): success must yield valid codec bytes, and a
  * decimal integer read by cache_parse_int must agree with strtoll.
@@ -25,6 +28,7 @@
 
 #include "bindings.h"
 #include "codec.h"
+#include "envelope.h"
 
 #define CHECK(c)                                                            \
     do {                                                                    \
@@ -184,7 +188,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cache_err err = {0, ""};
     int rc = cache_validate(p, size, &err);
     CHECK(rc == CACHE_OK || rc == CACHE_FAIL);
-    if (rc == CACHE_OK) {
+    cache_envelope env;
+    if (rc == CACHE_OK && cache_envelope_open((const char *)p, size, &env)) {
+        /* its value: valid, and never an envelope itself */
+        cache_envelope inner;
+        CHECK(cache_validate(env.value.ptr, env.value.len, NULL) == CACHE_OK);
+        CHECK(!cache_envelope_open(env.value.ptr, env.value.len, &inner));
+        cache_envelope again;
+        CHECK(cache_envelope_open((const char *)p, size, &again));
+        cache_buf w;
+        cache_buf_init(&w);
+        CHECK(cache_envelope_write(&w, again.value, again.fresh_until, again.expires,
+                                   again.delta) == 0);
+        CHECK(w.len == size && memcmp(w.data, p, size) == 0);
+        cache_buf_free(&w);
+        walk_copy(again.value.ptr, again.value.len, NULL);
+        check_copy((const unsigned char *)again.value.ptr, again.value.len);
+        check_lua(p, size); /* the decoder unwraps it */
+    } else if (rc == CACHE_OK) {
         walk_copy(p, size, NULL);
         check_copy(p, size);
         check_lua(p, size);
