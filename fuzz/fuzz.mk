@@ -30,7 +30,8 @@ FUZZ_SRC_redis_reply := fuzz/fuzz_redis_reply.c backends/redis_proto.c engine/co
                         engine/util.c
 FUZZ_SRC_redis_topology := fuzz/fuzz_redis_topology.c fuzz/hooks/redis_cluster_hook.c \
                         fuzz/hooks/redis_sentinel_hook.c backends/redis_common.c \
-                        backends/redis_net.c backends/redis_proto.c $(wildcard engine/*.c)
+                        backends/redis_net.c backends/redis_tls.c backends/redis_proto.c \
+                        $(wildcard engine/*.c)
 # Needed but not compiled on their own (the hooks include them).
 FUZZ_NEED_redis_topology := backends/redis_cluster.c backends/redis_sentinel.c
 # (every engine file: the backend uses whatever engine helpers it likes)
