@@ -233,6 +233,15 @@ describe("RedisCache over TLS", function()
       assert.is_true(c:clear())
     end)
 
+    it("logs in as a user without a password (AUTH user \"\")", function()
+      local c = new { username = "nopw", key_prefix = "nopw:" }
+      assert.is_true(c:set("k", 1))
+      assert.is_true(c:clear())
+      -- refused outside its keys: proof the session is that user's, not default's
+      local out = new { username = "nopw", key_prefix = "elsewhere:" }
+      fails_with(4, function() return out:set("k", 1) end, "NOPERM")
+    end)
+
     it("fails cleanly with a wrong password", function()
       local c = new { username = ACL_USER, password = "wrong", key_prefix = ACL_PREFIX }
       fails_with(4, function() return c:get("k") end, "AUTH failed")
@@ -338,5 +347,23 @@ describe("RedisClusterCache over TLS", function()
     fails_with(6, function()
       return new({ ssl_ca_certs = CERTS .. "/ca.crt", connect_timeout = 1, timeout = 1 }):get("k")
     end, "certificate verify failed")
+  end)
+end)
+
+describe("cache.new's ACL keys", function()
+  it("CACHE_REDIS_USERNAME reaches all three backends, CACHE_REDIS_SENTINEL_USERNAME the sentinels", function()
+    local config = require "cache.config"
+    local _, _, o = config.resolve { CACHE_TYPE = "redis", CACHE_REDIS_USERNAME = "u", CACHE_REDIS_PASSWORD = "p" }
+    assert.equal("u", o.username)
+    _, _, o = config.resolve { CACHE_TYPE = "redissentinel", CACHE_REDIS_USERNAME = "u",
+                               CACHE_REDIS_SENTINEL_USERNAME = "su", CACHE_REDIS_SENTINEL_PASSWORD = "sp" }
+    assert.equal("u", o.username)
+    assert.equal("su", o.sentinel_username)
+    assert.equal("sp", o.sentinel_password)
+    _, _, o = config.resolve { CACHE_TYPE = "rediscluster", CACHE_REDIS_CLUSTER = "h:1", CACHE_REDIS_USERNAME = "u" }
+    assert.equal("u", o.username)
+    local ok, err = pcall(config.resolve, { CACHE_TYPE = "redis", CACHE_REDIS_USERNAME = 5 })
+    assert.is_false(ok)
+    assert.matches("CACHE_REDIS_USERNAME", err, 1, true)
   end)
 end)

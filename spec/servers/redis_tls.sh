@@ -4,7 +4,8 @@
 # made at start with the openssl command (tls_certs in redis_lib.sh).
 #   redis_tls.sh start DIR   starts, on free loopback ports:
 #     tls      certificate for localhost / 127.0.0.1; client certificates
-#              not asked for; ACL user app (keys app:* only)
+#              not asked for; ACL users app (keys app:* only) and nopw
+#              (no password, keys nopw:* only)
 #     mtls     the same, but a client certificate signed by the CA required
 #     expired  a certificate that expired in 2020
 #     other    a valid certificate for other.example only
@@ -80,7 +81,7 @@ start() {
     command -v openssl >/dev/null || { echo "the openssl command is not installed" >&2; exit 1; }
     mkdir -p "$DIR"
     tls_certs "$DIR/certs" bad || exit 1
-    printf 'user app on ">%s" ~app:* +@all\n' "$APP_PASS" >"$DIR/acl.conf"
+    printf 'user app on ">%s" ~app:* +@all\nuser nopw on nopass ~nopw:* +@all\n' "$APP_PASS" >"$DIR/acl.conf"
     local tls mtls expired other master
     export REDIS_TLS="$DIR/certs"
     { REDIS_CONF="$DIR/acl.conf" redis_start_free "$DIR" tls tls $(tls_args server) --tls-auth-clients no &&
