@@ -32,15 +32,16 @@ NAME=tlsmaster
 APP_PASS='app pw#1'
 SENT_PASS='sent pw#2'
 
-# tls_args CERT: the TLS flags of a server presenting CERT.{crt,key}.
-tls_args() {
-    echo --tls-cert-file "$DIR/certs/$1.crt" --tls-key-file "$DIR/certs/$1.key" \
-        --tls-ca-cert-file "$DIR/certs/ca.crt"
+# tls CERT [ARGS...]: the TLS flags of a server presenting CERT.{crt,key},
+# then ARGS, into the array FLAGS.
+tls() {
+    FLAGS=(--tls-cert-file "$DIR/certs/$1.crt" --tls-key-file "$DIR/certs/$1.key"
+           --tls-ca-cert-file "$DIR/certs/ca.crt" "${@:2}")
 }
 
 start_sentinel() {
-    local mport=$1 attempt port pid ok
-    for attempt in 1 2 3 4 5; do
+    local mport=$1 port pid ok
+    for _ in 1 2 3 4 5; do
         port=$("$REDIS_ROOT/spec/support/freeport.sh")
         mkdir -p "$DIR/s1"
         cat >"$DIR/s1/sentinel.conf" <<CONF
@@ -84,12 +85,13 @@ start() {
     printf 'user app on ">%s" ~app:* +@all\nuser nopw on nopass ~nopw:* +@all\n' "$APP_PASS" >"$DIR/acl.conf"
     local tls mtls expired other master
     export REDIS_TLS="$DIR/certs"
-    { REDIS_CONF="$DIR/acl.conf" redis_start_free "$DIR" tls tls $(tls_args server) --tls-auth-clients no &&
-      redis_start_free "$DIR" mtls mtls $(tls_args server) --tls-auth-clients yes &&
-      redis_start_free "$DIR" expired expired $(tls_args expired) --tls-auth-clients no &&
-      redis_start_free "$DIR" other other $(tls_args other) --tls-auth-clients no &&
-      REDIS_CONF="$DIR/acl.conf" redis_start_free "$DIR" master master $(tls_args server) \
-          --tls-auth-clients no --tls-replication yes &&
+    { tls server --tls-auth-clients no &&
+      REDIS_CONF="$DIR/acl.conf" redis_start_free "$DIR" tls tls "${FLAGS[@]}" &&
+      tls server --tls-auth-clients yes && redis_start_free "$DIR" mtls mtls "${FLAGS[@]}" &&
+      tls expired --tls-auth-clients no && redis_start_free "$DIR" expired expired "${FLAGS[@]}" &&
+      tls other --tls-auth-clients no && redis_start_free "$DIR" other other "${FLAGS[@]}" &&
+      tls server --tls-auth-clients no --tls-replication yes &&
+      REDIS_CONF="$DIR/acl.conf" redis_start_free "$DIR" master master "${FLAGS[@]}" &&
       start_sentinel "$master"; } || { stop_pids "$DIR"; exit 1; }
     echo "export CACHE_TEST_TLS_CERTS=$DIR/certs"
     echo "export CACHE_TEST_TLS_PORT=$tls CACHE_TEST_TLS_MTLS_PORT=$mtls"

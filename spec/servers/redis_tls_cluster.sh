@@ -16,8 +16,8 @@ DIR=${2:-}
 APP_PASS='app pw#1'
 
 start_node() { # start_node I: node I on a free cluster port, port echoed
-    local i=$1 attempt port
-    for attempt in 1 2 3 4 5; do
+    local i=$1 port
+    for _ in 1 2 3 4 5; do
         port=$("$REDIS_ROOT/spec/support/freeport.sh" 1 --cluster)
         rm -rf "$DIR/n$i"
         mkdir -p "$DIR/n$i"
