@@ -25,6 +25,7 @@ external_dependencies = {
   MSGPACK = { header = "msgpack.h", library = "msgpackc" },
   LIBMEMCACHED = { header = "libmemcached/memcached.h", library = "memcached" },
   OPENSSL = { header = "openssl/evp.h", library = "crypto" },
+  LIBSSL = { header = "openssl/ssl.h", library = "ssl" },
 }
 build = {
   -- The Makefile compiles every engine/, backends/ and bindings/ file, so a

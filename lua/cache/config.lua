@@ -64,11 +64,13 @@ local known = {
   CACHE_REDIS_HOST = "string",
   CACHE_REDIS_PORT = "number|string",
   CACHE_REDIS_PASSWORD = "string",
+  CACHE_REDIS_USERNAME = "string",
   CACHE_REDIS_DB = "number",
   CACHE_REDIS_URL = "string",
   CACHE_REDIS_SENTINELS = "table|string",
   CACHE_REDIS_SENTINEL_MASTER = "string",
   CACHE_REDIS_SENTINEL_PASSWORD = "string",
+  CACHE_REDIS_SENTINEL_USERNAME = "string",
   CACHE_REDIS_CLUSTER = "table|string",
 }
 
@@ -147,6 +149,8 @@ function derive.RedisCache(cfg, o)
     o.port = tonumber(cfg.CACHE_REDIS_PORT) or 6379
     o.db = cfg.CACHE_REDIS_DB or 0
     if truthy_string(cfg.CACHE_REDIS_PASSWORD) then o.password = cfg.CACHE_REDIS_PASSWORD end
+    -- ACL user: read like the password (a URL carries its own)
+    if truthy_string(cfg.CACHE_REDIS_USERNAME) then o.username = cfg.CACHE_REDIS_USERNAME end
   end
   key_prefix(cfg, o)
 end
@@ -156,8 +160,12 @@ function derive.RedisSentinelCache(cfg, o)
   o.master = cfg.CACHE_REDIS_SENTINEL_MASTER or "mymaster"
   o.db = cfg.CACHE_REDIS_DB or 0
   if truthy_string(cfg.CACHE_REDIS_PASSWORD) then o.password = cfg.CACHE_REDIS_PASSWORD end
+  if truthy_string(cfg.CACHE_REDIS_USERNAME) then o.username = cfg.CACHE_REDIS_USERNAME end
   if truthy_string(cfg.CACHE_REDIS_SENTINEL_PASSWORD) then
     o.sentinel_password = cfg.CACHE_REDIS_SENTINEL_PASSWORD
+  end
+  if truthy_string(cfg.CACHE_REDIS_SENTINEL_USERNAME) then
+    o.sentinel_username = cfg.CACHE_REDIS_SENTINEL_USERNAME
   end
   key_prefix(cfg, o)
 end
@@ -165,6 +173,7 @@ end
 function derive.RedisClusterCache(cfg, o)
   if cfg.CACHE_REDIS_CLUSTER ~= nil then o.cluster = cfg.CACHE_REDIS_CLUSTER end
   if truthy_string(cfg.CACHE_REDIS_PASSWORD) then o.password = cfg.CACHE_REDIS_PASSWORD end
+  if truthy_string(cfg.CACHE_REDIS_USERNAME) then o.username = cfg.CACHE_REDIS_USERNAME end
   key_prefix(cfg, o)
 end
 

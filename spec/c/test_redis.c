@@ -290,7 +290,7 @@ static void urls(void)
     CHECK(strcmp(u.path, "/run/redis.sock") == 0 && u.db == 2 && strcmp(u.password, "x") == 0);
     redis_url_free(&u);
     const char *bad[] = {"redis//h", "redis://h:0", "redis://h/-1", "redis://h?x=1",
-                         "unix://rel", "redis://u:%0@h", "redis://u:%00@h", "rediss://h",
+                         "unix://rel", "redis://u:%0@h", "redis://u:%00@h", "redisss://h",
                          "redis://[::1"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         CHECK(redis_url_parse(bad[i], strlen(bad[i]), &u, &err) == CACHE_EINVAL);
