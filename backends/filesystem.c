@@ -83,19 +83,23 @@
  * of the directory, so increments from any number of processes and threads
  * do not lose updates against each other (where the file system supports
  * flock on a directory; without it incr is not atomic across processes).
- * A plain set racing an incr may still win or lose as last writer.
+ * A plain set racing an incr may still win or lose as last writer. The wait
+ * for the lock is bounded by the option timeout (see incr_lock): a holder
+ * that is stopped or frozen makes incr fail, not hang.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -133,6 +137,7 @@ typedef struct fs_cache {
     size_t name_len;          /* hex digest length */
     int64_t threshold;        /* 0 = unlimited */
     mode_t mode;
+    double lock_timeout;      /* option timeout: incr's lock wait, 0 = no limit */
     uint64_t seed;            /* random part of temporary names */
     atomic_uint_fast64_t counter;
     atomic_int noreplace;     /* NOREPLACE_* */
@@ -1295,24 +1300,129 @@ static int fs_clear(cache_backend *b, cache_err *err)
     return rc != CACHE_OK ? rc : c.rc;
 }
 
-/* Takes the cross-process increment lock: a descriptor of the directory of
- * its own (flock belongs to the open file description, which a forked child
- * shares), locked exclusively. -1 when it cannot be had: incr then goes on
- * unlocked. */
-static int incr_lock(fs_cache *fs)
+/* Sleeps until something may have released the increment lock, at most
+ * `left` seconds and at most FS_LOCK_POLL_MS: with a watch (ino >= 0) on
+ * the directory, until a descriptor of the directory itself is closed -
+ * which is how every incr releases the lock - while closes of files in it
+ * (reads by others) do not end the wait; without a watch, a short nap. */
+#define FS_LOCK_POLL_MS 20
+static void lock_wait(int ino, double left)
 {
+    if (ino < 0) {
+        struct timespec ts = {0, 1000000}; /* 1 ms */
+        if (left < 0.001)
+            ts.tv_nsec = (long)(left * 1e9) + 1;
+        nanosleep(&ts, NULL); /* EINTR: the caller tries again */
+        return;
+    }
+    double end = cache_monotonic_now() +
+                 (left < FS_LOCK_POLL_MS / 1000.0 ? left : FS_LOCK_POLL_MS / 1000.0);
+    for (;;) {
+        double ms = (end - cache_monotonic_now()) * 1000.0;
+        struct pollfd p = {ino, POLLIN, 0};
+        if (ms <= 0 || poll(&p, 1, (int)ms + 1) <= 0)
+            return;
+        _Alignas(struct inotify_event) char ev[4096];
+        ssize_t n;
+        int self = 0;
+        while ((n = read(ino, ev, sizeof ev)) > 0)
+            for (ssize_t i = 0; i + (ssize_t)sizeof(struct inotify_event) <= n;) {
+                const struct inotify_event *e = (const void *)(ev + i);
+                self |= e->len == 0; /* no name: the directory itself */
+                i += (ssize_t)(sizeof *e + e->len);
+            }
+        if (self)
+            return;
+    }
+}
+
+/* Waiters on the increment lock say so with a shared OFD lock on byte 0
+ * of their descriptor of the directory: a lock flock() does not see, and
+ * that goes away with the descriptor (a waiter that dies or gives up leaves
+ * nothing behind). type: F_RDLCK to say so, F_UNLCK to stop. */
+static void say_waiting(int fd, short type)
+{
+    struct flock l = {.l_type = type, .l_whence = SEEK_SET, .l_start = 0,
+                      .l_len = 1};
+    fcntl(fd, F_OFD_SETLK, &l); /* unsupported: waiters just go unseen */
+}
+
+/* Whether another process or descriptor waits for the increment lock. */
+static int others_waiting(int fd)
+{
+    struct flock l = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0,
+                      .l_len = 1};
+    return fcntl(fd, F_OFD_GETLK, &l) == 0 && l.l_type != F_UNLCK;
+}
+
+/* Waits for the cross-process increment lock: a descriptor of the directory
+ * of its own (flock belongs to the open file description, which a forked
+ * child shares), locked exclusively. The holder may be stopped or frozen,
+ * so the wait is bounded by the object's timeout (0: no limit, a blocking
+ * flock). flock has no timed wait, so the lock is tried without blocking,
+ * and in between the caller sleeps in lock_wait, woken by inotify when a
+ * descriptor of the directory is closed. Polling alone would let a busy
+ * process release the lock and take it again between two tries of a
+ * waiter, again and again, past the waiter's timeout; so waiters say so
+ * (say_waiting), and a caller that finds others waiting does not barge in:
+ * it joins them and tries only after the next release. CACHE_OK with
+ * *lockfd the descriptor to close, or -1 where the file system has no flock
+ * (incr then goes on unlocked); a failure (timeout, no descriptor) with err
+ * set and nothing held. */
+static int incr_lock(fs_cache *fs, int *lockfd, cache_err *err)
+{
+    *lockfd = -1;
     int fd = openat(fs->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
-        return -1;
-    int r;
-    do
-        r = flock(fd, LOCK_EX);
-    while (r != 0 && errno == EINTR);
-    if (r != 0) {
-        close(fd);
-        return -1;
+        return fail_errno(fs, err, "open for the incr lock", ".", errno);
+    double deadline = fs->lock_timeout > 0
+                          ? cache_monotonic_now() + fs->lock_timeout : 0;
+    int ino = -1, waiting = 0, rc = CACHE_OK;
+    int defer = deadline && others_waiting(fd);
+    for (;;) {
+        if (!defer) {
+            if (flock(fd, deadline ? LOCK_EX | LOCK_NB : LOCK_EX) == 0) {
+                if (waiting)
+                    say_waiting(fd, F_UNLCK);
+                *lockfd = fd;
+                break;
+            }
+            if (errno == EINTR)
+                continue;
+            if (errno != EWOULDBLOCK) {
+                close(fd); /* no flock here (ENOLCK, EOPNOTSUPP...) */
+                break;
+            }
+        }
+        double left = deadline - cache_monotonic_now();
+        if (left <= 0) {
+            close(fd);
+            rc = cache_fail(err, CACHE_FAIL,
+                            "FileSystemCache: incr: the lock on %s is still "
+                            "held by someone else after %g s (option "
+                            "'timeout')",
+                            fs->dir, fs->lock_timeout);
+            break;
+        }
+        if (!waiting) { /* only a lock found taken pays for this */
+            waiting = 1;
+            say_waiting(fd, F_RDLCK);
+            char path[64];
+            snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+            ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+            if (ino >= 0 && inotify_add_watch(ino, path, IN_CLOSE_NOWRITE) < 0) {
+                close(ino);
+                ino = -1;
+            }
+            if (!defer)
+                continue; /* a release before the watch went unseen: try again */
+        }
+        defer = 0;
+        lock_wait(ino, left);
     }
-    return fd;
+    if (ino >= 0)
+        close(ino);
+    return rc;
 }
 
 static int incr_locked(fs_cache *fs, const char *name, int64_t delta,
@@ -1365,7 +1475,10 @@ static int fs_incr(cache_backend *b, cache_str key, int64_t delta,
     if (rc != CACHE_OK)
         return rc;
     rc_forget(fs, name);
-    int lockfd = incr_lock(fs);
+    int lockfd;
+    rc = incr_lock(fs, &lockfd, err);
+    if (rc != CACHE_OK)
+        return rc;
     rc = incr_locked(fs, name, delta, new_ttl, result, err);
     if (lockfd >= 0)
         close(lockfd); /* releases the flock */
@@ -1445,6 +1558,7 @@ static uint64_t random_seed(void)
 typedef struct fs_options {
     char *dir;
     int64_t threshold, mode;
+    double timeout;
     cache_digest_kind kind;
 } fs_options;
 
@@ -1463,9 +1577,11 @@ static int take_options(cache_opts *opts, fs_options *o, cache_err *err)
                           "bytes expected");
     o->threshold = 500;
     o->mode = 0600;
+    o->timeout = 1.0;
     if ((r = cache_opt_int(opts, "threshold", 0, INT64_MAX / 2, &o->threshold,
                            err)) < 0 ||
-        (r = cache_opt_int(opts, "mode", 0, 0777, &o->mode, err)) < 0)
+        (r = cache_opt_int(opts, "mode", 0, 0777, &o->mode, err)) < 0 ||
+        (r = cache_opt_num(opts, "timeout", 0, 1e6, &o->timeout, err)) < 0)
         return r;
     const char *hm = "md5";
     size_t hn = 3;
@@ -1499,6 +1615,7 @@ cache_backend *cache_filesystem_create(cache_opts *opts, cache_err *err)
     fs->name_len = 2 * cache_digest_size(o.kind);
     fs->threshold = o.threshold;
     fs->mode = (mode_t)o.mode;
+    fs->lock_timeout = o.timeout;
     fs->seed = random_seed();
     atomic_init(&fs->counter, 0);
     atomic_init(&fs->noreplace, NOREPLACE_RENAME2);
