@@ -46,7 +46,13 @@
  * over the name). Anything else - replaced, removed, expired, a foreign file
  * rewritten in place (its mtime moves) - takes the full read. This process's
  * own set/delete/clear drop their slots at once, so the old files are not
- * kept alive. It costs up to RC_SLOTS descriptors per cache object.
+ * kept alive. Up to RC_SLOTS slots per object, and the read caches of all
+ * objects together keep at most 1/RC_NOFILE_SHARE of the soft RLIMIT_NOFILE
+ * open (read when a slot is filled, so a limit raised later counts): a
+ * fill past that budget reuses the object's least recently used slot, or
+ * is not kept. Whenever an open here fails with EMFILE or ENFILE, every
+ * object's slots are given back and the open is tried once more, so the
+ * read caches never make a call fail for want of descriptors.
  *
  * SIGXFSZ: writing past RLIMIT_FSIZE makes the kernel raise SIGXFSZ, whose
  * default action kills the process; write() only returns EFBIG when the
@@ -91,6 +97,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
@@ -146,6 +153,7 @@ typedef struct fs_cache {
     int64_t count;
     int pruning;
     pthread_mutex_t rc_lock;  /* guards rc */
+    struct fs_cache *all_prev, *all_next; /* rc_all's links (rc_all_lock) */
     struct rc_slot *rc;       /* the read cache (RC_SLOTS), or NULL */
     uint64_t rc_gen;
     uint32_t rc_seen[RC_SEEN];  /* names read lately (by their first digits) */
@@ -155,6 +163,9 @@ typedef struct fs_cache {
 #define RC_SLOTS 64
 #define RC_WAYS 64 /* fully associative: a scan of 64 words is nothing beside a syscall */
 #define RC_VALUE_MAX 4096
+/* All read caches together keep at most the soft RLIMIT_NOFILE divided by
+ * this open: 128 of the usual 1024, whatever the number of objects. */
+#define RC_NOFILE_SHARE 8
 
 typedef struct rc_slot {
     int fd;                   /* the entry's file, kept open; -1: empty */
@@ -347,6 +358,36 @@ static void remove_foreign(fs_cache *fs, const char *name)
 
 /* ---- the read cache ------------------------------------------------------ */
 
+/* Every object, so that running out of descriptors can empty all read
+ * caches; lock order: rc_all_lock, then an object's rc_lock. */
+static pthread_mutex_t rc_all_lock = PTHREAD_MUTEX_INITIALIZER;
+static fs_cache *rc_all;
+/* Descriptors kept open by all read caches: only rc_reserve raises it,
+ * only rc_clear_slot lowers it. */
+static atomic_long rc_open;
+
+/* The process-wide budget of read-cache descriptors (see the top). */
+static long rc_budget(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 0;
+    if (rl.rlim_cur == RLIM_INFINITY ||
+        rl.rlim_cur / RC_NOFILE_SHARE > (rlim_t)LONG_MAX)
+        return LONG_MAX;
+    return (long)(rl.rlim_cur / RC_NOFILE_SHARE);
+}
+
+/* Takes one descriptor of the budget: 1, or 0 when it is spent. */
+static int rc_reserve(long budget)
+{
+    long n = atomic_load(&rc_open);
+    while (n < budget)
+        if (atomic_compare_exchange_weak(&rc_open, &n, n + 1))
+            return 1;
+    return 0;
+}
+
 static uint32_t rc_hash(const char *name)
 {
     uint32_t h = 0; /* the name is a hex digest: its first digits will do */
@@ -367,17 +408,20 @@ static rc_slot *rc_find(fs_cache *fs, const char *name)
     return NULL;
 }
 
-/* Where name goes in its set: an empty slot, else the least recently used
+/* Where name goes in its set: with `empty`, an empty slot if there is one;
+ * else the least recently used occupied slot, or NULL when none is
  * (rc_lock held). */
-static rc_slot *rc_victim(fs_cache *fs, const char *name)
+static rc_slot *rc_victim(fs_cache *fs, const char *name, int empty)
 {
     rc_slot *set = &fs->rc[(rc_hash(name) % (RC_SLOTS / RC_WAYS)) * RC_WAYS];
-    rc_slot *v = &set[0];
+    rc_slot *v = NULL;
     for (int w = 0; w < RC_WAYS; w++) {
-        if (set[w].fd < 0)
-            return &set[w];
-        if (set[w].used < v->used)
+        if (set[w].fd < 0) {
+            if (empty)
+                return &set[w];
+        } else if (!v || set[w].used < v->used) {
             v = &set[w];
+        }
     }
     return v;
 }
@@ -404,8 +448,10 @@ static int rc_admit(fs_cache *fs, const char *name)
 /* Empties a slot (rc_lock held). */
 static void rc_clear_slot(fs_cache *fs, rc_slot *s)
 {
-    if (s->fd >= 0)
+    if (s->fd >= 0) {
         close(s->fd);
+        atomic_fetch_sub(&rc_open, 1);
+    }
     s->fd = -1;
     s->gen = ++fs->rc_gen;
     free(s->value);
@@ -456,7 +502,9 @@ static int rc_get(fs_cache *fs, const char *name, cache_buf *out)
 }
 
 /* Keeps a live entry just read through fd (taken over: closed here if it
- * is not kept). */
+ * is not kept). A slot that is empty needs a descriptor of the budget;
+ * with the budget spent, the object's least recently used slot is reused,
+ * and with none in use the entry is not kept. */
 static void rc_fill(fs_cache *fs, const char *name, int fd, int64_t expiry,
                     const char *value, size_t vlen)
 {
@@ -474,11 +522,21 @@ static void rc_fill(fs_cache *fs, const char *name, int fd, int64_t expiry,
         return;
     }
     memcpy(copy, value, vlen);
+    long budget = rc_budget();
     pthread_mutex_lock(&fs->rc_lock);
     rc_slot *s = rc_find(fs, name);
     if (!s)
-        s = rc_victim(fs, name);
-    rc_clear_slot(fs, s);
+        s = rc_victim(fs, name, 1);
+    if (s->fd < 0 && atomic_load(&rc_open) >= budget)
+        s = rc_victim(fs, name, 0);
+    if (s)
+        rc_clear_slot(fs, s);
+    if (!s || !rc_reserve(budget)) {
+        pthread_mutex_unlock(&fs->rc_lock);
+        free(copy);
+        close(fd);
+        return;
+    }
     s->used = s->gen;
     s->hash = rc_hash(name);
     s->fd = fd;
@@ -506,14 +564,47 @@ static void rc_forget(fs_cache *fs, const char *name)
     pthread_mutex_unlock(&fs->rc_lock);
 }
 
-static void rc_forget_all(fs_cache *fs)
+/* Empties every slot: whether a descriptor was closed. */
+static int rc_forget_all(fs_cache *fs)
 {
     if (!fs->rc)
-        return;
+        return 0;
+    int closed = 0;
     pthread_mutex_lock(&fs->rc_lock);
-    for (int i = 0; i < RC_SLOTS; i++)
+    for (int i = 0; i < RC_SLOTS; i++) {
+        closed |= fs->rc[i].fd >= 0;
         rc_clear_slot(fs, &fs->rc[i]);
+    }
     pthread_mutex_unlock(&fs->rc_lock);
+    return closed;
+}
+
+/* Empties the read cache of every object: whether a descriptor was
+ * closed. */
+static int rc_release_everywhere(void)
+{
+    int closed = 0;
+    pthread_mutex_lock(&rc_all_lock);
+    for (fs_cache *f = rc_all; f; f = f->all_next)
+        closed |= rc_forget_all(f);
+    pthread_mutex_unlock(&rc_all_lock);
+    return closed;
+}
+
+/* Every open of this backend: openat, and when the process or the system
+ * is out of descriptors, once more after the read caches gave theirs back
+ * (errno is the open's). */
+static int fs_openat(int dirfd, const char *path, int flags, mode_t mode)
+{
+    int fd = openat(dirfd, path, flags, mode);
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
+        int e = errno;
+        if (rc_release_everywhere())
+            fd = openat(dirfd, path, flags, mode);
+        else
+            errno = e;
+    }
+    return fd;
 }
 
 /* ---- reading ------------------------------------------------------------ */
@@ -523,7 +614,7 @@ static void rc_forget_all(fs_cache *fs)
 static int open_entry(fs_cache *fs, const char *name, int *state,
                       cache_err *err)
 {
-    int fd = openat(fs->dirfd, name, FS_READ_FLAGS);
+    int fd = fs_openat(fs->dirfd, name, FS_READ_FLAGS, 0);
     if (fd >= 0)
         return fd;
     int e = errno;
@@ -903,9 +994,9 @@ static int write_entry(fs_cache *fs, const char *name, cache_str value,
     int fd = -1;
     for (int tries = 0; fd < 0 && tries < 8; tries++) {
         temp_name(fs, tmp);
-        fd = openat(fs->dirfd, tmp,
-                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                    S_IRUSR | S_IWUSR);
+        fd = fs_openat(fs->dirfd, tmp,
+                       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                       S_IRUSR | S_IWUSR);
         if (fd < 0 && errno != EEXIST)
             break;
     }
@@ -951,7 +1042,7 @@ typedef int (*visit_fn)(fs_cache *, const struct dirent *, void *);
 
 static int list_dir(fs_cache *fs, visit_fn visit, void *ctx, cache_err *err)
 {
-    int fd = openat(fs->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = fs_openat(fs->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
     if (fd < 0)
         return fail_errno(fs, err, "list", ".", errno);
     DIR *d = fdopendir(fd);
@@ -1075,7 +1166,7 @@ static int prune_check(fs_cache *fs, cand *c, int64_t now)
     c->mtime = ns_of(st.st_mtim);
     if (after_ms(st.st_atim, now))
         return 1; /* the hint says live */
-    int fd = openat(fs->dirfd, c->name, FS_READ_FLAGS);
+    int fd = fs_openat(fs->dirfd, c->name, FS_READ_FLAGS, 0);
     if (fd < 0)
         return errno == ENOENT ? 0 : -1;
     unsigned char h[FS_HEADER];
@@ -1372,7 +1463,7 @@ static int others_waiting(int fd)
 static int incr_lock(fs_cache *fs, int *lockfd, cache_err *err)
 {
     *lockfd = -1;
-    int fd = openat(fs->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = fs_openat(fs->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
     if (fd < 0)
         return fail_errno(fs, err, "open for the incr lock", ".", errno);
     double deadline = fs->lock_timeout > 0
@@ -1488,6 +1579,14 @@ static int fs_incr(cache_backend *b, cache_str key, int64_t delta,
 static void fs_destroy(cache_backend *b)
 {
     fs_cache *fs = (fs_cache *)b;
+    pthread_mutex_lock(&rc_all_lock);
+    if (fs->all_prev)
+        fs->all_prev->all_next = fs->all_next;
+    else
+        rc_all = fs->all_next;
+    if (fs->all_next)
+        fs->all_next->all_prev = fs->all_prev;
+    pthread_mutex_unlock(&rc_all_lock);
     if (fs->dirfd >= 0)
         close(fs->dirfd);
     if (fs->rc) {
@@ -1533,7 +1632,7 @@ static int open_cache_dir(const char *dir, cache_err *err)
     if (mkdir(p, 0700) != 0 && errno != EEXIST)
         mkerr = errno;
     free(p);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = fs_openat(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
     if (fd < 0) {
         char eb[128];
         int e = errno == ENOENT && mkerr ? mkerr : errno;
@@ -1625,6 +1724,12 @@ cache_backend *cache_filesystem_create(cache_opts *opts, cache_err *err)
     fs->rc = calloc(RC_SLOTS, sizeof *fs->rc); /* none: every get reads */
     for (int i = 0; fs->rc && i < RC_SLOTS; i++)
         fs->rc[i].fd = -1;
+    pthread_mutex_lock(&rc_all_lock);
+    fs->all_next = rc_all;
+    if (rc_all)
+        rc_all->all_prev = fs;
+    rc_all = fs;
+    pthread_mutex_unlock(&rc_all_lock);
     fs->dirfd = open_cache_dir(fs->dir, err);
     if (fs->dirfd < 0 ||
         (fs->threshold && list_dir(fs, count_one, &fs->count, err) != CACHE_OK)) {
