@@ -46,7 +46,13 @@
  * over the name). Anything else - replaced, removed, expired, a foreign file
  * rewritten in place (its mtime moves) - takes the full read. This process's
  * own set/delete/clear drop their slots at once, so the old files are not
- * kept alive. It costs up to RC_SLOTS descriptors per cache object.
+ * kept alive. Up to RC_SLOTS slots per object, and the read caches of all
+ * objects together keep at most 1/RC_NOFILE_SHARE of the soft RLIMIT_NOFILE
+ * open (read when a slot is filled, so a limit raised later counts): a
+ * fill past that budget reuses the object's least recently used slot, or
+ * is not kept. Whenever an open here fails with EMFILE or ENFILE, every
+ * object's slots are given back and the open is tried once more, so the
+ * read caches never make a call fail for want of descriptors.
  *
  * SIGXFSZ: writing past RLIMIT_FSIZE makes the kernel raise SIGXFSZ, whose
  * default action kills the process; write() only returns EFBIG when the
@@ -83,19 +89,24 @@
  * of the directory, so increments from any number of processes and threads
  * do not lose updates against each other (where the file system supports
  * flock on a directory; without it incr is not atomic across processes).
- * A plain set racing an incr may still win or lose as last writer.
+ * A plain set racing an incr may still win or lose as last writer. The wait
+ * for the lock is bounded by the option timeout (see incr_lock): a holder
+ * that is stopped or frozen makes incr fail, not hang.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -133,6 +144,7 @@ typedef struct fs_cache {
     size_t name_len;          /* hex digest length */
     int64_t threshold;        /* 0 = unlimited */
     mode_t mode;
+    double lock_timeout;      /* option timeout: incr's lock wait, 0 = no limit */
     uint64_t seed;            /* random part of temporary names */
     atomic_uint_fast64_t counter;
     atomic_int noreplace;     /* NOREPLACE_* */
@@ -141,6 +153,7 @@ typedef struct fs_cache {
     int64_t count;
     int pruning;
     pthread_mutex_t rc_lock;  /* guards rc */
+    struct fs_cache *all_prev, *all_next; /* rc_all's links (rc_all_lock) */
     struct rc_slot *rc;       /* the read cache (RC_SLOTS), or NULL */
     uint64_t rc_gen;
     uint32_t rc_seen[RC_SEEN];  /* names read lately (by their first digits) */
@@ -150,6 +163,9 @@ typedef struct fs_cache {
 #define RC_SLOTS 64
 #define RC_WAYS 64 /* fully associative: a scan of 64 words is nothing beside a syscall */
 #define RC_VALUE_MAX 4096
+/* All read caches together keep at most the soft RLIMIT_NOFILE divided by
+ * this open: 128 of the usual 1024, whatever the number of objects. */
+#define RC_NOFILE_SHARE 8
 
 typedef struct rc_slot {
     int fd;                   /* the entry's file, kept open; -1: empty */
@@ -342,6 +358,36 @@ static void remove_foreign(fs_cache *fs, const char *name)
 
 /* ---- the read cache ------------------------------------------------------ */
 
+/* Every object, so that running out of descriptors can empty all read
+ * caches; lock order: rc_all_lock, then an object's rc_lock. */
+static pthread_mutex_t rc_all_lock = PTHREAD_MUTEX_INITIALIZER;
+static fs_cache *rc_all;
+/* Descriptors kept open by all read caches: only rc_reserve raises it,
+ * only rc_clear_slot lowers it. */
+static atomic_long rc_open;
+
+/* The process-wide budget of read-cache descriptors (see the top). */
+static long rc_budget(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 0;
+    if (rl.rlim_cur == RLIM_INFINITY ||
+        rl.rlim_cur / RC_NOFILE_SHARE > (rlim_t)LONG_MAX)
+        return LONG_MAX;
+    return (long)(rl.rlim_cur / RC_NOFILE_SHARE);
+}
+
+/* Takes one descriptor of the budget: 1, or 0 when it is spent. */
+static int rc_reserve(long budget)
+{
+    long n = atomic_load(&rc_open);
+    while (n < budget)
+        if (atomic_compare_exchange_weak(&rc_open, &n, n + 1))
+            return 1;
+    return 0;
+}
+
 static uint32_t rc_hash(const char *name)
 {
     uint32_t h = 0; /* the name is a hex digest: its first digits will do */
@@ -362,17 +408,20 @@ static rc_slot *rc_find(fs_cache *fs, const char *name)
     return NULL;
 }
 
-/* Where name goes in its set: an empty slot, else the least recently used
+/* Where name goes in its set: with `empty`, an empty slot if there is one;
+ * else the least recently used occupied slot, or NULL when none is
  * (rc_lock held). */
-static rc_slot *rc_victim(fs_cache *fs, const char *name)
+static rc_slot *rc_victim(fs_cache *fs, const char *name, int empty)
 {
     rc_slot *set = &fs->rc[(rc_hash(name) % (RC_SLOTS / RC_WAYS)) * RC_WAYS];
-    rc_slot *v = &set[0];
+    rc_slot *v = NULL;
     for (int w = 0; w < RC_WAYS; w++) {
-        if (set[w].fd < 0)
-            return &set[w];
-        if (set[w].used < v->used)
+        if (set[w].fd < 0) {
+            if (empty)
+                return &set[w];
+        } else if (!v || set[w].used < v->used) {
             v = &set[w];
+        }
     }
     return v;
 }
@@ -399,8 +448,10 @@ static int rc_admit(fs_cache *fs, const char *name)
 /* Empties a slot (rc_lock held). */
 static void rc_clear_slot(fs_cache *fs, rc_slot *s)
 {
-    if (s->fd >= 0)
+    if (s->fd >= 0) {
         close(s->fd);
+        atomic_fetch_sub(&rc_open, 1);
+    }
     s->fd = -1;
     s->gen = ++fs->rc_gen;
     free(s->value);
@@ -451,7 +502,9 @@ static int rc_get(fs_cache *fs, const char *name, cache_buf *out)
 }
 
 /* Keeps a live entry just read through fd (taken over: closed here if it
- * is not kept). */
+ * is not kept). A slot that is empty needs a descriptor of the budget;
+ * with the budget spent, the object's least recently used slot is reused,
+ * and with none in use the entry is not kept. */
 static void rc_fill(fs_cache *fs, const char *name, int fd, int64_t expiry,
                     const char *value, size_t vlen)
 {
@@ -469,11 +522,21 @@ static void rc_fill(fs_cache *fs, const char *name, int fd, int64_t expiry,
         return;
     }
     memcpy(copy, value, vlen);
+    long budget = rc_budget();
     pthread_mutex_lock(&fs->rc_lock);
     rc_slot *s = rc_find(fs, name);
     if (!s)
-        s = rc_victim(fs, name);
-    rc_clear_slot(fs, s);
+        s = rc_victim(fs, name, 1);
+    if (s->fd < 0 && atomic_load(&rc_open) >= budget)
+        s = rc_victim(fs, name, 0);
+    if (s)
+        rc_clear_slot(fs, s);
+    if (!s || !rc_reserve(budget)) {
+        pthread_mutex_unlock(&fs->rc_lock);
+        free(copy);
+        close(fd);
+        return;
+    }
     s->used = s->gen;
     s->hash = rc_hash(name);
     s->fd = fd;
@@ -501,14 +564,47 @@ static void rc_forget(fs_cache *fs, const char *name)
     pthread_mutex_unlock(&fs->rc_lock);
 }
 
-static void rc_forget_all(fs_cache *fs)
+/* Empties every slot: whether a descriptor was closed. */
+static int rc_forget_all(fs_cache *fs)
 {
     if (!fs->rc)
-        return;
+        return 0;
+    int closed = 0;
     pthread_mutex_lock(&fs->rc_lock);
-    for (int i = 0; i < RC_SLOTS; i++)
+    for (int i = 0; i < RC_SLOTS; i++) {
+        closed |= fs->rc[i].fd >= 0;
         rc_clear_slot(fs, &fs->rc[i]);
+    }
     pthread_mutex_unlock(&fs->rc_lock);
+    return closed;
+}
+
+/* Empties the read cache of every object: whether a descriptor was
+ * closed. */
+static int rc_release_everywhere(void)
+{
+    int closed = 0;
+    pthread_mutex_lock(&rc_all_lock);
+    for (fs_cache *f = rc_all; f; f = f->all_next)
+        closed |= rc_forget_all(f);
+    pthread_mutex_unlock(&rc_all_lock);
+    return closed;
+}
+
+/* Every open of this backend: openat, and when the process or the system
+ * is out of descriptors, once more after the read caches gave theirs back
+ * (errno is the open's). */
+static int fs_openat(int dirfd, const char *path, int flags, mode_t mode)
+{
+    int fd = openat(dirfd, path, flags, mode);
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
+        int e = errno;
+        if (rc_release_everywhere())
+            fd = openat(dirfd, path, flags, mode);
+        else
+            errno = e;
+    }
+    return fd;
 }
 
 /* ---- reading ------------------------------------------------------------ */
@@ -518,7 +614,7 @@ static void rc_forget_all(fs_cache *fs)
 static int open_entry(fs_cache *fs, const char *name, int *state,
                       cache_err *err)
 {
-    int fd = openat(fs->dirfd, name, FS_READ_FLAGS);
+    int fd = fs_openat(fs->dirfd, name, FS_READ_FLAGS, 0);
     if (fd >= 0)
         return fd;
     int e = errno;
@@ -898,9 +994,9 @@ static int write_entry(fs_cache *fs, const char *name, cache_str value,
     int fd = -1;
     for (int tries = 0; fd < 0 && tries < 8; tries++) {
         temp_name(fs, tmp);
-        fd = openat(fs->dirfd, tmp,
-                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                    S_IRUSR | S_IWUSR);
+        fd = fs_openat(fs->dirfd, tmp,
+                       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                       S_IRUSR | S_IWUSR);
         if (fd < 0 && errno != EEXIST)
             break;
     }
@@ -946,7 +1042,7 @@ typedef int (*visit_fn)(fs_cache *, const struct dirent *, void *);
 
 static int list_dir(fs_cache *fs, visit_fn visit, void *ctx, cache_err *err)
 {
-    int fd = openat(fs->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = fs_openat(fs->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
     if (fd < 0)
         return fail_errno(fs, err, "list", ".", errno);
     DIR *d = fdopendir(fd);
@@ -1070,7 +1166,7 @@ static int prune_check(fs_cache *fs, cand *c, int64_t now)
     c->mtime = ns_of(st.st_mtim);
     if (after_ms(st.st_atim, now))
         return 1; /* the hint says live */
-    int fd = openat(fs->dirfd, c->name, FS_READ_FLAGS);
+    int fd = fs_openat(fs->dirfd, c->name, FS_READ_FLAGS, 0);
     if (fd < 0)
         return errno == ENOENT ? 0 : -1;
     unsigned char h[FS_HEADER];
@@ -1295,24 +1391,129 @@ static int fs_clear(cache_backend *b, cache_err *err)
     return rc != CACHE_OK ? rc : c.rc;
 }
 
-/* Takes the cross-process increment lock: a descriptor of the directory of
- * its own (flock belongs to the open file description, which a forked child
- * shares), locked exclusively. -1 when it cannot be had: incr then goes on
- * unlocked. */
-static int incr_lock(fs_cache *fs)
+/* Sleeps until something may have released the increment lock, at most
+ * `left` seconds and at most FS_LOCK_POLL_MS: with a watch (ino >= 0) on
+ * the directory, until a descriptor of the directory itself is closed -
+ * which is how every incr releases the lock - while closes of files in it
+ * (reads by others) do not end the wait; without a watch, a short nap. */
+#define FS_LOCK_POLL_MS 20
+static void lock_wait(int ino, double left)
 {
-    int fd = openat(fs->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int r;
-    do
-        r = flock(fd, LOCK_EX);
-    while (r != 0 && errno == EINTR);
-    if (r != 0) {
-        close(fd);
-        return -1;
+    if (ino < 0) {
+        struct timespec ts = {0, 1000000}; /* 1 ms */
+        if (left < 0.001)
+            ts.tv_nsec = (long)(left * 1e9) + 1;
+        nanosleep(&ts, NULL); /* EINTR: the caller tries again */
+        return;
     }
-    return fd;
+    double end = cache_monotonic_now() +
+                 (left < FS_LOCK_POLL_MS / 1000.0 ? left : FS_LOCK_POLL_MS / 1000.0);
+    for (;;) {
+        double ms = (end - cache_monotonic_now()) * 1000.0;
+        struct pollfd p = {ino, POLLIN, 0};
+        if (ms <= 0 || poll(&p, 1, (int)ms + 1) <= 0)
+            return;
+        _Alignas(struct inotify_event) char ev[4096];
+        ssize_t n;
+        int self = 0;
+        while ((n = read(ino, ev, sizeof ev)) > 0)
+            for (ssize_t i = 0; i + (ssize_t)sizeof(struct inotify_event) <= n;) {
+                const struct inotify_event *e = (const void *)(ev + i);
+                self |= e->len == 0; /* no name: the directory itself */
+                i += (ssize_t)(sizeof *e + e->len);
+            }
+        if (self)
+            return;
+    }
+}
+
+/* Waiters on the increment lock say so with a shared OFD lock on byte 0
+ * of their descriptor of the directory: a lock flock() does not see, and
+ * that goes away with the descriptor (a waiter that dies or gives up leaves
+ * nothing behind). type: F_RDLCK to say so, F_UNLCK to stop. */
+static void say_waiting(int fd, short type)
+{
+    struct flock l = {.l_type = type, .l_whence = SEEK_SET, .l_start = 0,
+                      .l_len = 1};
+    fcntl(fd, F_OFD_SETLK, &l); /* unsupported: waiters just go unseen */
+}
+
+/* Whether another process or descriptor waits for the increment lock. */
+static int others_waiting(int fd)
+{
+    struct flock l = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0,
+                      .l_len = 1};
+    return fcntl(fd, F_OFD_GETLK, &l) == 0 && l.l_type != F_UNLCK;
+}
+
+/* Waits for the cross-process increment lock: a descriptor of the directory
+ * of its own (flock belongs to the open file description, which a forked
+ * child shares), locked exclusively. The holder may be stopped or frozen,
+ * so the wait is bounded by the object's timeout (0: no limit, a blocking
+ * flock). flock has no timed wait, so the lock is tried without blocking,
+ * and in between the caller sleeps in lock_wait, woken by inotify when a
+ * descriptor of the directory is closed. Polling alone would let a busy
+ * process release the lock and take it again between two tries of a
+ * waiter, again and again, past the waiter's timeout; so waiters say so
+ * (say_waiting), and a caller that finds others waiting does not barge in:
+ * it joins them and tries only after the next release. CACHE_OK with
+ * *lockfd the descriptor to close, or -1 where the file system has no flock
+ * (incr then goes on unlocked); a failure (timeout, no descriptor) with err
+ * set and nothing held. */
+static int incr_lock(fs_cache *fs, int *lockfd, cache_err *err)
+{
+    *lockfd = -1;
+    int fd = fs_openat(fs->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+    if (fd < 0)
+        return fail_errno(fs, err, "open for the incr lock", ".", errno);
+    double deadline = fs->lock_timeout > 0
+                          ? cache_monotonic_now() + fs->lock_timeout : 0;
+    int ino = -1, waiting = 0, rc = CACHE_OK;
+    int defer = deadline && others_waiting(fd);
+    for (;;) {
+        if (!defer) {
+            if (flock(fd, deadline ? LOCK_EX | LOCK_NB : LOCK_EX) == 0) {
+                if (waiting)
+                    say_waiting(fd, F_UNLCK);
+                *lockfd = fd;
+                break;
+            }
+            if (errno == EINTR)
+                continue;
+            if (errno != EWOULDBLOCK) {
+                close(fd); /* no flock here (ENOLCK, EOPNOTSUPP...) */
+                break;
+            }
+        }
+        double left = deadline - cache_monotonic_now();
+        if (left <= 0) {
+            close(fd);
+            rc = cache_fail(err, CACHE_FAIL,
+                            "FileSystemCache: incr: the lock on %s is still "
+                            "held by someone else after %g s (option "
+                            "'timeout')",
+                            fs->dir, fs->lock_timeout);
+            break;
+        }
+        if (!waiting) { /* only a lock found taken pays for this */
+            waiting = 1;
+            say_waiting(fd, F_RDLCK);
+            char path[64];
+            snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+            ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+            if (ino >= 0 && inotify_add_watch(ino, path, IN_CLOSE_NOWRITE) < 0) {
+                close(ino);
+                ino = -1;
+            }
+            if (!defer)
+                continue; /* a release before the watch went unseen: try again */
+        }
+        defer = 0;
+        lock_wait(ino, left);
+    }
+    if (ino >= 0)
+        close(ino);
+    return rc;
 }
 
 static int incr_locked(fs_cache *fs, const char *name, int64_t delta,
@@ -1365,7 +1566,10 @@ static int fs_incr(cache_backend *b, cache_str key, int64_t delta,
     if (rc != CACHE_OK)
         return rc;
     rc_forget(fs, name);
-    int lockfd = incr_lock(fs);
+    int lockfd;
+    rc = incr_lock(fs, &lockfd, err);
+    if (rc != CACHE_OK)
+        return rc;
     rc = incr_locked(fs, name, delta, new_ttl, result, err);
     if (lockfd >= 0)
         close(lockfd); /* releases the flock */
@@ -1375,6 +1579,14 @@ static int fs_incr(cache_backend *b, cache_str key, int64_t delta,
 static void fs_destroy(cache_backend *b)
 {
     fs_cache *fs = (fs_cache *)b;
+    pthread_mutex_lock(&rc_all_lock);
+    if (fs->all_prev)
+        fs->all_prev->all_next = fs->all_next;
+    else
+        rc_all = fs->all_next;
+    if (fs->all_next)
+        fs->all_next->all_prev = fs->all_prev;
+    pthread_mutex_unlock(&rc_all_lock);
     if (fs->dirfd >= 0)
         close(fs->dirfd);
     if (fs->rc) {
@@ -1420,7 +1632,7 @@ static int open_cache_dir(const char *dir, cache_err *err)
     if (mkdir(p, 0700) != 0 && errno != EEXIST)
         mkerr = errno;
     free(p);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = fs_openat(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
     if (fd < 0) {
         char eb[128];
         int e = errno == ENOENT && mkerr ? mkerr : errno;
@@ -1445,6 +1657,7 @@ static uint64_t random_seed(void)
 typedef struct fs_options {
     char *dir;
     int64_t threshold, mode;
+    double timeout;
     cache_digest_kind kind;
 } fs_options;
 
@@ -1463,9 +1676,11 @@ static int take_options(cache_opts *opts, fs_options *o, cache_err *err)
                           "bytes expected");
     o->threshold = 500;
     o->mode = 0600;
+    o->timeout = 1.0;
     if ((r = cache_opt_int(opts, "threshold", 0, INT64_MAX / 2, &o->threshold,
                            err)) < 0 ||
-        (r = cache_opt_int(opts, "mode", 0, 0777, &o->mode, err)) < 0)
+        (r = cache_opt_int(opts, "mode", 0, 0777, &o->mode, err)) < 0 ||
+        (r = cache_opt_num(opts, "timeout", 0, 1e6, &o->timeout, err)) < 0)
         return r;
     const char *hm = "md5";
     size_t hn = 3;
@@ -1499,6 +1714,7 @@ cache_backend *cache_filesystem_create(cache_opts *opts, cache_err *err)
     fs->name_len = 2 * cache_digest_size(o.kind);
     fs->threshold = o.threshold;
     fs->mode = (mode_t)o.mode;
+    fs->lock_timeout = o.timeout;
     fs->seed = random_seed();
     atomic_init(&fs->counter, 0);
     atomic_init(&fs->noreplace, NOREPLACE_RENAME2);
@@ -1508,6 +1724,12 @@ cache_backend *cache_filesystem_create(cache_opts *opts, cache_err *err)
     fs->rc = calloc(RC_SLOTS, sizeof *fs->rc); /* none: every get reads */
     for (int i = 0; fs->rc && i < RC_SLOTS; i++)
         fs->rc[i].fd = -1;
+    pthread_mutex_lock(&rc_all_lock);
+    fs->all_next = rc_all;
+    if (rc_all)
+        rc_all->all_prev = fs;
+    rc_all = fs;
+    pthread_mutex_unlock(&rc_all_lock);
     fs->dirfd = open_cache_dir(fs->dir, err);
     if (fs->dirfd < 0 ||
         (fs->threshold && list_dir(fs, count_one, &fs->count, err) != CACHE_OK)) {

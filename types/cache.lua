@@ -29,6 +29,7 @@
 ---@field threshold? integer most entries kept; 0 = no limit (default 500)
 ---@field mode? integer permission bits of the entry files (default tonumber("600", 8))
 ---@field hash_method? "md5"|"sha1"|"sha256"|"sha512" digest naming the files (default "md5")
+---@field timeout? number seconds inc/dec wait for the directory lock (default 1.0; 0 = no limit)
 
 ---Options of the Redis family's connections.
 ---@class cache.RedisConnectionOptions : cache.BackendOptions
