@@ -278,6 +278,20 @@ int mc_decode(const char *p, size_t n, uint32_t flags, cache_buf *out,
 
 /* ---- options and connection ----------------------------------------------------- */
 
+static int record_server(mc_backend *b, const char *host, in_port_t port,
+                         cache_err *err)
+{
+    mc_server *grown = realloc(b->servers, (b->nservers + 1) * sizeof *grown);
+    if (!grown)
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    b->servers = grown;
+    char *copy = cache_strndup(host, strlen(host));
+    if (!copy)
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    b->servers[b->nservers++] = (mc_server){copy, port};
+    return CACHE_OK;
+}
+
 static int add_one_server(mc_backend *b, const char *s, size_t n,
                           cache_err *err)
 {
@@ -292,10 +306,7 @@ static int add_one_server(mc_backend *b, const char *s, size_t n,
         return cache_fail(err, CACHE_EINVAL, "servers: name too long");
     memcpy(buf, s, n);
     buf[n] = '\0';
-    memcached_return_t rc;
-    if (buf[0] == '/') {
-        rc = memcached_server_add_unix_socket(b->m, buf);
-    } else {
+    if (buf[0] != '/') {
         char *host = buf, *port_s = NULL;
         if (buf[0] == '[') { /* [v6addr]:port */
             char *close = strchr(buf, ']');
@@ -330,14 +341,10 @@ static int add_one_server(mc_backend *b, const char *s, size_t n,
         if (!*host)
             return cache_fail(err, CACHE_EINVAL, "servers: no host in '%.*s'",
                               (int)n, s);
-        rc = memcached_server_add(b->m, host, (in_port_t)port);
+        return record_server(b, host, (in_port_t)port, err);
     }
-    if (rc != MEMCACHED_SUCCESS)
-        return cache_fail(err, CACHE_EINVAL, "servers: cannot add '%.*s': %s",
-                          (int)n, s, memcached_strerror(b->m, rc));
-    if (buf[0] == '/')
-        b->incr_unguarded = 0; /* libmemcached does no SASL on unix sockets */
-    return CACHE_OK;
+    b->incr_unguarded = 0; /* libmemcached does no SASL on unix sockets */
+    return record_server(b, buf, 0, err);
 }
 
 /* One list element may hold several servers separated by commas. */
@@ -379,21 +386,25 @@ static int take_sasl(mc_backend *b, cache_opts *opts, int required,
         return cache_fail(err, CACHE_EINVAL, "option 'password' is required");
     if (memchr(user, '\0', ul) || memchr(pass, '\0', pl))
         return cache_fail(err, CACHE_EINVAL, "username/password: NUL byte");
-    char *u = cache_strndup(user, ul), *p = cache_strndup(pass, pl);
-    memcached_return_t mrc = MEMCACHED_MEMORY_ALLOCATION_FAILURE;
-    if (u && p)
-        mrc = memcached_set_sasl_auth_data(b->m, u, p);
-    free(u);
-    free(p);
-    if (mrc != MEMCACHED_SUCCESS)
-        return cache_fail(err, CACHE_FAIL, "memcached: cannot set SASL credentials: %s",
-                          memcached_strerror(b->m, mrc));
+    b->user = cache_strndup(user, ul);
+    b->pass = cache_strndup(pass, pl);
+    if (!b->user || !b->pass)
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
     b->incr_unguarded = 1; /* until a unix socket is added */
     return CACHE_OK;
 }
 
-static void set_behaviours(memcached_st *m)
+/* A new libmemcached handle of b's servers and credentials, unconnected.
+ * Every handle b uses comes from here: libmemcached's memcached_clone does
+ * not carry the weighted-ketama setting over, and a handle that builds its
+ * continuum differently sends a key to another server. The behaviours are
+ * set before the servers are added, so the continuum is built once, the
+ * same way for every handle. */
+static int new_handle(const mc_backend *b, memcached_st **out, cache_err *err)
 {
+    memcached_st *m = memcached_create(NULL);
+    if (!m)
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
     memcached_behavior_set(m, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1);
     /* ketama, weighted, MD5 points: the continuum of libketama and pylibmc */
     memcached_behavior_set(m, MEMCACHED_BEHAVIOR_KETAMA_WEIGHTED, 1);
@@ -408,18 +419,41 @@ static void set_behaviours(memcached_st *m)
     /* One failure disables a server; it is tried again after a second. */
     memcached_behavior_set(m, MEMCACHED_BEHAVIOR_SERVER_FAILURE_LIMIT, 1);
     memcached_behavior_set(m, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 1);
+    memcached_return_t rc = MEMCACHED_SUCCESS;
+    if (b->user) {
+        rc = memcached_set_sasl_auth_data(m, b->user, b->pass);
+        if (rc != MEMCACHED_SUCCESS) {
+            cache_fail(err, CACHE_FAIL, "memcached: cannot set SASL credentials: %s",
+                       memcached_strerror(m, rc));
+            memcached_free(m);
+            return CACHE_FAIL;
+        }
+    }
+    for (size_t i = 0; i < b->nservers; i++) {
+        const mc_server *sv = &b->servers[i];
+        rc = sv->port ? memcached_server_add(m, sv->host, sv->port)
+                      : memcached_server_add_unix_socket(m, sv->host);
+        if (rc != MEMCACHED_SUCCESS) {
+            if (sv->port)
+                cache_fail(err, CACHE_EINVAL, "servers: cannot add '%s' port %u: %s",
+                           sv->host, (unsigned)sv->port, memcached_strerror(m, rc));
+            else
+                cache_fail(err, CACHE_EINVAL, "servers: cannot add '%s': %s",
+                           sv->host, memcached_strerror(m, rc));
+            memcached_free(m);
+            return CACHE_EINVAL;
+        }
+    }
+    *out = m;
+    return CACHE_OK;
 }
 
 int mc_open(mc_backend *b, cache_opts *opts, int sasl, cache_err *err)
 {
-    b->m = memcached_create(NULL);
-    if (!b->m)
-        return cache_fail(err, CACHE_ENOMEM, "out of memory");
     b->pid = getpid();
     int rc;
     if (sasl && (rc = take_sasl(b, opts, sasl == MC_SASL_REQUIRED, err)) != CACHE_OK)
         return rc;
-    set_behaviours(b->m);
     const char *prefix = NULL;
     size_t plen = 0;
     if ((rc = cache_opt_str(opts, "key_prefix", &prefix, &plen, err)) < 0)
@@ -441,18 +475,34 @@ int mc_open(mc_backend *b, cache_opts *opts, int sasl, cache_err *err)
     } else if ((rc = add_servers(b, "127.0.0.1:11211", 15, err)) != CACHE_OK) {
         return rc;
     }
+    if ((rc = new_handle(b, &b->m, err)) != CACHE_OK)
+        return rc;
     if (!memcached_result_create(b->m, &b->result))
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
     b->result_ready = 1;
     return CACHE_OK;
 }
 
+/* What mc_open took from the options (plain memory). */
+static void free_config(mc_backend *b)
+{
+    for (size_t i = 0; i < b->nservers; i++)
+        free(b->servers[i].host);
+    free(b->servers);
+    b->servers = NULL;
+    b->nservers = 0;
+    free(b->user);
+    free(b->pass);
+    b->user = b->pass = NULL;
+    free(b->prefix);
+    b->prefix = NULL;
+}
+
 void mc_close(mc_backend *b)
 {
     if (b->m && b->pid != getpid()) {
         /* inherited across fork and never used here: see fork_guard */
-        free(b->prefix);
-        b->prefix = NULL;
+        free_config(b);
         return;
     }
     if (b->result_ready)
@@ -466,32 +516,32 @@ void mc_close(mc_backend *b)
     if (b->m)
         memcached_free(b->m);
     b->m = NULL;
-    free(b->prefix);
-    b->prefix = NULL;
+    free_config(b);
 }
 
 /* ---- fork -------------------------------------------------------------------------- */
 
 /* A process forked after the handle connected (an nginx master that made
  * the cache before forking its workers) shares the parent's sockets, so
- * each would read answers meant for the other. The child takes a clone of
- * the handle (same servers, behaviours and credentials, no connections)
- * and leaves the inherited one alone, on purpose: freeing it would send
- * QUIT on the parent's connections. */
+ * each would read answers meant for the other. The child makes a handle of
+ * its own (new_handle: same servers, behaviours and credentials, no
+ * connections) and leaves the inherited one alone, on purpose: freeing it
+ * would send QUIT on the parent's connections. */
 static int fork_guard(mc_backend *b, cache_err *err)
 {
     pid_t pid = getpid();
     if (pid == b->pid)
         return CACHE_OK;
-    memcached_st *fresh = memcached_clone(NULL, b->m);
-    if (!fresh)
-        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    memcached_st *fresh;
+    int rc = new_handle(b, &fresh, err);
+    if (rc != CACHE_OK)
+        return rc;
     if (!memcached_result_create(fresh, &b->result)) {
         memcached_free(fresh);
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
     }
     b->m = fresh;
-    b->del_m = NULL; /* a new one is cloned on first use */
+    b->del_m = NULL; /* a new one is made on first use */
     b->pid = pid;
     return CACHE_OK;
 }
@@ -790,16 +840,16 @@ static int ignore_hit(void *ctx, size_t i, const char *v, size_t len,
     return CACHE_OK;
 }
 
-/* The handle for batches of deletes: a clone of b->m (same servers and
- * credentials, its own connections) with buffered requests always on,
- * because switching BUFFER_REQUESTS closes every connection of a handle,
- * dropping what is still buffered. */
+/* The handle for batches of deletes: one more of new_handle's (same
+ * servers and credentials, its own connections) with buffered requests
+ * always on, because switching BUFFER_REQUESTS closes every connection of
+ * a handle, dropping what is still buffered. */
 static memcached_st *deleter(mc_backend *b)
 {
     if (b->del_m)
         return b->del_m;
-    memcached_st *d = memcached_clone(NULL, b->m);
-    if (!d)
+    memcached_st *d;
+    if (new_handle(b, &d, NULL) != CACHE_OK)
         return NULL;
     if (!memcached_result_create(d, &b->del_result)) {
         memcached_free(d);

@@ -37,8 +37,21 @@ typedef struct mc_key {
     char s[MC_MAX_KEY + 1];
 } mc_key;
 
+/* One server of the pool as configured: host and port, or (port 0) the
+ * path of a unix socket. */
+typedef struct mc_server {
+    char *host;
+    in_port_t port;
+} mc_server;
+
 typedef struct mc_backend {
     cache_backend base;
+    /* What every libmemcached handle of this object is made from (see
+     * new_handle in memcached.c), so that all of them place each key on
+     * the same server. */
+    mc_server *servers;
+    size_t nservers;
+    char *user, *pass; /* SASL credentials, or NULL */
     memcached_st *m;
     char *prefix;
     size_t prefix_len;

@@ -53,13 +53,35 @@ local function port_open(port)
   return ok_exec(("bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d' 2>/dev/null"):format(port))
 end
 
+-- The SASL settings of the spec's own SASL servers: a sasldb made here (the
+-- realm is this host's name, as in spec/servers/memcached.sh), shared by all.
+local own_sasl
+local function sasl_conf()
+  if own_sasl then return own_sasl end
+  local dir = helpers.tmpdir("mcsasl")
+  local pass = "own-" .. os.time()
+  assert(ok_exec(("printf '%%s' %s | saslpasswd2 -p -a memcached -c -f %s/sasldb2 ownuser")
+    :format(pass, dir)), "saslpasswd2 failed")
+  local fh = assert(io.open(dir .. "/memcached.conf", "w"))
+  fh:write("mech_list: plain cram-md5\nsasldb_path: ", dir, "/sasldb2\n")
+  fh:close()
+  own_sasl = { dir = dir, user = "ownuser", pass = pass }
+  return own_sasl
+end
+
 local own = {}
-local function start_own(port)
+-- opts.sasl: a SASL server (-S) with sasl_conf()'s user.
+local function start_own(port, opts)
   port = port or tonumber(helpers.sh(ROOT .. "/spec/support/freeport.sh"))
   local dir = helpers.tmpdir("mcown")
   local pidf = dir .. "/pid"
   local as_root = helpers.sh("id -u") == "0" and " -u root" or ""
-  assert(ok_exec(("memcached -d -P %s -l 127.0.0.1 -p %d -U 0 -m 16%s 2>>%s/err"):format(pidf, port, as_root, dir)))
+  local env, extra = "", ""
+  if opts and opts.sasl then
+    env, extra = ("SASL_CONF_PATH=%s "):format(sasl_conf().dir), " -S"
+  end
+  assert(ok_exec(("%smemcached -d -P %s -l 127.0.0.1 -p %d -U 0 -m 16%s%s 2>>%s/err")
+    :format(env, pidf, port, as_root, extra, dir)))
   local deadline = now() + 5
   while not port_open(port) and now() < deadline do helpers.sleep(0.05) end
   assert(port_open(port), "own memcached did not start on " .. port .. ": " .. helpers.sh("cat " .. dir .. "/err; ss -tanp | grep " .. port))
@@ -803,6 +825,71 @@ describe("memcached backends", function()
       assert.is_true(c:add("k", v))
       assert.is_false(c:add("k", "other"))
       assert.is_true(c:get("k") == v)
+    end)
+  end)
+
+  -- Every libmemcached handle of one object (the first, the batch-delete
+  -- handle, the one a forked child makes) must place a key on the same
+  -- server, or a key written through one is missed by another. The fork
+  -- case is spec/c/test_memcached.c (server_pool_fork).
+  describe("one key distribution on every handle", function()
+    local function keys20()
+      local keys = {}
+      for i = 1, 20 do keys[i] = "k" .. i end
+      return keys
+    end
+
+    -- Stores 20 keys through c, runs drop(c, keys), then counts the keys a
+    -- fresh object on the same servers still reads.
+    local function survivors(ctor, opts, drop)
+      local c = cache[ctor](opts)
+      local keys = keys20()
+      for i, k in ipairs(keys) do assert.is_true(c:set(k, i), k) end
+      drop(c, keys)
+      local fresh = cache[ctor](opts)
+      local left = {}
+      for _, k in ipairs(keys) do
+        if fresh:get(k) ~= nil then left[#left + 1] = k end
+      end
+      return left
+    end
+
+    local function delete_all(c, keys)
+      local all, deleted = c:delete_many(unpack(keys))
+      assert.is_true(all)
+      assert.equal(#keys, #deleted)
+    end
+
+    local function expire_all(c, keys)
+      local map = {}
+      for _, k in ipairs(keys) do map[k] = "x" end
+      local all, set = c:set_many(map, -1)
+      assert.is_true(all)
+      assert.equal(#keys, #set)
+    end
+
+    it("MemcachedCache: delete_many of 20 keys leaves none readable", function()
+      local opts = { servers = { A, B }, key_prefix = helpers.unique("dist") }
+      assert.same({}, survivors("MemcachedCache", opts, delete_all))
+    end)
+
+    it("MemcachedCache: set_many with a negative timeout leaves none readable", function()
+      local opts = { servers = { A, B }, key_prefix = helpers.unique("dist") }
+      assert.same({}, survivors("MemcachedCache", opts, expire_all))
+    end)
+
+    it("SASL and Spread pools of two: delete_many and set_many(-1) leave none readable", function()
+      local s1, s2 = start_own(nil, { sasl = true }), start_own(nil, { sasl = true })
+      local conf = sasl_conf()
+      for _, ctor in ipairs { "SASLMemcachedCache", "SpreadSASLMemcachedCache" } do
+        for _, drop in ipairs { delete_all, expire_all } do
+          local opts = { servers = { s1.addr, s2.addr }, username = conf.user,
+                         password = conf.pass, key_prefix = helpers.unique("sdist") }
+          assert.same({}, survivors(ctor, opts, drop), ctor)
+        end
+      end
+      stop_own(s1)
+      stop_own(s2)
     end)
   end)
 end)
