@@ -61,7 +61,10 @@ void mc_key_make(const mc_backend *b, cache_str key, const char *suffix,
 {
     size_t total = b->prefix_len + key.len + suffix_len;
     int prefix_ok = printable(b->prefix, b->prefix_len);
-    if (total >= 1 && total <= MC_MAX_KEY && prefix_ok &&
+    /* what follows the prefix: a '#' there is the digest form's (digest.h) */
+    int marked = key.len ? cache_key_marked(key.ptr, key.len)
+                         : cache_key_marked(suffix, suffix_len);
+    if (total >= 1 && total <= MC_MAX_KEY && prefix_ok && !marked &&
         printable(key.ptr, key.len) && printable(suffix, suffix_len)) {
         memcpy(out->s, b->prefix, b->prefix_len);
         if (key.len)
@@ -72,25 +75,26 @@ void mc_key_make(const mc_backend *b, cache_str key, const char *suffix,
         out->s[total] = '\0';
         return;
     }
+    /* Keep a readable prefix in front when it fits: "prefix#<64 hex>".
+     * Without it (a prefix unprintable or over 185 bytes) the digest form
+     * still differs from every key sent as it is: those either start with
+     * the prefix, which is then longer than the whole digest form, or there
+     * are none (an unprintable prefix). */
+    size_t head = prefix_ok && b->prefix_len <= MC_MAX_KEY - CACHE_KEY_DIGEST_LEN
+                      ? b->prefix_len
+                      : 0;
     const void *parts[3] = {b->prefix_len ? b->prefix : "",
                             key.len ? key.ptr : "", suffix_len ? suffix : ""};
     size_t lens[3] = {b->prefix_len, key.len, suffix_len};
-    unsigned char d[CACHE_DIGEST_MAX];
-    size_t dl = cache_digest(CACHE_SHA256, 3, parts, lens, d);
-    if (dl != 32) {
+    memcpy(out->s, b->prefix, head);
+    if (cache_key_digest_form(3, parts, lens, out->s + head) != 0) {
         /* libcrypto failed (out of memory): a fixed, still valid key; the
          * caller's write lands on it, which is harmless but noted here. */
-        memset(d, 0, sizeof d);
-        dl = 32;
+        memset(out->s + head, '0', CACHE_KEY_DIGEST_LEN);
+        out->s[head] = CACHE_KEY_MARK;
+        out->s[head + CACHE_KEY_DIGEST_LEN] = '\0';
     }
-    /* Keep a readable prefix in front when it fits: "prefix#<64 hex>". */
-    size_t head = prefix_ok && b->prefix_len <= MC_MAX_KEY - 1 - 2 * dl
-                      ? b->prefix_len
-                      : 0;
-    memcpy(out->s, b->prefix, head);
-    out->s[head] = '#';
-    cache_hex(d, dl, out->s + head + 1);
-    out->len = head + 1 + 2 * dl;
+    out->len = head + CACHE_KEY_DIGEST_LEN;
 }
 
 /* ---- errors ----------------------------------------------------------------- */

@@ -80,8 +80,9 @@ int mc_open(mc_backend *b, cache_opts *opts, int sasl, cache_err *err);
 void mc_close(mc_backend *b);
 
 /* The memcached key of prefix + key + suffix: itself when it is 1-250
- * printable ASCII bytes without space, else (a printable prefix, when it
- * is short enough) + "#" + hex sha256 of prefix + key + suffix. */
+ * printable ASCII bytes without space and key + suffix does not start with
+ * '#', else (a printable prefix, when it is short enough) + the digest form
+ * of prefix + key + suffix, "#" + hex sha256 (digest.h): one-to-one. */
 void mc_key_make(const mc_backend *b, cache_str key, const char *suffix,
                  size_t suffix_len, mc_key *out);
 

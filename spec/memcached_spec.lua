@@ -255,6 +255,31 @@ describe("memcached backends", function()
       assert.is_nil(v)
     end)
 
+    it("no key aliases another: a key shaped like a mapped one is mapped too", function()
+      local hex = require("cache.core").hex_digest
+      local forms = {}
+      for _, prefix in ipairs { "", helpers.unique("alias") } do
+        local c = cache.MemcachedCache { servers = { A }, key_prefix = prefix }
+        assert.is_true(c:set("a b", "victim"))
+        local lookalike = "#" .. hex("sha256", prefix .. "a b")
+        assert.is_nil(c:get(lookalike), "prefix '" .. prefix .. "'")
+        assert.is_true(c:set(lookalike, "other"))
+        assert.equal("victim", c:get("a b"))
+        assert.equal("other", c:get(lookalike))
+        forms[#forms + 1] = prefix
+      end
+      -- an unprintable prefix is dropped in front of the digest: the key
+      -- "#<hex>" of an object without a prefix must not reach its entries
+      local bad = cache.MemcachedCache { servers = { A }, key_prefix = "my app:" }
+      local none = cache.MemcachedCache { servers = { A }, key_prefix = "" }
+      assert.is_true(bad:set("k", "victim"))
+      assert.is_nil(none:get("#" .. hex("sha256", "my app:k")))
+      -- keys that do not start with '#' keep their exact form on the server
+      local c, prefix = new()
+      assert.is_true(c:set("x#y", "kept"))
+      assert.matches("kept$", select(3, meta(A, prefix .. "x#y")))
+    end)
+
     it("keeps prefixes apart, and clear() flushes every prefix (flush_all)", function()
       local c1 = new()
       local c2 = new()

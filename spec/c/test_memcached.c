@@ -97,6 +97,20 @@ static void keys_invalid_are_hashed(void)
     mc_key_make(&b, S("a b"), NULL, 0, &k1);
     mc_key_make(&b, S("a b"), NULL, 0, &k2);
     CHECK(k1.len == k2.len && memcmp(k1.s, k2.s, k1.len) == 0);
+    /* one-to-one: a key that looks like a mapped one ('#' after the
+     * prefix) is mapped too, and differs from the key it imitates */
+    char lookalike[70];
+    memcpy(lookalike, k1.s + 4, 65);
+    lookalike[65] = '\0';
+    mc_key_make(&b, S(lookalike), NULL, 0, &k2);
+    CHECK(k2.len == 69 && memcmp(k2.s, "app:#", 5) == 0);
+    CHECK(memcmp(k1.s, k2.s, 69) != 0);
+    mc_key_make(&none, S("#x"), NULL, 0, &k2);
+    CHECK(k2.len == 65 && k2.s[0] == '#');
+    mc_key_make(&b, S("#"), ".0", 2, &k2);
+    CHECK(k2.len == 69);
+    mc_key_make(&b, S("x#y"), ".0", 2, &k2); /* '#' elsewhere: kept */
+    CHECK(k2.len == 9 && memcmp(k2.s, "app:x#y.0", 9) == 0);
 }
 
 static void expiry_rules(void)
