@@ -137,6 +137,35 @@ static void server_label(const memcached_instance_st *in, char *out, size_t cap)
         snprintf(out, cap, "%s:%u", name, (unsigned)port);
 }
 
+/* The server that libmemcached's last error message of m names (it ends
+ * in " host: NAME:PORT" or " socket: PATH" when a server failed), or NULL.
+ * The handle's last error is always of its latest call, where the
+ * server's own error and its last disconnect may be older. */
+static const memcached_instance_st *named_in_last_error(memcached_st *m)
+{
+    if (memcached_last_error(m) == MEMCACHED_SUCCESS)
+        return NULL;
+    const char *msg = memcached_last_error_message(m);
+    uint32_t count = memcached_server_count(m);
+    for (uint32_t i = 0; msg && i < count; i++) {
+        const memcached_instance_st *in = memcached_server_instance_by_position(m, i);
+        const char *name = memcached_server_name(in);
+        if (!name)
+            continue;
+        char tag[1100];
+        in_port_t port = memcached_server_port(in);
+        if (name[0] == '/' || port == 0)
+            snprintf(tag, sizeof tag, " socket: %s", name);
+        else
+            snprintf(tag, sizeof tag, " host: %s:%u", name, (unsigned)port);
+        size_t tl = strlen(tag);
+        for (const char *at = strstr(msg, tag); at; at = strstr(at + 1, tag))
+            if (at[tl] == '\0' || at[tl] == ' ' || at[tl] == ',')
+                return in; /* whole: ":1234" is not ":12345" */
+    }
+    return NULL;
+}
+
 /* The failure as libmemcached handle m saw it. */
 static int fail_on(mc_backend *b, memcached_st *m, const mc_key *k,
                    memcached_return_t rc, cache_err *err)
@@ -146,6 +175,8 @@ static int fail_on(mc_backend *b, memcached_st *m, const mc_key *k,
         memcached_return_t r2;
         in = memcached_server_by_key(m, k->s, k->len, &r2);
     }
+    if (!in)
+        in = named_in_last_error(m);
     if (!in)
         in = memcached_server_get_last_disconnect(m);
     if (!in && memcached_server_count(m) > 0)
@@ -559,6 +590,20 @@ static int fork_guard(mc_backend *b, cache_err *err)
 
 /* ---- single-key operations ----------------------------------------------------- */
 
+/* Storing n bytes under k failed with rc: the failure, saying what to do
+ * about an item too large for the server. */
+static int store_failed(mc_backend *b, const mc_key *k, memcached_return_t rc,
+                        size_t n, cache_err *err)
+{
+    mc_fail(b, k, rc, err);
+    if (rc == MEMCACHED_E2BIG && err) {
+        size_t used = strlen(err->msg);
+        snprintf(err->msg + used, sizeof err->msg - used,
+                 " (%zu bytes; start memcached with a larger -I)", n);
+    }
+    return CACHE_FAIL;
+}
+
 int mc_store(mc_backend *b, const mc_key *k, const char *v, size_t n,
              uint32_t flags, double ttl, int only_if_absent, cache_err *err)
 {
@@ -580,14 +625,7 @@ int mc_store(mc_backend *b, const mc_key *k, const char *v, size_t n,
         return CACHE_OK;
     if (only_if_absent && (rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_DATA_EXISTS))
         return CACHE_EXISTS;
-    if (rc == MEMCACHED_E2BIG) {
-        mc_fail(b, k, rc, err);
-        size_t used = strlen(err->msg);
-        snprintf(err->msg + used, sizeof err->msg - used,
-                 " (%zu bytes; start memcached with a larger -I)", n);
-        return CACHE_FAIL;
-    }
-    return mc_fail(b, k, rc, err);
+    return store_failed(b, k, rc, n, err);
 }
 
 int mc_delete(mc_backend *b, const mc_key *k, cache_err *err)
@@ -814,7 +852,7 @@ int mc_store_many(mc_backend *b, size_t n, const mc_key *keys,
     }
     if (quiet)
         memcached_behavior_set(b->m, MEMCACHED_BEHAVIOR_NOREPLY, 0);
-    int any_fail = 0, all_fail = 1;
+    int any_fail = 0;
     for (size_t i = 0; i < n; i++) {
         memcached_return_t rc = rcs[i];
         /* A quiet set is as good as the reply its server gave last. */
@@ -825,16 +863,17 @@ int mc_store_many(mc_backend *b, size_t n, const mc_key *keys,
             rc = rcs[l];
         if (rc == MEMCACHED_SUCCESS) {
             status[i] = CACHE_OK;
-            all_fail = 0;
         } else {
             status[i] = CACHE_FAIL;
             if (!any_fail)
-                mc_fail(b, &keys[i], rc, err);
+                store_failed(b, &keys[i], rc, vals[i].len, err);
             any_fail = 1;
         }
     }
     free(srv), free(last), free(rcs);
-    return all_fail ? CACHE_FAIL : CACHE_OK;
+    /* Any key that failed fails the batch, with the first one's reason;
+     * status[] still tells which keys were stored. */
+    return any_fail ? CACHE_FAIL : CACHE_OK;
 }
 
 static int ignore_hit(void *ctx, size_t i, const char *v, size_t len,
@@ -886,12 +925,12 @@ int mc_delete_many_blind(mc_backend *b, size_t n, const mc_key *keys,
      * gone: one round trip for the whole batch. */
     int rc = mget_on(b, d, &b->del_result, n, keys, ignore_hit, NULL, status,
                      err);
-    int all_fail = 1;
+    int any_fail = 0;
     for (size_t i = 0; i < n; i++) {
         if (status[i] == CACHE_MISS && sent[i]) {
             status[i] = CACHE_OK;
-            all_fail = 0;
         } else {
+            any_fail = 1;
             if (status[i] == CACHE_OK && err)
                 cache_fail(err, CACHE_FAIL, "memcached: key still present after delete");
             status[i] = CACHE_FAIL;
@@ -900,7 +939,7 @@ int mc_delete_many_blind(mc_backend *b, size_t n, const mc_key *keys,
     free(sent);
     if (rc < 0 && rc != CACHE_FAIL)
         return rc;
-    return all_fail ? CACHE_FAIL : CACHE_OK;
+    return any_fail ? CACHE_FAIL : CACHE_OK;
 }
 
 /* ---- increments ------------------------------------------------------------------------ */

@@ -133,14 +133,17 @@ int mc_get_one(mc_backend *b, const mc_key *k, mc_hit_fn hit, void *ctx,
 
 /* Pipelined sets: quiet (noreply) sets, except the last key of each server,
  * whose reply comes after the server has processed all of them, and values
- * larger than 256 KiB, which are sent with a reply. status[i] per key. */
+ * larger than 256 KiB, which are sent with a reply. status[i] per key; the
+ * return is CACHE_OK when every key was stored, else a failure with the
+ * first failed key's reason in err. */
 int mc_store_many(mc_backend *b, size_t n, const mc_key *keys,
                   const cache_str *vals, const uint32_t *flags, double ttl,
                   int *status, cache_err *err);
 /* Pipelined deletes: buffered deletes (on a second handle of the same
  * servers), then one multi-get of the same keys that collects the replies
  * and proves each key gone. status[i] is CACHE_OK
- * when the key is absent afterwards, CACHE_FAIL otherwise. */
+ * when the key is absent afterwards, CACHE_FAIL otherwise; the return is
+ * CACHE_OK when every key is gone, else a failure. */
 int mc_delete_many_blind(mc_backend *b, size_t n, const mc_key *keys,
                          int *status, cache_err *err);
 

@@ -447,6 +447,87 @@ describe("memcached backends", function()
       until back or now() > deadline
       assert.is_true(back)
     end)
+
+    -- A pool of two own servers with keys k1..k20; which keys live on the
+    -- first (read through an object of that server alone).
+    local function pool_of_two(tag)
+      local s1, s2 = start_own(), start_own()
+      local prefix = helpers.unique(tag)
+      local pool = cache.MemcachedCache { servers = { s1.addr, s2.addr }, key_prefix = prefix }
+      local only1 = cache.MemcachedCache { servers = { s1.addr }, key_prefix = prefix }
+      local keys, on1 = {}, {}
+      for i = 1, 20 do
+        keys[i] = "k" .. i
+        assert.is_true(pool:set(keys[i], i))
+      end
+      for i = 1, 20 do on1[i] = only1:get(keys[i]) ~= nil end
+      return pool, keys, on1, s1, s2
+    end
+
+    it("get_many and get_dict with one member down: the other's hits, and an error naming it", function()
+      local pool, keys, on1, s1, s2 = pool_of_two("gmdown")
+      stop_own(s2)
+      local r = helpers.pack(pool:get_many(unpack(keys)))
+      assert.equal(21, r.n)
+      for i = 1, 20 do
+        if on1[i] then assert.equal(i, r[i]) else assert.is_nil(r[i]) end
+      end
+      assert.matches("^memcached 127%.0%.0%.1:" .. s2.port .. ": ", r[21])
+      local d, err = pool:get_dict(unpack(keys))
+      for i = 1, 20 do assert.equal(on1[i] and i or nil, d[keys[i]]) end
+      assert.matches("^memcached 127%.0%.0%.1:" .. s2.port .. ": ", err)
+      -- only the keys of the dead server fail: alone, the others have no error
+      local live = {}
+      for i = 1, 20 do if on1[i] then live[#live + 1] = keys[i] end end
+      r = helpers.pack(pool:get_many(unpack(live)))
+      assert.equal(#live, r.n)
+      stop_own(s1)
+    end)
+
+    it("set_many with one item too large: false, the other keys, and why", function()
+      for _, servers in ipairs { { A }, { A, B } } do
+        local c = cache.MemcachedCache { servers = servers, key_prefix = helpers.unique("big") }
+        local ok, keys, err = c:set_many { a = 1, b = 2, big = ("x"):rep(2 * 1048576) }
+        assert.is_false(ok)
+        table.sort(keys)
+        assert.same({ "a", "b" }, keys)
+        assert.matches("^memcached 127%.0%.0%.1:%d+: .*too big.*larger %-I", err)
+        assert.equal(1, c:get("a"))
+      end
+    end)
+
+    it("clear() names the member that failed", function()
+      local pool, _, _, s1, s2 = pool_of_two("clr")
+      assert(ok_exec("kill -STOP " .. s2.pid))
+      local ok, err = pool:clear()
+      assert(ok_exec("kill -CONT " .. s2.pid))
+      assert.is_false(ok)
+      assert.matches("^memcached 127%.0%.0%.1:" .. s2.port .. ": ", err)
+      helpers.sleep(1.1) -- past the retry interval of the stalled member
+      stop_own(s2)
+      ok, err = pool:clear()
+      assert.is_false(ok)
+      assert.matches("^memcached 127%.0%.0%.1:" .. s2.port .. ": ", err)
+      stop_own(s1)
+    end)
+
+    it("delete_many with a stalled member (SIGSTOP) fails its keys after about the 1 s timeout", function()
+      local pool, keys, on1, s1, s2 = pool_of_two("dmstop")
+      assert(ok_exec("kill -STOP " .. s2.pid))
+      local t0 = now()
+      local all, deleted, err = pool:delete_many(unpack(keys))
+      local took = now() - t0
+      assert(ok_exec("kill -CONT " .. s2.pid))
+      assert.is_false(all)
+      local want = 0
+      for i = 1, 20 do if on1[i] then want = want + 1 end end
+      assert.equal(want, #deleted)
+      assert.matches("^memcached 127%.0%.0%.1:" .. s2.port .. ": ", err)
+      -- documented: about 1 s (one poll timeout); a generous bound
+      assert.is_true(took < 2.5, "took " .. took)
+      stop_own(s1)
+      stop_own(s2)
+    end)
   end)
 
   describe("timeouts", function()
