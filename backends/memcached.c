@@ -401,9 +401,9 @@ static int add_servers(mc_backend *b, const char *s, size_t n, cache_err *err)
     return CACHE_OK;
 }
 
-/* username and password: both, or (unless required) neither. */
-static int take_sasl(mc_backend *b, cache_opts *opts, int required,
-                     cache_err *err)
+/* username and password: both, or neither. One alone is refused, as
+ * pylibmc refuses it ("SASL requires both username and password"). */
+static int take_sasl(mc_backend *b, cache_opts *opts, cache_err *err)
 {
     const char *user = NULL, *pass = NULL;
     size_t ul = 0, pl = 0;
@@ -413,12 +413,14 @@ static int take_sasl(mc_backend *b, cache_opts *opts, int required,
     rc = cache_opt_str(opts, "password", &pass, &pl, err);
     if (rc < 0)
         return rc;
-    if (!user && !pass && !required)
+    if (!user && !pass)
         return CACHE_OK;
     if (!user)
-        return cache_fail(err, CACHE_EINVAL, "option 'username' is required");
+        return cache_fail(err, CACHE_EINVAL,
+                          "option 'password' given without 'username' (SASL needs both)");
     if (!pass)
-        return cache_fail(err, CACHE_EINVAL, "option 'password' is required");
+        return cache_fail(err, CACHE_EINVAL,
+                          "option 'username' given without 'password' (SASL needs both)");
     if (memchr(user, '\0', ul) || memchr(pass, '\0', pl))
         return cache_fail(err, CACHE_EINVAL, "username/password: NUL byte");
     b->user = cache_strndup(user, ul);
@@ -487,7 +489,7 @@ int mc_open(mc_backend *b, cache_opts *opts, int sasl, cache_err *err)
 {
     b->pid = getpid();
     int rc;
-    if (sasl && (rc = take_sasl(b, opts, sasl == MC_SASL_REQUIRED, err)) != CACHE_OK)
+    if (sasl && (rc = take_sasl(b, opts, err)) != CACHE_OK)
         return rc;
     const char *prefix = NULL;
     size_t plen = 0;
@@ -1318,5 +1320,5 @@ cache_backend *cache_memcached_create(cache_opts *opts, cache_err *err)
 
 cache_backend *cache_sasl_memcached_create(cache_opts *opts, cache_err *err)
 {
-    return create(opts, MC_SASL_REQUIRED, &sasl_memcached_vt, err);
+    return create(opts, 1, &sasl_memcached_vt, err);
 }

@@ -71,11 +71,10 @@ typedef struct mc_backend {
     memcached_result_st del_result;
 } mc_backend;
 
-/* Opens the connection from the options servers, key_prefix and, unless
- * sasl is MC_SASL_NONE, username and password (both, or with
- * MC_SASL_OPTIONAL neither). CACHE_OK or an error (CACHE_EINVAL for
- * options). */
-enum { MC_SASL_NONE = 0, MC_SASL_REQUIRED = 1, MC_SASL_OPTIONAL = 2 };
+/* Opens the connection from the options servers, key_prefix and, when
+ * sasl is non-zero, username and password: both (SASL), or neither (no
+ * SASL, as pylibmc and Flask-Caching). CACHE_OK or an error (CACHE_EINVAL
+ * for options). */
 int mc_open(mc_backend *b, cache_opts *opts, int sasl, cache_err *err);
 void mc_close(mc_backend *b);
 

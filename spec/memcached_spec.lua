@@ -142,6 +142,9 @@ describe("memcached backends", function()
       ok, err = pcall(cache.SASLMemcachedCache, { servers = SASL or A, password = "x" })
       assert.is_false(ok)
       assert.matches("username", err)
+      ok, err = pcall(cache.SASLMemcachedCache, { servers = SASL or A, username = "x" })
+      assert.is_false(ok)
+      assert.matches("password", err)
       ok, err = pcall(cache.SpreadSASLMemcachedCache, { servers = A, chunksize = 0 })
       assert.is_false(ok)
       assert.matches("chunksize", err)
@@ -163,6 +166,19 @@ describe("memcached backends", function()
       -- in the test machine, or something does: either way no raise).
       local d = cache.MemcachedCache {}
       assert.equal(300, d.default_timeout)
+    end)
+
+    it("SASLMemcachedCache without credentials: no SASL, as Flask-Caching (pylibmc) does", function()
+      local c = cache.SASLMemcachedCache { servers = { A, B }, key_prefix = helpers.unique("nosasl") }
+      assert.is_true(c:set("k", "v"))
+      assert.equal("v", c:get("k"))
+      assert.equal(2, c:inc("n", 2))
+      if cache.new then
+        local n = cache.new { CACHE_TYPE = "saslmemcached", CACHE_MEMCACHED_SERVERS = { A },
+                              CACHE_KEY_PREFIX = helpers.unique("nosaslcfg") }
+        assert.is_true(n:set("k", 1))
+        assert.equal(1, n:get("k"))
+      end
     end)
 
     it("works on a unix socket", function()
