@@ -434,9 +434,9 @@ static int take_sasl(mc_backend *b, cache_opts *opts, cache_err *err)
 /* A new libmemcached handle of b's servers and credentials, unconnected.
  * Every handle b uses comes from here: libmemcached's memcached_clone does
  * not carry the weighted-ketama setting over, and a handle that builds its
- * continuum differently sends a key to another server. The behaviours are
- * set before the servers are added, so the continuum is built once, the
- * same way for every handle. */
+ * continuum differently sends a key to another server. Every handle gets
+ * the same behaviours, then the same servers in the same order, so every
+ * handle builds the same continuum. */
 static int new_handle(const mc_backend *b, memcached_st **out, cache_err *err)
 {
     memcached_st *m = memcached_create(NULL);

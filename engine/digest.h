@@ -27,6 +27,7 @@ size_t cache_digest(cache_digest_kind kind, size_t n, const void *const *parts,
 
 /* Lower-case hex of n bytes into out (2n chars plus NUL). */
 void cache_hex(const unsigned char *bytes, size_t n, char *out);
+
 /* ---- digest keys --------------------------------------------------------
  * A key a server cannot take as it is (too long, empty, bytes its protocol
  * forbids) is sent in digest form: CACHE_KEY_MARK followed by the
