@@ -170,13 +170,19 @@ static cache_str encode_arg(lua_State *L, int idx, cache_buf *buf,
 
 /* ---- results ---------------------------------------------------------------- */
 
+/* The message of a failure (a backend that set none still gets one). */
+static const char *failure_text(const cache_err *err)
+{
+    return err->msg[0] ? err->msg : "backend failure";
+}
+
 static int push_failure(lua_State *L, int falsy_nil, const cache_err *err)
 {
     if (falsy_nil)
         lua_pushnil(L);
     else
         lua_pushboolean(L, 0);
-    lua_pushstring(L, err->msg[0] ? err->msg : "backend failure");
+    lua_pushstring(L, failure_text(err));
     return 2;
 }
 
@@ -321,15 +327,19 @@ static int m_get_many(lua_State *L)
     cache_err err = {0, ""};
     int rc = cache_get_many(b, n, keys, s->bufs, status, &err);
     luaL_checkstack(L, (int)n + 2, "too many keys");
+    int failed = rc < 0;
     for (size_t i = 0; i < n; i++) {
-        if (rc == CACHE_OK && status[i] == CACHE_OK)
+        if (rc == CACHE_OK && status[i] == CACHE_OK) {
             cache_lua_decode(L, s->bufs[i].data, s->bufs[i].len);
-        else
+        } else {
             lua_pushnil(L);
+            failed |= status[i] < 0;
+        }
     }
-    if (rc < 0) {
-        /* one nil per key, then why */
-        lua_pushstring(L, err.msg);
+    if (failed) {
+        /* one value or nil per key, then why: the whole batch failed, or
+         * some keys did (a server of a pool down) while the others read */
+        lua_pushstring(L, failure_text(&err));
         return (int)n + 1;
     }
     return (int)n;
@@ -346,13 +356,21 @@ static int m_get_dict(lua_State *L)
     int rc = cache_get_many(b, n, keys, s->bufs, status, &err);
     if (rc < 0)
         return push_failure(L, 1, &err);
+    int failed = 0;
     lua_createtable(L, 0, (int)n);
     for (size_t i = 0; i < n; i++) {
-        if (status[i] != CACHE_OK)
+        if (status[i] != CACHE_OK) {
+            failed |= status[i] < 0;
             continue;
+        }
         lua_pushlstring(L, keys[i].ptr, keys[i].len);
         cache_lua_decode(L, s->bufs[i].data, s->bufs[i].len);
         lua_rawset(L, -3);
+    }
+    if (failed) {
+        /* the keys read, then why the others are missing */
+        lua_pushstring(L, failure_text(&err));
+        return 2;
     }
     return 1;
 }

@@ -137,6 +137,18 @@ void cache_hex(const unsigned char *bytes, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
+int cache_key_digest_form(size_t n, const void *const *parts,
+                          const size_t *lens,
+                          char out[CACHE_KEY_DIGEST_LEN + 1])
+{
+    unsigned char d[CACHE_DIGEST_MAX];
+    if (cache_digest(CACHE_SHA256, n, parts, lens, d) != 32)
+        return -1;
+    out[0] = CACHE_KEY_MARK;
+    cache_hex(d, 32, out + 1);
+    return 0;
+}
+
 void cache_base64(const unsigned char *bytes, size_t n, char *out)
 {
     static const char abc[] =

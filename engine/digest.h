@@ -27,6 +27,29 @@ size_t cache_digest(cache_digest_kind kind, size_t n, const void *const *parts,
 
 /* Lower-case hex of n bytes into out (2n chars plus NUL). */
 void cache_hex(const unsigned char *bytes, size_t n, char *out);
+
+/* ---- digest keys --------------------------------------------------------
+ * A key a server cannot take as it is (too long, empty, bytes its protocol
+ * forbids) is sent in digest form: CACHE_KEY_MARK followed by the
+ * lower-case hex SHA-256 of the key. For the mapping to stay one-to-one, a
+ * key that could be sent as it is but starts with CACHE_KEY_MARK is sent in
+ * digest form too (cache_key_marked): then every key sent as it is differs
+ * from every digest form in its first byte. */
+#define CACHE_KEY_MARK '#'
+#define CACHE_KEY_DIGEST_LEN 65 /* the mark + 64 hex digits */
+
+/* 1 when the n bytes at p start with CACHE_KEY_MARK. */
+static inline int cache_key_marked(const char *p, size_t n)
+{
+    return n > 0 && p[0] == CACHE_KEY_MARK;
+}
+
+/* The digest form of the concatenated parts into out (NUL-terminated).
+ * 0, or -1 if the digest could not be computed. */
+int cache_key_digest_form(size_t n, const void *const *parts,
+                          const size_t *lens,
+                          char out[CACHE_KEY_DIGEST_LEN + 1]);
+
 /* Standard Base64 (A-Z a-z 0-9 + /, '=' padding) of n bytes into out
  * (4 * ceil(n / 3) chars plus NUL). */
 void cache_base64(const unsigned char *bytes, size_t n, char *out);

@@ -596,7 +596,7 @@ cache_backend *cache_spread_sasl_memcached_create(cache_opts *opts,
     int64_t chunksize = 1048576, maxchunk = 32;
     if (cache_opt_int(opts, "chunksize", 1, (int64_t)1 << 30, &chunksize, err) < 0 ||
         cache_opt_int(opts, "maxchunk", 1, MAXCHUNK_LIMIT, &maxchunk, err) < 0 ||
-        mc_open(&s->mc, opts, MC_SASL_OPTIONAL, err) != CACHE_OK) {
+        mc_open(&s->mc, opts, 1, err) != CACHE_OK) {
         mc_close(&s->mc);
         free(s);
         return NULL;
