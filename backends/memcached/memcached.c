@@ -88,11 +88,12 @@ void mc_key_make(const mc_backend *b, cache_str key, const char *suffix,
     size_t lens[3] = {b->prefix_len, key.len, suffix_len};
     memcpy(out->s, b->prefix, head);
     if (cache_key_digest_form(3, parts, lens, out->s + head) != 0) {
-        /* libcrypto failed (out of memory): a fixed, still valid key; the
-         * caller's write lands on it, which is harmless but noted here. */
-        memset(out->s + head, '0', CACHE_KEY_DIGEST_LEN);
-        out->s[head] = CACHE_KEY_MARK;
-        out->s[head + CACHE_KEY_DIGEST_LEN] = '\0';
+        /* libcrypto failed (out of memory): an empty key, which libmemcached
+         * refuses (a bad-key error for this call). Any fixed stand-in would
+         * make every key that fails here share one entry. */
+        out->s[0] = '\0';
+        out->len = 0;
+        return;
     }
     out->len = head + CACHE_KEY_DIGEST_LEN;
 }
