@@ -68,8 +68,8 @@
 ---@field key_prefix? string prepended to every key
 
 ---@class cache.SASLMemcachedCacheOptions : cache.MemcachedCacheOptions
----@field username string SASL user (required)
----@field password string SASL password (required)
+---@field username? string SASL user (with password; neither: no SASL)
+---@field password? string SASL password (with username)
 
 ---@class cache.SpreadSASLMemcachedCacheOptions : cache.SASLMemcachedCacheOptions
 ---@field chunksize? integer bytes per chunk (default 1048576)
