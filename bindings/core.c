@@ -10,6 +10,13 @@
  * Every method checks its arguments first and raises on misuse (the
  * message names the argument); failures of the backend itself come back as
  * nil/false plus a message, never as an error.
+ *
+ * Lua code can run inside any method: every allocation of a Lua object may
+ * run a __gc metamethod, and a finalizer may call methods of the very object
+ * whose method is under way, or close it. So a method takes the backend
+ * pointer (live()) only once nothing that allocates is left between it and
+ * the engine call, and value bytes are decoded only from a buffer that no
+ * other call can reach (see push_read, and the per-call bufsets).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -27,10 +34,21 @@ static char handle_key; /* its address keys the handle in an object */
 static int m_get(lua_State *L);
 static int m_get_many(lua_State *L);
 
-typedef struct handle {
+struct cache_handle {
     cache_backend *b;
-    cache_buf scratch; /* reused for single-value reads and writes */
-} handle;
+    /* What reads go into and set / add encode into. Used only over
+     * stretches that run no Lua code (encoding a value and handing it to
+     * the engine; reading one and moving it out, push_read), so a call that
+     * a finalizer makes may reuse it whenever Lua code does run. */
+    cache_buf scratch;
+    /* The spare buffer, inside a holder (a bufset of one) that the registry
+     * anchors under ref; NULL while a read decodes from it (push_read). */
+    cache_buf *spare;
+    int ref;
+    unsigned installs; /* holders made so far: tells a read whether its
+                          holder is still the one under ref */
+};
+typedef struct cache_handle handle;
 
 /* ---- handles and objects ------------------------------------------------- */
 
@@ -40,10 +58,24 @@ static int handle_gc(lua_State *L)
     cache_close(h->b);
     h->b = NULL;
     cache_buf_free(&h->scratch);
+    luaL_unref(L, LUA_REGISTRYINDEX, h->ref);
+    h->ref = LUA_NOREF;
+    h->spare = NULL;
     return 0;
 }
 
-static cache_backend *check_backend(lua_State *L, handle **hp)
+/* The open backend of a handle, taken right before an engine call: a
+ * finalizer run by an allocation since the method began may have closed
+ * the object. */
+static cache_backend *live(lua_State *L, const handle *h)
+{
+    if (!h->b)
+        luaL_error(L, "cache is closed");
+    return h->b;
+}
+
+/* The handle of the object at index 1 (self), which must be open. */
+static handle *check_self(lua_State *L)
 {
     if (lua_type(L, 1) != LUA_TTABLE)
         luaL_error(L, "bad self: call cache methods with ':' (c:get(key))");
@@ -53,45 +85,8 @@ static cache_backend *check_backend(lua_State *L, handle **hp)
     lua_pop(L, 1); /* the object anchors the handle */
     if (!h)
         luaL_error(L, "bad self: not a cache object");
-    if (!h->b)
-        luaL_error(L, "cache is closed");
-    h->scratch.len = 0;
-    if (hp)
-        *hp = h;
-    return h->b;
-}
-
-/* For the fused paths of bindings/keys.c (memoize): the open backend of the
- * cache object at idx, with its scratch buffer emptied, when its get and
- * get_many are still this module's (a method replaced from Lua must see
- * every call, so such an object takes the plain path); NULL otherwise.
- * get_name and get_many_name are stack indices of the strings "get" and
- * "get_many" (upvalues of the caller: no string is made per call). Never
- * raises. */
-cache_backend *cache_lua_object(lua_State *L, int idx, int get_name,
-                                int get_many_name, cache_buf **scratch)
-{
-    if (lua_type(L, idx) != LUA_TTABLE)
-        return NULL;
-    idx = lua_absindex(L, idx);
-    lua_pushlightuserdata(L, &handle_key);
-    lua_rawget(L, idx);
-    handle *h = lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    if (!h || !h->b)
-        return NULL;
-    lua_pushvalue(L, get_many_name);
-    lua_gettable(L, idx);
-    int own = lua_tocfunction(L, -1) == m_get_many;
-    lua_pushvalue(L, get_name);
-    lua_gettable(L, idx);
-    own = own && lua_tocfunction(L, -1) == m_get;
-    lua_pop(L, 2);
-    if (!own)
-        return NULL;
-    h->scratch.len = 0;
-    *scratch = &h->scratch;
-    return h->b;
+    live(L, h);
+    return h;
 }
 
 /* ---- arguments ------------------------------------------------------------- */
@@ -214,17 +209,104 @@ static bufset *new_bufset(lua_State *L, size_t n)
     return s;
 }
 
+/* ---- reads ------------------------------------------------------------------
+ *
+ * The decoder walks the value's bytes while it creates Lua objects, so
+ * finalizers run in the middle of it and may call methods of the same
+ * object - which reuse h->scratch. So a read first moves the bytes out of
+ * h->scratch into the object's spare buffer, which is then its own until
+ * the value is decoded: a read nested in it finds no spare and makes one.
+ * The move is a swap of two buffers; no byte is copied. */
+
+/* Before a read: makes sure the object has a spare buffer, allocating one
+ * only when it has none (its first read, a read nested in another, or after
+ * a read cut short by an error, whose buffer the collector takes). Lua code
+ * may run here; from its return to push_read none may. */
+static void ready_spare(lua_State *L, handle *h)
+{
+    if (h->spare)
+        return;
+    bufset *s = new_bufset(L, 1);
+    if (h->spare) { /* a finalizer's read made one meanwhile */
+        lua_pop(L, 1);
+        return;
+    }
+    /* the old holder, if a read still decodes from it, is on its stack */
+    luaL_unref(L, LUA_REGISTRYINDEX, h->ref);
+    h->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    h->spare = &s->bufs[0];
+    h->installs++;
+}
+
+/* Pushes the holder of this read's buffer (anchoring it), then the value
+ * whose bytes an engine call just left in h->scratch. */
+static void push_read(lua_State *L, handle *h)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
+    cache_buf *own = h->spare;
+    unsigned gen = h->installs;
+    h->spare = NULL;
+    cache_buf bytes = h->scratch;
+    h->scratch = *own;
+    *own = bytes;
+    cache_lua_decode(L, own->data, own->len);
+    if (!h->spare && h->installs == gen)
+        h->spare = own; /* still the holder under ref: give it back */
+}
+
+/* For the fused paths of bindings/keys.c (memoize): the open backend of the
+ * cache object at idx, ready for reads (cache_lua_push_read) into *buf,
+ * when its get and get_many are still this module's (a method replaced
+ * from Lua must see every call, so such an object takes the plain path);
+ * NULL otherwise. get_name and get_many_name are stack indices of the
+ * strings "get" and "get_many" (upvalues of the caller: no string is made
+ * per call). Lua code may run here (metamethods, finalizers); it raises
+ * only what that code raises, or when out of memory. */
+cache_backend *cache_lua_object(lua_State *L, int idx, int get_name,
+                                int get_many_name, handle **hp, cache_buf **buf)
+{
+    if (lua_type(L, idx) != LUA_TTABLE)
+        return NULL;
+    idx = lua_absindex(L, idx);
+    lua_pushlightuserdata(L, &handle_key);
+    lua_rawget(L, idx);
+    handle *h = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (!h || !h->b)
+        return NULL;
+    lua_pushvalue(L, get_many_name);
+    lua_gettable(L, idx);
+    int own = lua_tocfunction(L, -1) == m_get_many;
+    lua_pushvalue(L, get_name);
+    lua_gettable(L, idx);
+    own = own && lua_tocfunction(L, -1) == m_get;
+    lua_pop(L, 2);
+    if (!own)
+        return NULL;
+    ready_spare(L, h);
+    h->scratch.len = 0;
+    *hp = h;
+    *buf = &h->scratch;
+    return h->b; /* NULL if a finalizer run by ready_spare closed it */
+}
+
+void cache_lua_push_read(lua_State *L, handle *h)
+{
+    push_read(L, h);
+}
+
 /* ---- single-key methods ------------------------------------------------------ */
 
 static int m_get(lua_State *L)
 {
-    handle *h;
-    cache_backend *b = check_backend(L, &h);
+    handle *h = check_self(L);
     cache_str key = check_key(L, 2);
+    ready_spare(L, h);
+    h->scratch.len = 0;
     cache_err err = {0, ""};
-    int rc = cache_get(b, key, &h->scratch, &err);
+    int rc = cache_get(live(L, h), key, &h->scratch, &err);
     if (rc == CACHE_OK) {
-        cache_lua_decode(L, h->scratch.data, h->scratch.len);
+        push_read(L, h);
         return 1;
     }
     if (rc < 0)
@@ -235,11 +317,12 @@ static int m_get(lua_State *L)
 
 static int store(lua_State *L, int only_if_absent)
 {
-    handle *h;
-    cache_backend *b = check_backend(L, &h);
+    handle *h = check_self(L);
     cache_str key = check_key(L, 2);
     double ttl = check_timeout(L, 4);
+    h->scratch.len = 0;
     cache_str value = encode_arg(L, 3, &h->scratch, "value");
+    cache_backend *b = live(L, h);
     cache_err err = {0, ""};
     int rc = only_if_absent ? cache_add(b, key, value, ttl, &err)
                             : cache_set(b, key, value, ttl, &err);
@@ -251,30 +334,30 @@ static int m_add(lua_State *L) { return store(L, 1); }
 
 static int m_delete(lua_State *L)
 {
-    cache_backend *b = check_backend(L, NULL);
+    handle *h = check_self(L);
     cache_str key = check_key(L, 2);
     cache_err err = {0, ""};
-    return push_status(L, cache_del(b, key, &err), &err);
+    return push_status(L, cache_del(live(L, h), key, &err), &err);
 }
 
 static int m_has(lua_State *L)
 {
-    cache_backend *b = check_backend(L, NULL);
+    handle *h = check_self(L);
     cache_str key = check_key(L, 2);
     cache_err err = {0, ""};
-    return push_status(L, cache_has(b, key, &err), &err);
+    return push_status(L, cache_has(live(L, h), key, &err), &err);
 }
 
 static int m_clear(lua_State *L)
 {
-    cache_backend *b = check_backend(L, NULL);
+    handle *h = check_self(L);
     cache_err err = {0, ""};
-    return push_status(L, cache_clear(b, &err), &err);
+    return push_status(L, cache_clear(live(L, h), &err), &err);
 }
 
 static int increment(lua_State *L, int sign)
 {
-    cache_backend *b = check_backend(L, NULL);
+    handle *h = check_self(L);
     cache_str key = check_key(L, 2);
     int64_t delta = check_delta(L, 3);
     if (sign < 0) {
@@ -285,7 +368,7 @@ static int increment(lua_State *L, int sign)
     double ttl = object_default_timeout(L);
     cache_err err = {0, ""};
     int64_t result;
-    int rc = cache_incr(b, key, delta, ttl, &result, &err);
+    int rc = cache_incr(live(L, h), key, delta, ttl, &result, &err);
     if (rc != CACHE_OK)
         return push_failure(L, 1, &err);
     cache_lua_pushint(L, result);
@@ -310,13 +393,13 @@ static cache_str *collect_keys(lua_State *L, int first, size_t *n)
 
 static int m_get_many(lua_State *L)
 {
-    cache_backend *b = check_backend(L, NULL);
+    handle *h = check_self(L);
     size_t n;
     cache_str *keys = collect_keys(L, 2, &n);
     int *status = lua_newuserdata(L, (n ? n : 1) * sizeof *status);
-    bufset *s = new_bufset(L, n);
+    bufset *s = new_bufset(L, n); /* this call's own: decoded from safely */
     cache_err err = {0, ""};
-    int rc = cache_get_many(b, n, keys, s->bufs, status, &err);
+    int rc = cache_get_many(live(L, h), n, keys, s->bufs, status, &err);
     luaL_checkstack(L, (int)n + 2, "too many keys");
     for (size_t i = 0; i < n; i++) {
         if (rc == CACHE_OK && status[i] == CACHE_OK)
@@ -334,13 +417,13 @@ static int m_get_many(lua_State *L)
 
 static int m_get_dict(lua_State *L)
 {
-    cache_backend *b = check_backend(L, NULL);
+    handle *h = check_self(L);
     size_t n;
     cache_str *keys = collect_keys(L, 2, &n);
     int *status = lua_newuserdata(L, (n ? n : 1) * sizeof *status);
-    bufset *s = new_bufset(L, n);
+    bufset *s = new_bufset(L, n); /* this call's own: decoded from safely */
     cache_err err = {0, ""};
-    int rc = cache_get_many(b, n, keys, s->bufs, status, &err);
+    int rc = cache_get_many(live(L, h), n, keys, s->bufs, status, &err);
     if (rc < 0)
         return push_failure(L, 1, &err);
     lua_createtable(L, 0, (int)n);
@@ -383,7 +466,7 @@ static int push_batch_outcome(lua_State *L, int rc, size_t n,
  * written, so a value that cannot be stored leaves the cache untouched. */
 static int m_set_many(lua_State *L)
 {
-    cache_backend *b = check_backend(L, NULL);
+    handle *h = check_self(L);
     luaL_checktype(L, 2, LUA_TTABLE);
     double ttl = check_timeout(L, 3);
     size_t n = 0;
@@ -416,18 +499,18 @@ static int m_set_many(lua_State *L)
         lua_pop(L, 1);
     }
     cache_err err = {0, ""};
-    int rc = cache_set_many(b, n, keys, vals, ttl, status, &err);
+    int rc = cache_set_many(live(L, h), n, keys, vals, ttl, status, &err);
     return push_batch_outcome(L, rc, n, keys, status, &err);
 }
 
 static int m_delete_many(lua_State *L)
 {
-    cache_backend *b = check_backend(L, NULL);
+    handle *h = check_self(L);
     size_t n;
     cache_str *keys = collect_keys(L, 2, &n);
     int *status = lua_newuserdata(L, (n ? n : 1) * sizeof *status);
     cache_err err = {0, ""};
-    int rc = cache_del_many(b, n, keys, status, &err);
+    int rc = cache_del_many(live(L, h), n, keys, status, &err);
     return push_batch_outcome(L, rc, n, keys, status, &err);
 }
 
@@ -577,6 +660,9 @@ static int open_backend(lua_State *L)
     handle *h = lua_newuserdata(L, sizeof *h);
     h->b = NULL;
     cache_buf_init(&h->scratch);
+    h->spare = NULL;
+    h->ref = LUA_NOREF;
+    h->installs = 0;
     luaL_getmetatable(L, HANDLE_MT);
     lua_setmetatable(L, -2);
     int hidx = lua_gettop(L);
