@@ -462,8 +462,20 @@ static int push_batch_outcome(lua_State *L, int rc, size_t n,
     return 3;
 }
 
+/* The key of the pair lua_next left on the stack, in a mapping. */
+static void check_mapping_key(lua_State *L)
+{
+    int t = lua_type(L, -2);
+    if (t != LUA_TSTRING && t != LUA_TNUMBER)
+        luaL_error(L, "mapping: keys must be strings, got a %s",
+                   luaL_typename(L, -2));
+}
+
 /* set_many(mapping [, timeout]): every value is encoded before anything is
- * written, so a value that cannot be stored leaves the cache untouched. */
+ * written, so a value that cannot be stored leaves the cache untouched.
+ * The pairs are counted, then read: a finalizer run by an allocation in
+ * between may change the mapping, so the second pass checks again and
+ * keeps within the count. */
 static int m_set_many(lua_State *L)
 {
     handle *h = check_self(L);
@@ -472,10 +484,7 @@ static int m_set_many(lua_State *L)
     size_t n = 0;
     lua_pushnil(L);
     while (lua_next(L, 2)) {
-        int t = lua_type(L, -2);
-        if (t != LUA_TSTRING && t != LUA_TNUMBER)
-            luaL_error(L, "mapping: keys must be strings, got a %s",
-                       luaL_typename(L, -2));
+        check_mapping_key(L);
         n++;
         lua_pop(L, 1);
     }
@@ -488,6 +497,9 @@ static int m_set_many(lua_State *L)
     size_t i = 0;
     lua_pushnil(L);
     while (lua_next(L, 2)) {
+        check_mapping_key(L);
+        if (i == n)
+            luaL_error(L, "mapping: changed while it was read");
         lua_pushvalue(L, -2);
         lua_tolstring(L, -1, NULL); /* converts the copy, not the loop's key */
         lua_rawseti(L, anchor, (int)i + 1);
@@ -498,6 +510,7 @@ static int m_set_many(lua_State *L)
         i++;
         lua_pop(L, 1);
     }
+    n = i; /* fewer when pairs were removed: that is allowed */
     cache_err err = {0, ""};
     int rc = cache_set_many(live(L, h), n, keys, vals, ttl, status, &err);
     return push_batch_outcome(L, rc, n, keys, status, &err);
@@ -550,6 +563,14 @@ static const luaL_Reg methods[] = {
 
 /* ---- opening backends ---------------------------------------------------------- */
 
+/* Anchors the value on top of the stack (popped) in the table at anchor,
+ * so the strings the options point into live until the backend is open -
+ * whatever Lua code (a finalizer) does to the options table meanwhile. */
+static void keep(lua_State *L, int anchor)
+{
+    lua_rawseti(L, anchor, (int)lua_rawlen(L, anchor) + 1);
+}
+
 /* One option value to the engine's typed form. Lists may hold strings,
  * numbers and {host, port} pairs (written "host:port"). */
 static void convert_list(lua_State *L, int idx, cache_opt *o, int anchor)
@@ -557,8 +578,8 @@ static void convert_list(lua_State *L, int idx, cache_opt *o, int anchor)
     size_t n = lua_rawlen(L, idx);
     const char **items = lua_newuserdata(L, (n ? n : 1) * sizeof *items);
     size_t *lens = lua_newuserdata(L, (n ? n : 1) * sizeof *lens);
-    lua_rawseti(L, anchor, (int)lua_rawlen(L, anchor) + 1);
-    lua_rawseti(L, anchor, (int)lua_rawlen(L, anchor) + 1);
+    keep(L, anchor);
+    keep(L, anchor);
     for (size_t i = 0; i < n; i++) {
         lua_rawgeti(L, idx, (int)i + 1);
         if (lua_type(L, -1) == LUA_TTABLE) {
@@ -578,7 +599,7 @@ static void convert_list(lua_State *L, int idx, cache_opt *o, int anchor)
                        (int)i + 1, luaL_typename(L, -1));
         }
         items[i] = lua_tolstring(L, -1, &lens[i]);
-        lua_rawseti(L, anchor, (int)lua_rawlen(L, anchor) + 1);
+        keep(L, anchor);
     }
     o->type = CACHE_OPT_LIST;
     o->list = items;
@@ -607,6 +628,8 @@ static void convert_option(lua_State *L, cache_opt *o, int anchor)
     case LUA_TSTRING:
         o->type = CACHE_OPT_STR;
         o->s = lua_tolstring(L, v, &o->slen);
+        lua_pushvalue(L, v);
+        keep(L, anchor);
         break;
     case LUA_TTABLE:
         convert_list(L, v, o, anchor);
@@ -617,27 +640,40 @@ static void convert_option(lua_State *L, cache_opt *o, int anchor)
     }
 }
 
+/* The name of the pair lua_next left on the stack, in an options table. */
+static void check_option_name(lua_State *L)
+{
+    if (lua_type(L, -2) != LUA_TSTRING)
+        luaL_error(L, "options: names must be strings, got %s",
+                   luaL_typename(L, -2));
+}
+
 /* Builds the engine's option list from the table at idx. Strings stay
- * anchored in the table at `anchor` until the backend is open. */
+ * anchored in the table at `anchor` until the backend is open. As in
+ * set_many, the pairs are counted and then read, and a finalizer may
+ * change the table in between. */
 static cache_opts convert_options(lua_State *L, int idx, int anchor)
 {
     cache_opts opts = {NULL, 0};
     size_t n = 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
-        if (lua_type(L, -2) != LUA_TSTRING)
-            luaL_error(L, "options: names must be strings, got %s",
-                       luaL_typename(L, -2));
+        check_option_name(L);
         n++;
         lua_pop(L, 1);
     }
     opts.items = lua_newuserdata(L, (n ? n : 1) * sizeof *opts.items);
-    lua_rawseti(L, anchor, (int)lua_rawlen(L, anchor) + 1);
+    keep(L, anchor);
     memset(opts.items, 0, (n ? n : 1) * sizeof *opts.items);
     lua_pushnil(L);
     while (lua_next(L, idx)) {
+        check_option_name(L);
+        if (opts.count == n)
+            luaL_error(L, "options: changed while they were read");
         cache_opt *o = &opts.items[opts.count++];
         o->name = lua_tostring(L, -2);
+        lua_pushvalue(L, -2);
+        keep(L, anchor);
         convert_option(L, o, anchor);
         lua_pop(L, 1);
     }

@@ -219,3 +219,120 @@ for _, f in ipairs(helpers.backends()) do
     suite(f)
   end)
 end
+
+-- Finalizers that change what a call is in the middle of reading: the
+-- mapping of set_many, the options of a constructor, a table argument of a
+-- memoized function. Lua allows changing a table while it is traversed
+-- (next's behaviour is then undefined when keys are added), so a call must
+-- do something sane - use what it saw, or refuse with a clear error - and
+-- never write past what it sized for the keys it counted.
+describe("finalizers that change a call's arguments", function()
+  local restore_gc
+  before_each(function() restore_gc = eager_gc() end)
+  after_each(function() restore_gc() end)
+
+  -- numeric keys: each is converted to a string, which allocates
+  local function mapping_of(n)
+    local m = {}
+    for j = 1, n do m[j] = j * 2 end
+    return m
+  end
+
+  it("set_many stores the mapping it saw when a finalizer grows it, or refuses it", function()
+    local c = cache.SimpleCache { threshold = 100000 }
+    for i = 1, ITER do
+      local mapping = mapping_of(2000)
+      leave_garbage(function()
+        for j = 1, 300 do mapping["more" .. j] = j end
+      end)
+      local ok, all, done = pcall(c.set_many, c, mapping)
+      if ok then
+        assert.is_true(all, "iteration " .. i)
+        for _, k in ipairs(done) do
+          assert.equal(mapping[tonumber(k) or k], c:get(k), "iteration " .. i)
+        end
+      else
+        assert.matches("mapping: changed while it was read", all, 1, true)
+      end
+    end
+  end)
+
+  it("set_many stores what is left when a finalizer empties the mapping", function()
+    local c = cache.SimpleCache { threshold = 100000 }
+    for i = 1, ITER do
+      local mapping = mapping_of(2000)
+      leave_garbage(function()
+        for j = 1, 2000, 2 do mapping[j] = nil end
+      end)
+      local all, done = c:set_many(mapping)
+      assert.is_true(all, "iteration " .. i)
+      assert.is_true(#done >= 1000 and #done <= 2000, "iteration " .. i)
+      for _, k in ipairs(done) do
+        assert.equal(tonumber(k) * 2, c:get(k), "iteration " .. i)
+      end
+      c:clear()
+    end
+  end)
+
+  it("a constructor refuses options that a finalizer adds to, and never overruns", function()
+    for i = 1, ITER do
+      local opts = { threshold = 10 }
+      -- list options allocate while they are converted
+      for j = 1, 60 do opts["list" .. j] = { "a", 1, { "host", 2 } } end
+      leave_garbage(function()
+        for j = 1, 300 do opts["more" .. j] = j end
+      end)
+      local ok, err = pcall(cache.SimpleCache, opts)
+      assert.is_false(ok)
+      assert.is_truthy(err:find("unknown option", 1, true) or err:find("options: changed", 1, true),
+                       "iteration " .. i .. ": " .. err)
+    end
+  end)
+
+  it("a constructor keeps the option strings it took while a finalizer drops them", function()
+    local base = helpers.tmpdir("finalizer")
+    -- list options: each {host, port} item is made a string, which allocates
+    local list = {}
+    for j = 1, 40 do list[j] = { "host", j } end
+    for i = 1, ITER * 4 do
+      local opts = {}
+      for j = 1, 60 do opts["list" .. j] = list end
+      -- made last, so that it is still young (Lua 5.4's minor collections
+      -- free it), and held by the options table alone
+      opts.cache_dir = base .. "/" .. i .. ("/d"):rep(30)
+      leave_garbage(function() opts.cache_dir = nil end)
+      local ok, err = pcall(cache.FileSystemCache, opts)
+      assert.is_false(ok)
+      -- "required": the finalizers ran before the options were read
+      assert.is_truthy(err:find("unknown option", 1, true) or err:find("'cache_dir' is required", 1, true),
+                       "iteration " .. i .. ": " .. err)
+    end
+  end)
+
+  it("a memoized call whose table argument a finalizer grows keys it or refuses it", function()
+    local c = cache.SimpleCache { threshold = 100000 }
+    local front = cache.new { CACHE_TYPE = function() return c end }
+    local m = front:memoize { timeout = 0, name = "spec.finalizer.grow" }(function(t)
+      return t.k1
+    end)
+    for i = 1, ITER do
+      local arg = {}
+      for j = 1, 600 do arg["k" .. j] = j end
+      leave_garbage(function()
+        for j = 601, 900 do arg["k" .. j] = j end
+      end)
+      local ok, res = pcall(m, arg)
+      if ok then
+        assert.equal(1, res)
+      else
+        assert.matches("changed while it was read", res, 1, true)
+      end
+      local ok2, key = pcall(cache.core.memo_key, "md5", "f", nil, "v1", arg)
+      if ok2 then
+        assert.equal("string", type(key))
+      else
+        assert.matches("changed while it was read", key, 1, true)
+      end
+    end
+  end)
+end)
