@@ -43,9 +43,9 @@ typedef struct cache_handle cache_handle;
 cache_backend *cache_lua_object(lua_State *L, int idx, int get_name,
                                 int get_many_name, cache_handle **h,
                                 cache_buf **buf);
-/* Pushes an anchor, then the value whose validated bytes were just read
- * into the buffer of cache_lua_object: decoded from a buffer that the
- * calls a finalizer makes meanwhile cannot reach. */
+/* Pushes the value whose validated bytes were just read into the buffer
+ * of cache_lua_object, decoded from memory that the calls a finalizer
+ * makes meanwhile cannot reach. */
 void cache_lua_push_read(lua_State *L, cache_handle *h);
 
 /* Optional parts of the module: each adds its functions to the table on top

@@ -214,9 +214,12 @@ static bufset *new_bufset(lua_State *L, size_t n)
  * The decoder walks the value's bytes while it creates Lua objects, so
  * finalizers run in the middle of it and may call methods of the same
  * object - which reuse h->scratch. So a read first moves the bytes out of
- * h->scratch into the object's spare buffer, which is then its own until
- * the value is decoded: a read nested in it finds no spare and makes one.
- * The move is a swap of two buffers; no byte is copied. */
+ * h->scratch: a small value onto the C stack, a larger one into the
+ * object's spare buffer (a swap of two buffers, no byte copied), which is
+ * then the read's own until the value is decoded - a read nested in it
+ * finds no spare and makes one. */
+
+#define SMALL_READ 256 /* bytes: a copy costs less than taking the spare */
 
 /* Before a read: makes sure the object has a spare buffer, allocating one
  * only when it has none (its first read, a read nested in another, or after
@@ -238,11 +241,16 @@ static void ready_spare(lua_State *L, handle *h)
     h->installs++;
 }
 
-/* Pushes the holder of this read's buffer (anchoring it), then the value
- * whose bytes an engine call just left in h->scratch. */
+/* Pushes the value whose bytes an engine call just left in h->scratch. */
 static void push_read(lua_State *L, handle *h)
 {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
+    if (h->scratch.len <= SMALL_READ) {
+        char copy[SMALL_READ];
+        memcpy(copy, h->scratch.data, h->scratch.len);
+        cache_lua_decode(L, copy, h->scratch.len);
+        return;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref); /* anchors the spare */
     cache_buf *own = h->spare;
     unsigned gen = h->installs;
     h->spare = NULL;
@@ -252,6 +260,7 @@ static void push_read(lua_State *L, handle *h)
     cache_lua_decode(L, own->data, own->len);
     if (!h->spare && h->installs == gen)
         h->spare = own; /* still the holder under ref: give it back */
+    lua_remove(L, -2);
 }
 
 /* For the fused paths of bindings/keys.c (memoize): the open backend of the

@@ -80,6 +80,7 @@ local function suite(f)
   local LONG = ("long string "):rep(2500) -- 30 000 bytes
   local OTHER = big_value("other")
   local OTHER_LONG = ("o"):rep(40000) -- larger than BIG's bytes
+  local SMALL = { "a few bytes", 1, 2.5, { x = true } } -- read another way
 
   before_each(function()
     c = f.new()
@@ -87,6 +88,7 @@ local function suite(f)
     assert.is_true(c:set("long", LONG, 0))
     assert.is_true(c:set("other", OTHER, 0))
     assert.is_true(c:set("other_long", OTHER_LONG, 0))
+    assert.is_true(c:set("small", SMALL, 0))
     restore_gc = eager_gc()
   end)
 
@@ -123,6 +125,8 @@ local function suite(f)
       assert.is_true(same(BIG, v), "big differs at iteration " .. i)
       leave_garbage(work)
       assert.is_true(LONG == c:get("long"), "long differs at iteration " .. i)
+      leave_garbage(work)
+      assert.is_true(same(SMALL, c:get("small")), "small differs at iteration " .. i)
     end
   end)
 
