@@ -61,7 +61,11 @@ local function eager_gc()
   if _VERSION == "Lua 5.4" then
     local mode = collectgarbage("generational", 1, 100)
     return function()
-      collectgarbage(mode)
+      if mode == "generational" then
+        collectgarbage("generational", 20, 100) -- Lua 5.4's defaults
+      else
+        collectgarbage(mode)
+      end
       collectgarbage()
     end
   end
