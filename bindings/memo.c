@@ -441,16 +441,19 @@ static int l_memo_fetch(lua_State *L)
     int last;
     if (!scalar_args(L, 3, &last))
         return 0;
-    cache_buf *scratch;
+    cache_handle *h;
+    cache_buf *buf;
     cache_backend *b = cache_lua_object(L, 2, lua_upvalueindex(2),
-                                        lua_upvalueindex(3), &scratch);
+                                        lua_upvalueindex(3), &h, &buf);
     if (!b)
         return 0;
+    /* From here to cache_lua_push_read no Lua code runs: b stays open and
+     * no other call touches buf. */
 
     cache_str vk = {c->vkey.data, c->vkey.len};
     int status = CACHE_MISS;
     cache_err err = {0, ""};
-    int rc = cache_get_many(b, 1, &vk, scratch, &status, &err);
+    int rc = cache_get_many(b, 1, &vk, buf, &status, &err);
     if (rc < 0) {
         lua_pushboolean(L, 0);
         lua_pushstring(L, err.msg[0] ? err.msg : "backend failure");
@@ -458,10 +461,10 @@ static int l_memo_fetch(lua_State *L)
     }
     const char *vp;
     size_t vlen;
-    if (status != CACHE_OK || !version_of(scratch, &vp, &vlen))
+    if (status != CACHE_OK || !version_of(buf, &vp, &vlen))
         return 0;
     char key[CACHE_MEMO_HEAD_LEN + MEMO_MAX_VERSION];
-    memcpy(key + CACHE_MEMO_HEAD_LEN, vp, vlen); /* before scratch is reused */
+    memcpy(key + CACHE_MEMO_HEAD_LEN, vp, vlen); /* before buf is reused */
 
     /* the memo text: name, then the arguments as one array (memo_text) */
     cache_buf *t = &c->text;
@@ -474,24 +477,16 @@ static int l_memo_fetch(lua_State *L)
         memmove(key + hlen, key + CACHE_MEMO_HEAD_LEN, vlen);
     size_t klen = hlen + vlen;
 
-    scratch->len = 0;
-    rc = cache_get(b, (cache_str){key, klen}, scratch, &err);
-    if (rc == CACHE_OK && !c->want_key) {
-        /* a hit: the caller needs the value only, unless it is nil */
-        lua_pushboolean(L, 1);
-        cache_lua_decode(L, scratch->data, scratch->len);
-        if (lua_isnil(L, -1)) {
-            lua_pop(L, 2);
-            lua_pushlstring(L, key, klen);
-            lua_pushnil(L);
-            return 2;
-        }
-    } else {
-        lua_pushlstring(L, key, klen);
-        if (rc == CACHE_OK)
-            cache_lua_decode(L, scratch->data, scratch->len);
-    }
+    buf->len = 0;
+    rc = cache_get(b, (cache_str){key, klen}, buf, &err);
     if (rc == CACHE_OK) {
+        cache_lua_push_read(L, h);
+        /* a hit: the caller needs the value only, unless it is nil */
+        if (!c->want_key && !lua_isnil(L, -1))
+            lua_pushboolean(L, 1);
+        else
+            lua_pushlstring(L, key, klen);
+        lua_insert(L, -2);
         if (lua_type(L, -1) != LUA_TTABLE)
             return 2;
         /* several results stored as one table (decorators.lua MULTI):
@@ -504,6 +499,7 @@ static int l_memo_fetch(lua_State *L)
         lua_pop(L, 2);
         return 2;
     }
+    lua_pushlstring(L, key, klen);
     if (rc < 0) {
         lua_pushnil(L);
         lua_pushstring(L, err.msg[0] ? err.msg : "backend failure");

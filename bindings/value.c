@@ -287,7 +287,9 @@ static int compare_keys(const void *pa, const void *pb)
 
 /* Key mode: the pairs in sorted key order, so that equal tables encode to
  * equal bytes whatever their insertion history. The keys are copied to a
- * scratch table on the stack so their slots stay valid while sorting. */
+ * scratch table on the stack so their slots stay valid while sorting.
+ * survey counted them before the array was allocated, and a finalizer that
+ * allocation ran may have added some since: such a table is refused. */
 static void encode_sorted_map(walk *k, int idx, const frame *f, size_t n,
                               int depth)
 {
@@ -298,6 +300,8 @@ static void encode_sorted_map(walk *k, int idx, const frame *f, size_t n,
     luaL_checkstack(L, (int)(n > 1000000 ? 1000000 : n) + 8, "table too large for a key");
     lua_pushnil(L);
     while (lua_next(L, idx)) {
+        if (m == n)
+            fail_at(k, f, "table changed while it was read");
         lua_pop(L, 1);
         lua_pushvalue(L, -1); /* keep a copy of the key in place */
         int slot = lua_gettop(L) - 1;
