@@ -9,7 +9,8 @@
 --   CACHE_MODEL_VERBOSE=1    prints each run's summary, failed or not
 --   CACHE_MODEL_TRACE=path   appends every call and its results to path
 --   CACHE_MODEL_SKIP=a,b     leaves parts out, to look past a known defect:
---                            alias, fork, finalizer, pause, short
+--                            alias, fork, finalizer, pause, short, dup (no
+--                            key twice in one call), or an operation's name
 --   CACHE_MODEL_SECONDS=n    the soak (`make soak SECONDS=n`): every family of
 --                            backends for n seconds, side by side, each in a
 --                            tools/soak.lua process
@@ -21,7 +22,7 @@ local ROOT = os.getenv("CACHE_ROOT") or "."
 local LUA = type(jit) == "table" and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
 local only = os.getenv("CACHE_MODEL_ONLY")
 local keep_going = (os.getenv("CACHE_MODEL_KEEP_GOING") or "") ~= ""
--- CACHE_MODEL_SKIP=alias,fork,finalizer,pause,short leaves those out
+-- CACHE_MODEL_SKIP: what to leave out (see above)
 local skip = {}
 for word in (os.getenv("CACHE_MODEL_SKIP") or ""):gmatch("[%w_]+") do skip[word] = true end
 local trace = os.getenv("CACHE_MODEL_TRACE")

@@ -324,7 +324,7 @@ Model.__index = Model
 -- (reference/behaviour.md §2), and README says FileSystemCache removes one
 -- still on disk and says true).
 function Model.new(caps)
-  return setmetatable({ state = {}, caps = caps }, Model)
+  return setmetatable({ state = {}, caps = caps, expired_seen = 0 }, Model)
 end
 
 function Model:entry(v, timeout, t0, t1)
@@ -347,6 +347,7 @@ function Model:status(k, t0, t1)
   if e.lo then
     if t0 > e.hi then
       self.state[k] = EXPIRED
+      self.expired_seen = self.expired_seen + 1
       return "absent"
     end
     if t1 >= e.lo then return "unknown" end
@@ -428,9 +429,12 @@ local function first_diff(a, b, path)
 end
 
 -- Shared by get, get_many and get_dict: the value read for k is acceptable.
-local function check_read(model, k, got, t0, t1, in_dict)
+-- partial: a batch while a server is paused, which reads the keys of the
+-- paused server as misses (memcached_spec: "the live server's hits, nil for
+-- the dead one's keys").
+local function check_read(model, k, got, t0, t1, in_dict, partial)
   local st = model:status(k, t0, t1)
-  if st == "unknown" then return nil end
+  if st == "unknown" or (partial and got == nil) then return nil end
   local expected = nil
   if st == "present" then expected = model.state[k].v end
   if deq(expected, got) then return nil end
@@ -616,7 +620,7 @@ OPS.get_many = {
     end
     if r.n ~= n then return want(n .. " results", r.n .. ": " .. results_text(r)) end
     for i, k in ipairs(op.keys) do
-      local bad = check_read(m, k, r[i], t0, t1)
+      local bad = check_read(m, k, r[i], t0, t1, false, lenient)
       if bad then return ("result %d, %s"):format(i, bad) end
     end
     return nil
@@ -634,7 +638,7 @@ OPS.get_dict = {
     local asked = {}
     for _, k in ipairs(op.keys) do
       asked[k] = true
-      local bad = check_read(m, k, d[k], t0, t1, true)
+      local bad = check_read(m, k, d[k], t0, t1, true, lenient)
       if bad then return bad end
     end
     for k in pairs(d) do
@@ -675,6 +679,15 @@ OPS.set_many = {
       write_failed(m, op)
       return not lenient and "unexpected failure: " .. r[3] or nil
     end
+    if lenient and r[1] == false and type(r[2]) == "table" then
+      -- a batch while a server is paused: what it lists was set
+      write_failed(m, op)
+      for _, k in ipairs(r[2]) do
+        if op.mapping[k] == nil then return "lists a key not given: " .. show(k) end
+        m.state[k] = m:entry(op.mapping[k], op.timeout, t0, t1)
+      end
+      return nil
+    end
     if r[1] ~= true or type(r[2]) ~= "table" or not same_keys(r[2], keys) then
       write_failed(m, op)
       return want("true, " .. key_list_text(keys), results_text(r) .. " " .. key_list_text(r[2]))
@@ -709,7 +722,10 @@ OPS.delete_many = {
     end
     local count = {}
     for _, k in ipairs(list) do count[k] = (count[k] or 0) + 1 end
-    for _, k in ipairs(op.keys) do m.state[k] = failed and not count[k] and UNKNOWN or nil end
+    for _, k in ipairs(op.keys) do
+      local left = not count[k] and (failed or lenient and (must[k] or maybe[k]))
+      m.state[k] = left and UNKNOWN or nil
+    end
     if failed then return not lenient and "unexpected failure: " .. r[3] or nil end
     local bad
     for k, n in pairs(count) do
@@ -719,7 +735,10 @@ OPS.delete_many = {
       end
     end
     for k in pairs(must) do
-      if not count[k] then bad = "key " .. show(k) .. " was present but is not listed" end
+      -- while a server is paused, its keys may be left (and are unknown)
+      if not count[k] and not lenient then
+        bad = "key " .. show(k) .. " was present but is not listed"
+      end
     end
     if not bad and r[1] ~= (#list == #op.keys) then
       bad = ("all_deleted is %s with %d of %d keys deleted"):format(tostring(r[1]), #list, #op.keys)
@@ -752,19 +771,25 @@ local OP_ORDER = { "get", "set", "add", "delete", "has", "inc", "dec", "get_many
   "set_many", "delete_many", "get_dict", "clear" }
 local OP_WEIGHTS = { get = 14, set = 16, add = 8, delete = 7, has = 7, inc = 8, dec = 5,
   get_many = 7, set_many = 6, delete_many = 5, get_dict = 6, clear = 1 }
-local OP_WEIGHTS_NO_CLEAR = {}
-for k, v in pairs(OP_WEIGHTS) do OP_WEIGHTS_NO_CLEAR[k] = v end
-OP_WEIGHTS_NO_CLEAR.clear = 0
 
 local Gen = {}
 Gen.__index = Gen
 
 -- keys: the pool; hot: a few keys picked more often (so that sequences on
 -- one key happen); short: whether short timeouts (that expire during the
--- run) may be generated.
-function Gen.new(rng, keys, hot, short, short_ttls)
+-- run) may be generated; skip: operation names never to generate, and
+-- "dup" for no key twice in one call.
+function Gen.new(rng, keys, hot, short, short_ttls, skip)
+  skip = skip or {}
+  local weights, no_clear = {}, {}
+  for name, w in pairs(OP_WEIGHTS) do
+    weights[name] = skip[name] and 0 or w
+    no_clear[name] = weights[name]
+  end
+  no_clear.clear = 0
   return setmetatable({ rng = rng, keys = keys, hot = hot, short = short,
-    short_ttls = short_ttls or { 1, 2, 0.001, 0.5 } }, Gen)
+    short_ttls = short_ttls or { 1, 2, 0.001, 0.5 }, weights = weights,
+    weights_no_clear = no_clear, no_dup = skip.dup }, Gen)
 end
 
 function Gen:key(keys)
@@ -787,15 +812,19 @@ function Gen:timeout()
 end
 
 function Gen:key_list(keys, lo, hi)
-  local list = {}
-  for i = 1, self.rng:int(lo, hi) do list[i] = self:key(keys) end
+  local list, seen = {}, {}
+  for _ = 1, self.rng:int(lo, hi) do
+    local k = self:key(keys)
+    if not (self.no_dup and seen[k]) then list[#list + 1] = k end
+    seen[k] = true
+  end
   return list
 end
 
 -- One contract call; keys from `keys` (default: the whole pool).
 function Gen:op(keys, no_clear)
   local rng = self.rng
-  local name = rng:weighted(no_clear and OP_WEIGHTS_NO_CLEAR or OP_WEIGHTS, OP_ORDER)
+  local name = rng:weighted(no_clear and self.weights_no_clear or self.weights, OP_ORDER)
   local op = { name = name }
   if name == "get" or name == "has" or name == "delete" then
     op.key = self:key(keys)
@@ -825,7 +854,7 @@ function Gen:counter_ops(keys)
   for _ = 1, rng:int(1, 3) do
     local op = { name = rng:chance(0.6) and "inc" or "dec", key = k }
     if rng:chance(0.7) then op.delta = rng:pick(DELTAS) end
-    ops[#ops + 1] = op
+    if self.weights[op.name] > 0 then ops[#ops + 1] = op end
   end
   ops[#ops + 1] = { name = "get", key = k }
   return ops
@@ -1335,6 +1364,30 @@ function Runner:fork_step()
   self.forks = self.forks + 1
 end
 
+-- Writes a few keys with short timeouts, for a later expiry_step to see
+-- expire (with whatever other calls do to them in between).
+function Runner:expiry_set_step()
+  local rng, gen = self.rng, self.gen
+  -- from the whole pool: the hot keys would be overwritten before they expire
+  local function key() return rng:pick(self.keys) end
+  local ops = {}
+  for i = 1, 4 do
+    ops[i] = { name = "set", key = key(), value = gen_value(rng), has_timeout = true,
+      timeout = rng:pick(gen.short_ttls) }
+    if i == 1 then ops[i].value = rng:int(-1000, 1000) end -- for inc, which keeps expiry
+  end
+  ops[5] = { name = "add", key = key(), value = gen_value(rng), has_timeout = true,
+    timeout = rng:pick(gen.short_ttls) }
+  ops[6] = { name = "set_many", mapping = { [key()] = gen_value(rng, 0, true) },
+    has_timeout = true, timeout = rng:pick(gen.short_ttls) }
+  ops[7] = { name = rng:chance(0.5) and "inc" or "dec", key = ops[1].key }
+  for _, op in ipairs(ops) do
+    if self:stopped() then return end
+    self.index = self.index + 1
+    self:exec(op)
+  end
+end
+
 -- Waits until every pending timeout has passed its window (bounded), then
 -- reads those keys.
 function Runner:expiry_step()
@@ -1388,7 +1441,7 @@ end
 -- which), pause,
 -- fork, finalizers (counts of those steps; 0 disables), keep_going, skip
 -- (a set of what to leave out, to look past a known defect: alias, fork,
--- finalizer, pause, short).
+-- finalizer, pause, short, dup, or the name of an operation).
 -- ctx: what M.prepare(b) made (made and removed here when not given).
 function M.run(b, opts, ctx)
   local seed = opts.seed
@@ -1414,7 +1467,7 @@ function M.run(b, opts, ctx)
     for _ = 1, 4 do hot[#hot + 1] = rng:pick(keys) end
     local self = setmetatable({
       backend = b, ctx = ctx, c = c, rng = rng, keys = keys,
-      gen = Gen.new(rng, keys, hot, opts.short and not skip.short, opts.short_ttls),
+      gen = Gen.new(rng, keys, hot, opts.short and not skip.short, opts.short_ttls, skip),
       model = Model.new { g = b.g, default_timeout = DEFAULT_TIMEOUT, delete_expired = b.delete_expired },
       divergences = report.divergences, history = {}, index = 0, ops = 0,
       degraded = false, keep_going = opts.keep_going,
@@ -1434,6 +1487,7 @@ function M.run(b, opts, ctx)
     end
     local short = opts.short and not skip.short
     can_pause = can_pause and not skip.pause
+    if short then plan("expiry_set", 1) end
     if not skip.fork then plan("fork", opts.fork) end
     if not skip.finalizer then plan("finalizer", opts.finalizers) end
     -- a pause lets the short timeouts written before it pass: the expiry
@@ -1468,7 +1522,10 @@ function M.run(b, opts, ctx)
       if kind == "fork" then self:fork_step()
       elseif kind == "finalizer" then self:finalizer_step()
       elseif kind == "pause" then self:pause_step()
-      elseif kind == "expiry" then self:expiry_step()
+      elseif kind == "expiry_set" then self:expiry_set_step()
+      elseif kind == "expiry" then
+        if not opts.ops then self:expiry_set_step() end
+        self:expiry_step()
       elseif kind == "pair" or kind == "counter" then
         local ops = kind == "pair" and self.gen:pair_ops(alias_pairs) or self.gen:counter_ops()
         for _, op in ipairs(ops) do
@@ -1484,6 +1541,7 @@ function M.run(b, opts, ctx)
     report.ops = self.ops
     report.fin_ran, report.fin_inside = self.fin_ran, self.fin_inside
     report.forks, report.pauses = self.forks, self.pauses
+    report.expired = self.model.expired_seen
     if not self:stopped() then c:clear() end
   end)
   if own_ctx then M.finish(ctx) end
@@ -1511,9 +1569,9 @@ function M.finish(ctx)
 end
 
 local function report_text(r)
-  return ("return {backend=%s,seed=%s,ops=%d,fin_ran=%d,fin_inside=%d,forks=%d,pauses=%d,divergences=%s}")
-    :format(ser(r.backend), number_text(r.seed), r.ops or 0, r.fin_ran or 0, r.fin_inside or 0,
-      r.forks or 0, r.pauses or 0, divergences_text(r.divergences))
+  return ("return {backend=%s,seed=%s,ops=%d,fin_ran=%d,fin_inside=%d,forks=%d,pauses=%d,expired=%d,"
+    .. "divergences=%s}"):format(ser(r.backend), number_text(r.seed), r.ops or 0, r.fin_ran or 0,
+      r.fin_inside or 0, r.forks or 0, r.pauses or 0, r.expired or 0, divergences_text(r.divergences))
 end
 
 local function last_line(path)
@@ -1599,9 +1657,10 @@ function M.format_divergence(report, d)
 end
 
 function M.summary(report)
-  return ("%s: %d ops, %d divergences (seed %d; %d forks, %d pauses, %d finalizer calls, %d inside a call)")
-    :format(report.backend, report.ops, #report.divergences, report.seed, report.forks or 0,
-      report.pauses or 0, report.fin_ran or 0, report.fin_inside or 0)
+  return ("%s: %d ops, %d divergences (seed %d; %d forks, %d pauses, %d finalizer calls, %d inside "
+    .. "a call, %d entries seen expired)"):format(report.backend, report.ops, #report.divergences,
+      report.seed, report.forks or 0, report.pauses or 0, report.fin_ran or 0, report.fin_inside or 0,
+      report.expired or 0)
 end
 
 M.Rng = Rng
