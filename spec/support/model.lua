@@ -41,21 +41,26 @@ end
 -- Values: integers, equality, printing, serialising.
 
 -- Whether v is what the contract calls an integer. Without a separate
--- integer type (Lua 5.1, LuaJIT), numbers with no fraction within +-2^53.
+-- integer type (Lua 5.1, LuaJIT), numbers with no fraction in the 64-bit
+-- range (int_add says when such a number is too big to be exact).
 local function is_int(v)
   if type(v) ~= "number" then return false end
   if mtype then return mtype(v) == "integer" end
-  return v == math.floor(v) and v >= -2 ^ 53 and v <= 2 ^ 53
+  return v == math.floor(v) and v >= -2 ^ 63 and v < 2 ^ 63
 end
 
--- a + b, or nil when it leaves the 64-bit range (2^53 without integers).
+-- a + b; or nil, "overflow" when it leaves the 64-bit range; or nil,
+-- "inexact" without an integer type when a number involved is beyond 2^53
+-- (the backend adds exactly, the result comes back as a double).
 local function int_add(a, b)
   if mtype then
-    if (b > 0 and a > maxint - b) or (b < 0 and a < minint - b) then return nil end
+    if (b > 0 and a > maxint - b) or (b < 0 and a < minint - b) then return nil, "overflow" end
     return a + b
   end
   local s = a + b
-  if s > 2 ^ 53 or s < -2 ^ 53 then return nil end
+  if math.abs(a) >= 2 ^ 53 or math.abs(b) >= 2 ^ 53 or math.abs(s) >= 2 ^ 53 then
+    return nil, "inexact"
+  end
   return s
 end
 
@@ -87,6 +92,9 @@ local function number_text(v)
   if mtype and mtype(v) == "integer" then
     if v == minint then return "math.mininteger" end
     return ("%d"):format(v)
+  end
+  if not mtype and v == math.floor(v) and math.abs(v) < 2 ^ 63 then
+    return ("%.0f"):format(v)
   end
   if v == 0 and 1 / v < 0 then return "(-0.0)" end
   local s = ("%.17g"):format(v)
@@ -213,10 +221,11 @@ if is_luajit then
   INTEGERS = keep
 end
 
-local FLOATS = { 1.5, -2.25, 0.1, 1e300, -1e-300, 5e-324, math.huge, -math.huge, nan,
-  negzero, 1e16 }
+-- Without an integer type a float with no fraction is an integer, and
+-- -0.0 one that reads back as 0.
+local FLOATS = { 1.5, -2.25, 0.1, 1e300, -1e-300, 5e-324, math.huge, -math.huge, nan }
 if mtype then
-  for _, v in ipairs { 2.0, 0.0, 2 ^ 53, 2 ^ 63, -2 ^ 63, 1e15 + 0.0 } do
+  for _, v in ipairs { negzero, 1e16, 2.0, 0.0, 2 ^ 53, 2 ^ 63, -2 ^ 63, 1e15 + 0.0 } do
     FLOATS[#FLOATS + 1] = v
   end
 end
@@ -545,13 +554,14 @@ local function check_incr(m, op, r, t0, t1, lenient, sign)
   local expected, reason -- expected number, or nil with the reason it fails
   if st == "present" then
     if is_int(e.v) then
-      expected = int_add(e.v, delta)
-      if expected == nil then reason = "overflow" end
+      expected, reason = int_add(e.v, delta)
+      if reason == "inexact" then st = "unknown" end
     else
       reason = "not an integer"
     end
   elseif st == "absent" then
-    expected = delta
+    expected, reason = int_add(0, delta)
+    if reason == "inexact" then st = "unknown" end
   end
   local got, err = r[1], r[2]
   if got == nil and type(err) == "string" and r.n == 2 then
