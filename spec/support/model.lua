@@ -17,8 +17,9 @@
 --     bound; a write that failed leaves its keys unknown until they are
 --     deleted again after the resume.
 --
--- Entry points: M.backends() (what can be tested here), M.run(backend, opts)
--- (one run, returns a report), M.format_report(report).
+-- Entry points: M.backends() (what can be tested here), M.run_isolated(b,
+-- opts) (one run in a forked child; M.run(b, opts) in this process), which
+-- return a report for M.summary(report) and M.format_divergence(report, d).
 local core = require "cache.core"
 local helpers = require "support.helpers"
 
@@ -83,7 +84,6 @@ local function deq(a, b)
   end
   return a == b
 end
-M.deq = deq
 
 local function number_text(v)
   if v ~= v then return "(0/0)" end
@@ -144,7 +144,6 @@ local function ser(v, limit)
   end
   return "<" .. t .. ">"
 end
-M.ser = ser
 
 -- A description for messages: strings cut at 40 bytes, the whole at 240.
 local function show(v)
@@ -364,12 +363,6 @@ function Model:status(k, t0, t1)
   return "present"
 end
 
-function Model:copy_keys(keys)
-  local out = {}
-  for _, k in ipairs(keys) do out[k] = self.state[k] end
-  return out
-end
-
 ------------------------------------------------------------------------------
 -- Operations: how to call each, which keys it touches, and what the model
 -- accepts as its result (nil, or a message saying what was expected).
@@ -420,7 +413,6 @@ local function op_text(op)
   end
   return ("%s(%s)"):format(op.name, table.concat(args, ", "))
 end
-M.op_text = op_text
 
 -- Where two unequal values first differ: "" at the top, else a path such
 -- as [3]["x"], with the two values found there.
@@ -891,32 +883,38 @@ end
 ------------------------------------------------------------------------------
 -- The fork helper, compiled for the Lua that runs this.
 
-local forkhelper
-function M.forkhelper()
-  if forkhelper then return forkhelper end
-  local pc = is_luajit and "luajit" or "lua" .. _VERSION:match("(%d+%.%d+)")
-  local dir = os.getenv("CACHE_TEST_STATE") or "/tmp"
-  local so = ("%s/forkhelper-%s.so"):format(dir, pc)
-  local f = io.open(so, "rb")
-  if f then
-    f:close()
-  else
-    local tmp = ("%s.%d.%d"):format(so, os.time(), math.random(1, 1e9))
-    local cmd = ("cc -std=c11 -O1 -Wall -Wextra -Werror -shared -fPIC $(pkg-config --cflags %s) "
-      .. "'%s' -o '%s' 2>&1 && mv -f '%s' '%s'"):format(pc, ROOT .. "/spec/support/forkhelper.c", tmp, tmp, so)
-    local out = helpers.sh(cmd)
-    if not io.open(so, "rb") then error("cannot build the fork helper: " .. out) end
-  end
-  forkhelper = assert(package.loadlib(so, "luaopen_forkhelper"))()
-  return forkhelper
-end
-
 local function read_file(path)
   local f = io.open(path, "rb")
   if not f then return nil end
   local s = f:read("*a")
   f:close()
   return s
+end
+
+local forkhelper
+function M.forkhelper()
+  if forkhelper then return forkhelper end
+  local pc = is_luajit and "luajit" or "lua" .. _VERSION:match("(%d+%.%d+)")
+  local dir = os.getenv("CACHE_TEST_STATE") or "/tmp"
+  local src = ROOT .. "/spec/support/forkhelper.c"
+  -- named by a checksum of the source: a build of another version is not
+  -- picked up
+  local text = assert(read_file(src), "no " .. src)
+  local sum = 0
+  for i = 1, #text do sum = (sum * 31 + text:byte(i)) % 2147483647 end
+  local so = ("%s/forkhelper-%s-%d.so"):format(dir, pc, sum)
+  local f = io.open(so, "rb")
+  if f then
+    f:close()
+  else
+    local tmp = ("%s.%d.%d"):format(so, os.time(), math.random(1, 1e9))
+    local cmd = ("cc -std=c11 -O1 -Wall -Wextra -Werror -shared -fPIC $(pkg-config --cflags %s) "
+      .. "'%s' -o '%s' 2>&1 && mv -f '%s' '%s'"):format(pc, src, tmp, tmp, so)
+    local out = helpers.sh(cmd)
+    if not io.open(so, "rb") then error("cannot build the fork helper: " .. out) end
+  end
+  forkhelper = assert(package.loadlib(so, "luaopen_forkhelper"))()
+  return forkhelper
 end
 
 local function pid_file(path)
@@ -1482,9 +1480,9 @@ function M.run(b, opts, ctx)
       o.servers = { os.getenv("CACHE_TEST_MEMCACHED"), os.getenv("CACHE_TEST_MEMCACHED2"), ctx.own.addr }
     end
     if b.name ~= "UWSGICache" and b.name ~= "SimpleCache" and b.name ~= "FileSystemCache" then
-      -- from the seed alone, so that a replay names the same keys (each
-      -- run starts with clear())
-      o.key_prefix = ("model:%d:"):format(seed)
+      -- from the seed and the backend alone, so that a replay names the
+      -- same keys (each run starts with clear())
+      o.key_prefix = ("model:%d:%s:"):format(seed, (b.name:gsub("[a-z]", "")))
     end
     local c = b.descriptor.new(o)
     assert(c:clear())
@@ -1691,7 +1689,4 @@ function M.summary(report)
       report.expired or 0)
 end
 
-M.Rng = Rng
-M.Model = Model
-M.UNKNOWN = UNKNOWN
 return M
