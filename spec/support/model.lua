@@ -1409,6 +1409,7 @@ function Runner:expiry_step()
       { name = "set", key = k, value = rng:int(-1000, 1000), has_timeout = true, timeout = ttl },
       { name = rng:chance(0.5) and "inc" or "dec", key = k, delta = rng:int(1, 9) },
     }
+    if self.gen.weights[ops[2].name] == 0 then ops[2] = nil end
     for _, op in ipairs(ops) do
       if self:stopped() then return end
       self.index = self.index + 1
