@@ -1,5 +1,5 @@
 /*
- * test_filesystem.c - FileSystemCache (backends/filesystem.c) from plain C:
+ * test_filesystem.c - FileSystemCache (backends/filesystem/) from plain C:
  * options, every operation, the file format and names, modes, corrupt and
  * foreign files, clear, threshold pruning, write failures (RLIMIT_FSIZE,
  * a full file system) and several processes sharing one directory.
