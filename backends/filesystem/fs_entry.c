@@ -21,7 +21,9 @@
  * Reads: openat(O_NOFOLLOW|O_NONBLOCK), readv of header and value straight
  * into the caller's buffer, close - no fstat on a hit: a short read is taken
  * as end of file, and bytes that do not make an entry are re-read to a true
- * end of file before they are called corrupt.
+ * end of file before they are called corrupt - unless their header already
+ * is not ours: then reading stops at the first chunk, so that a huge or
+ * sparse foreign file costs one chunk of memory, not its size.
  *
  * Expired entries are removed when get/has/add/incr meet them. Before any
  * removal by get/has the name is checked to still hold the inode that was
@@ -226,11 +228,15 @@ typedef struct reading {
  * strict - at the first short read, which on local file systems means end
  * of file; the caller re-reads strictly before calling anything corrupt.
  * ENT_LIVE (bytes read, not judged), ENT_ABSENT (a directory), ENT_BAD (a
- * FIFO or the like), or a failure code. */
+ * FIFO or the like, or a header that is not ours: nothing past the chunk
+ * that held it is read or allocated), or a failure code. */
 static int read_more(fs_cache *fs, const char *name, int fd, cache_buf *out,
                      reading *r, int strict, cache_err *err)
 {
     while (!r->eof) {
+        int64_t expiry;
+        if (r->got >= FS_HEADER && fs_parse_header(r->h, &expiry) != 0)
+            return ENT_BAD; /* whatever follows: read no further */
         size_t vgot = r->got > FS_HEADER ? r->got - FS_HEADER : 0;
         size_t room = out->cap - out->len - vgot;
         if (room < FS_READ_CHUNK) {
