@@ -9,8 +9,8 @@
  * rename (RENAME_NOREPLACE, else link+unlink), an existing entry by
  * RENAME_EXCHANGE and an unlink of the old file, which now has the
  * temporary name (ext4 starts writing back the data of every file renamed
- * OVER another one - auto_da_alloc - which made overwrites 3x slower here;
- * where exchange is not supported, a plain rename). A reader sees the old
+ * OVER another one - auto_da_alloc - which an exchange avoids; where
+ * exchange is not supported, a plain rename). A reader sees the old
  * entry or the new one, never a torn one, whatever the number of processes.
  * Nothing is fsync'ed: entries are atomic, not durable across a power loss.
  * On any failure the temporary file is unlinked and the call fails naming

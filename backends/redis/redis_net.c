@@ -180,12 +180,11 @@ static int io_fail(redis_conn *c, redis_req *q, cache_err *err,
 
 /* Once connected, the socket blocks, each read and write bounded by the
  * socket's own timeouts (SO_RCVTIMEO / SO_SNDTIMEO = timeout): a request
- * then costs one send and one recv. Non-blocking, it cost a recv that found
- * nothing yet, a poll and a second recv whenever the reply was not already
- * there - always, with client and server on one CPU - which was 6% of a
- * loopback GET. The semantics stay those of the poll loop: a call fails
- * after `timeout` seconds without progress (EAGAIN then means exactly
- * that). 1 when set (0: the socket stays non-blocking, polled as before). */
+ * then costs one send and one recv, where a non-blocking socket would add a
+ * poll and a second recv whenever the reply is not there yet. The semantics
+ * are those of a poll loop: a call fails after `timeout` seconds without
+ * progress (EAGAIN then means exactly that). 1 when set (0: the socket stays
+ * non-blocking, and is polled). */
 static int make_blocking(int fd, double timeout)
 {
     if (timeout > 0) {
