@@ -28,6 +28,7 @@
 #include "bindings.h"
 #include "cache.h"
 #include "codec.h"
+#include "hostport.h"
 
 #define HANDLE_MT "cache.core.handle"
 #define BUFSET_MT "cache.core.bufset"
@@ -602,7 +603,7 @@ static void keep(lua_State *L, int anchor)
 }
 
 /* One option value to the engine's typed form. Lists may hold strings,
- * numbers and {host, port} pairs (written "host:port"). Errors name the
+ * numbers and {host, port} pairs (written "host:port", "[v6]:port"). Errors name the
  * class cls, as the engine's do. */
 static void convert_list(lua_State *L, const char *cls, int idx, cache_opt *o,
                          int anchor)
@@ -620,7 +621,11 @@ static void convert_list(lua_State *L, const char *cls, int idx, cache_opt *o,
             if (!lua_isstring(L, -2) || !lua_isstring(L, -1))
                 luaL_error(L, "%s: option '%s': item %d must be a string or {host, port}",
                            cls, o->name, (int)i + 1);
-            lua_pushfstring(L, "%s:%s", lua_tostring(L, -2), lua_tostring(L, -1));
+            lua_pushfstring(L,
+                            cache_host_needs_brackets(lua_tostring(L, -2))
+                                ? "[%s]:%s"
+                                : "%s:%s",
+                            lua_tostring(L, -2), lua_tostring(L, -1));
             lua_replace(L, -4);
             lua_pop(L, 2);
         } else if (lua_type(L, -1) == LUA_TNUMBER) {

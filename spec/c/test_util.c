@@ -1,0 +1,142 @@
+/* test_util.c - the engine's shared helpers: server addresses
+ * (hostport.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctest.h"
+#include "hostport.h"
+
+/* Parses text with flags; 1 when it parsed to host/path and port. */
+static int parses(const char *text, unsigned flags, int dflt, const char *host,
+                  const char *path, int port)
+{
+    cache_hostport hp;
+    cache_err err;
+    if (cache_hostport_parse(text, strlen(text), flags, dflt, &hp, "x", &err) !=
+        CACHE_OK) {
+        printf("  '%s': %s\n", text, err.msg);
+        return 0;
+    }
+    int ok = hp.port == port &&
+             (host ? hp.host && strcmp(hp.host, host) == 0 : !hp.host) &&
+             (path ? hp.path && strcmp(hp.path, path) == 0 : !hp.path);
+    if (!ok)
+        printf("  '%s': got host '%s' path '%s' port %d\n", text,
+               hp.host ? hp.host : "(null)", hp.path ? hp.path : "(null)",
+               hp.port);
+    cache_hostport_free(&hp);
+    return ok;
+}
+
+/* 1 when text is refused with CACHE_EINVAL and a message holding part. */
+static int refused(const char *text, unsigned flags, const char *part)
+{
+    cache_hostport hp;
+    cache_err err;
+    int rc = cache_hostport_parse(text, strlen(text), flags, 1, &hp,
+                                  "option 'servers'", &err);
+    if (rc == CACHE_OK) {
+        cache_hostport_free(&hp);
+        printf("  '%s' was accepted\n", text);
+        return 0;
+    }
+    int ok = rc == CACHE_EINVAL && !hp.host && !hp.path &&
+             strncmp(err.msg, "option 'servers': ", 18) == 0 &&
+             strstr(err.msg, part) != NULL;
+    if (!ok)
+        printf("  '%s': %s\n", text, err.msg);
+    return ok;
+}
+
+static void test_host_and_port(void)
+{
+    CHECK(parses(" 10.0.0.1:26379 ", 0, 0, "10.0.0.1", NULL, 26379));
+    CHECK(parses("cache.example:1", 0, 0, "cache.example", NULL, 1));
+    CHECK(parses("h:65535", 0, 0, "h", NULL, 65535));
+    CHECK(refused("host", 0, "'host' is not host:port"));
+    CHECK(refused(":1", 0, "no host"));
+    CHECK(refused("", 0, "is not host:port"));
+    CHECK(refused("h:0", 0, "1 to 65535"));
+    CHECK(refused("h:65536", 0, "1 to 65535"));
+    CHECK(refused("h:123456", 0, "1 to 65535"));
+    CHECK(refused("h:x", 0, "1 to 65535"));
+    CHECK(refused("h:", 0, "1 to 65535"));
+    CHECK(refused("h:+1", 0, "1 to 65535"));
+    static const char nul[] = "h\0x:1";
+    cache_hostport hp;
+    cache_err err;
+    CHECK(cache_hostport_parse(nul, sizeof nul - 1, 0, 0, &hp, "x", &err) ==
+          CACHE_EINVAL);
+}
+
+static void test_ipv6(void)
+{
+    CHECK(parses("[::1]:1", 0, 0, "::1", NULL, 1));
+    CHECK(parses("[fe80::1%eth0]:6379", 0, 0, "fe80::1%eth0", NULL, 6379));
+    /* A required port: the last colon splits (what Redis writes in MOVED). */
+    CHECK(parses("::1:6379", 0, 0, "::1", NULL, 6379));
+    CHECK(parses("[::1]", CACHE_HP_PORT_OPTIONAL, 11211, "::1", NULL, 11211));
+    CHECK(parses("[::1]:5", CACHE_HP_PORT_OPTIONAL, 11211, "::1", NULL, 5));
+    CHECK(refused("::1:11211", CACHE_HP_PORT_OPTIONAL, "[addr]:port"));
+    CHECK(refused("fe80::1", CACHE_HP_PORT_OPTIONAL, "[addr]:port"));
+    CHECK(refused("[::1", 0, "unclosed '['"));
+    CHECK(refused("[::1]x", CACHE_HP_PORT_OPTIONAL, "junk after ']'"));
+    CHECK(refused("[::1]", 0, "is not host:port"));
+    CHECK(refused("[]:1", 0, "no host"));
+}
+
+static void test_optional_port_and_empty_host(void)
+{
+    CHECK(parses("h", CACHE_HP_PORT_OPTIONAL, 11211, "h", NULL, 11211));
+    CHECK(parses("h:7", CACHE_HP_PORT_OPTIONAL, 11211, "h", NULL, 7));
+    CHECK(refused("", CACHE_HP_PORT_OPTIONAL, "no host"));
+    unsigned url = CACHE_HP_PORT_OPTIONAL | CACHE_HP_EMPTY_HOST;
+    CHECK(parses("", url, -1, NULL, NULL, -1));
+    CHECK(parses(":6380", url, -1, NULL, NULL, 6380));
+    CHECK(parses(":6380", CACHE_HP_EMPTY_HOST, 0, NULL, NULL, 6380));
+}
+
+static void test_unix_paths(void)
+{
+    unsigned f = CACHE_HP_UNIX | CACHE_HP_PORT_OPTIONAL;
+    CHECK(parses("/run/mc.sock", f, 11211, NULL, "/run/mc.sock", 0));
+    CHECK(parses(" ./rel.sock ", CACHE_HP_UNIX, 0, NULL, "./rel.sock", 0));
+    CHECK(cache_hostport_is_path(" /x", 3) && !cache_hostport_is_path("x/y", 3));
+    char longp[200];
+    memset(longp, 'a', sizeof longp - 1);
+    longp[0] = '/';
+    longp[sizeof longp - 1] = '\0';
+    CHECK(refused(longp, f, "unix socket path of 199 bytes is too long"));
+    /* Without CACHE_HP_UNIX a path is just a bad address. */
+    CHECK(refused("/run/x.sock", 0, "is not host:port"));
+}
+
+static void test_format_reads_back(void)
+{
+    char out[64];
+    CHECK(cache_hostport_format(out, sizeof out, "h", 1) == 3 &&
+          strcmp(out, "h:1") == 0);
+    CHECK(cache_hostport_format(out, sizeof out, "::1", 11211) == 11 &&
+          strcmp(out, "[::1]:11211") == 0);
+    CHECK(parses(out, CACHE_HP_PORT_OPTIONAL, 0, "::1", NULL, 11211));
+    CHECK(cache_hostport_format(out, sizeof out, "[::1]", 2) > 0 &&
+          strcmp(out, "[::1]:2") == 0);
+    CHECK(cache_hostport_format(out, sizeof out, "/run/x.sock", 0) > 0 &&
+          strcmp(out, "/run/x.sock") == 0);
+    CHECK(cache_host_needs_brackets("fe80::1") &&
+          !cache_host_needs_brackets("example.com") &&
+          !cache_host_needs_brackets("[::1]"));
+    /* snprintf's contract: the length it needed, the text cut. */
+    CHECK(cache_hostport_format(out, 4, "::1", 11211) == 11 &&
+          strcmp(out, "[::") == 0);
+}
+
+int main(void)
+{
+    RUN(test_host_and_port);
+    RUN(test_ipv6);
+    RUN(test_optional_port_and_empty_host);
+    RUN(test_unix_paths);
+    RUN(test_format_reads_back);
+    CTEST_END();
+}
