@@ -57,7 +57,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "cache.h"
@@ -217,19 +216,6 @@ static uint64_t siphash13(const uint64_t k[2], const void *data, size_t n)
     SIPROUND(v0, v1, v2, v3);
     SIPROUND(v0, v1, v2, v3);
     return v0 ^ v1 ^ v2 ^ v3;
-}
-
-/* A seed from the kernel; if that fails, clock and address bits are still
- * better than a constant. */
-static void make_seed(uint64_t seed[2], const void *salt)
-{
-    if (getrandom(seed, 2 * sizeof seed[0], GRND_NONBLOCK) ==
-        (ssize_t)(2 * sizeof seed[0]))
-        return;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    seed[0] = ((uint64_t)ts.tv_sec * 1000000007ULL) ^ (uint64_t)ts.tv_nsec;
-    seed[1] = (uint64_t)(uintptr_t)salt ^ (seed[0] << 17) ^ 0x9e3779b97f4a7c15ULL;
 }
 
 static uint32_t hash_of(const simple_cache *c, cache_str key)
@@ -889,6 +875,6 @@ cache_backend *cache_simple_create(cache_opts *opts, cache_err *err)
     c->nbuckets = INITIAL_BUCKETS;
     c->ngbuckets = INITIAL_GROUP_BUCKETS;
     ring_init(&c->lru);
-    make_seed(c->seed, c);
+    cache_random_bytes(c->seed, sizeof c->seed);
     return &c->base;
 }

@@ -30,7 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
@@ -294,18 +293,6 @@ static int open_cache_dir(const char *dir, cache_err *err)
     return fd;
 }
 
-static uint64_t random_seed(void)
-{
-    uint64_t s = 0;
-    if (getrandom(&s, sizeof s, GRND_NONBLOCK) != (ssize_t)sizeof s) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        s = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
-            ((uint64_t)getpid() << 40) ^ (uint64_t)(uintptr_t)&s;
-    }
-    return s;
-}
-
 typedef struct fs_options {
     char *dir;
     int64_t threshold, mode;
@@ -367,7 +354,7 @@ cache_backend *cache_filesystem_create(cache_opts *opts, cache_err *err)
     fs->threshold = o.threshold;
     fs->mode = (mode_t)o.mode;
     fs->lock_timeout = o.timeout;
-    fs->seed = random_seed();
+    cache_random_bytes(&fs->seed, sizeof fs->seed);
     atomic_init(&fs->counter, 0);
     atomic_init(&fs->noreplace, NOREPLACE_RENAME2);
     atomic_init(&fs->exchange, 1);

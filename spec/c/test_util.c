@@ -1,5 +1,5 @@
 /* test_util.c - the engine's shared helpers: server addresses
- * (hostport.h). */
+ * (hostport.h) and random bytes. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,6 +131,26 @@ static void test_format_reads_back(void)
           strcmp(out, "[::") == 0);
 }
 
+static void test_random_bytes(void)
+{
+    unsigned char a[33], b[33], zero[33] = {0};
+    memset(a, 0, sizeof a);
+    memset(b, 0, sizeof b);
+    cache_random_bytes(a, sizeof a);
+    cache_random_bytes(b, sizeof b);
+    CHECK(memcmp(a, b, sizeof a) != 0);
+    CHECK(memcmp(a, zero, sizeof a) != 0);
+    /* Every byte is written, odd lengths included. */
+    unsigned char c[3] = {0xAA, 0xAA, 0xAA};
+    int same = 1;
+    for (int i = 0; i < 8 && same; i++) {
+        cache_random_bytes(c, 2);
+        same = c[0] == 0xAA && c[1] == 0xAA;
+    }
+    CHECK(!same && c[2] == 0xAA);
+    cache_random_bytes(c, 0);
+}
+
 int main(void)
 {
     RUN(test_host_and_port);
@@ -138,5 +158,6 @@ int main(void)
     RUN(test_optional_port_and_empty_host);
     RUN(test_unix_paths);
     RUN(test_format_reads_back);
+    RUN(test_random_bytes);
     CTEST_END();
 }
