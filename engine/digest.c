@@ -127,9 +127,13 @@ size_t cache_digest(cache_digest_kind kind, size_t n, const void *const *parts,
     return ok ? len : 0;
 }
 
+const char cache_hex_digits[17] = "0123456789abcdef";
+const char cache_base64_alphabet[65] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
 void cache_hex(const unsigned char *bytes, size_t n, char *out)
 {
-    static const char digits[] = "0123456789abcdef";
+    const char *digits = cache_hex_digits;
     for (size_t i = 0; i < n; i++) {
         out[2 * i] = digits[bytes[i] >> 4];
         out[2 * i + 1] = digits[bytes[i] & 15];
@@ -151,8 +155,7 @@ int cache_key_digest_form(size_t n, const void *const *parts,
 
 void cache_base64(const unsigned char *bytes, size_t n, char *out)
 {
-    static const char abc[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const char *abc = cache_base64_alphabet;
     size_t o = 0, i = 0;
     for (; i + 2 < n; i += 3) {
         unsigned v = (unsigned)bytes[i] << 16 | (unsigned)bytes[i + 1] << 8 | bytes[i + 2];

@@ -25,6 +25,10 @@ size_t cache_digest_size(cache_digest_kind kind);
 size_t cache_digest(cache_digest_kind kind, size_t n, const void *const *parts,
                     const size_t *lens, unsigned char out[CACHE_DIGEST_MAX]);
 
+/* The one hex and the one Base64 alphabet every encoder indexes. */
+extern const char cache_hex_digits[17];
+extern const char cache_base64_alphabet[65];
+
 /* Lower-case hex of n bytes into out (2n chars plus NUL). */
 void cache_hex(const unsigned char *bytes, size_t n, char *out);
 

@@ -14,8 +14,7 @@
 size_t cache_memo_head(const unsigned char *digest, size_t n,
                        char out[CACHE_MEMO_HEAD_LEN + 1])
 {
-    static const char abc[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const char *abc = cache_base64_alphabet;
     if (n >= CACHE_MEMO_HEAD_LEN * 3 / 4) { /* every digest: 4 whole groups */
         for (int g = 0; g < CACHE_MEMO_HEAD_LEN / 4; g++) {
             const unsigned char *b = digest + 3 * g;
@@ -112,7 +111,7 @@ static int py_repr(cache_str s, cache_buf *out)
             esc[1] = c == '\t' ? 't' : c == '\n' ? 'n' : 'r';
             el = 2;
         } else if (c < 0x20 || c == 0x7f) {
-            static const char hexd[] = "0123456789abcdef";
+            const char *hexd = cache_hex_digits;
             esc[0] = '\\';
             esc[1] = 'x';
             esc[2] = hexd[c >> 4];
