@@ -28,6 +28,7 @@
 #include "bindings.h"
 #include "cache.h"
 #include "codec.h"
+#include "digest.h"
 #include "hostport.h"
 
 #define HANDLE_MT "cache.core.handle"
@@ -895,6 +896,15 @@ int luaopen_cache_core(lua_State *L)
         lua_setfield(L, module, t->name);
     }
     lua_settop(L, module);
+
+    /* the digest names hash_method takes, as a set: the Lua side reads
+     * them here instead of keeping its own list */
+    lua_createtable(L, 0, (int)cache_digest_count());
+    for (size_t i = 0; i < cache_digest_count(); i++) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, cache_digest_name((cache_digest_kind)i));
+    }
+    lua_setfield(L, module, "hash_methods");
 
     cache_bind_keys(L);
     return 1;

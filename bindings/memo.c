@@ -43,9 +43,11 @@ static cache_digest_kind check_hash(lua_State *L, int arg)
 {
     cache_digest_kind kind;
     const char *name = luaL_checkstring(L, arg);
-    if (cache_digest_lookup(name, &kind) < 0)
-        luaL_error(L, "hash_method: unknown digest '%s' (md5, sha1, sha256, sha512)",
-                   name);
+    if (cache_digest_lookup(name, &kind) < 0) {
+        char names[64];
+        cache_digest_list(names, sizeof names);
+        luaL_error(L, "hash_method: unknown digest '%s' (%s)", name, names);
+    }
     return kind;
 }
 

@@ -7,6 +7,7 @@
 #define OPENSSL_API_COMPAT 10101
 
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -24,9 +25,29 @@ static const struct {
     [CACHE_SHA512] = {"sha512", 64},
 };
 
+size_t cache_digest_count(void)
+{
+    return sizeof digests / sizeof digests[0];
+}
+
+void cache_digest_list(char *out, size_t cap)
+{
+    size_t o = 0;
+    if (cap == 0)
+        return;
+    out[0] = '\0';
+    for (size_t i = 0; i < cache_digest_count() && o < cap; i++) {
+        int w = snprintf(out + o, cap - o, "%s%s", i ? ", " : "",
+                         digests[i].name);
+        if (w < 0)
+            break;
+        o += (size_t)w;
+    }
+}
+
 int cache_digest_lookup(const char *name, cache_digest_kind *kind)
 {
-    for (int i = 0; i < (int)(sizeof digests / sizeof digests[0]); i++)
+    for (int i = 0; i < (int)cache_digest_count(); i++)
         if (strcmp(digests[i].name, name) == 0) {
             *kind = (cache_digest_kind)i;
             return 0;

@@ -325,11 +325,14 @@ static int take_options(cache_opts *opts, fs_options *o, cache_err *err)
     size_t hn = 3;
     if ((r = cache_opt_str(opts, "hash_method", &hm, &hn, err)) < 0)
         return r;
-    if (strlen(hm) != hn || cache_digest_lookup(hm, &o->kind) != 0)
+    if (strlen(hm) != hn || cache_digest_lookup(hm, &o->kind) != 0) {
+        char names[64];
+        cache_digest_list(names, sizeof names);
         return cache_fail(err, CACHE_EINVAL,
                           "option 'hash_method': unknown hash method '%.*s' "
-                          "(md5, sha1, sha256 or sha512)",
-                          (int)(hn > 40 ? 40 : hn), hm);
+                          "(%s)",
+                          (int)(hn > 40 ? 40 : hn), hm, names);
+    }
     o->dir = cache_strndup(s, n);
     if (!o->dir)
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
