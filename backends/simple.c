@@ -696,18 +696,6 @@ static int simple_clear(cache_backend *b, cache_err *err)
     return CACHE_OK;
 }
 
-/* The codec bytes of integer i in out (emptied first). */
-static int encode_int(int64_t i, cache_buf *out, cache_err *err)
-{
-    cache_writer w;
-    out->len = 0;
-    cache_writer_init(&w, out);
-    cache_write_int(&w, i);
-    if (w.failed)
-        return cache_fail(err, CACHE_ENOMEM, "out of memory");
-    return CACHE_OK;
-}
-
 /* incr of a live entry: rewrite its value in place (same encoded length) or
  * swap in a new entry at the same places; the expiry stays. */
 static int incr_existing(simple_cache *c, entry **link, int64_t delta,
@@ -719,7 +707,8 @@ static int incr_existing(simple_cache *c, entry **link, int64_t delta,
         return cache_fail(err, CACHE_ENOTINT, "value is not an integer");
     if (__builtin_add_overflow(cur, delta, &sum))
         return cache_fail(err, CACHE_ENOTINT, "integer overflow");
-    int rc = encode_int(sum, buf, err);
+    buf->len = 0;
+    int rc = cache_encode_int(sum, buf, err);
     if (rc != CACHE_OK)
         return rc;
     entry *e = old;
@@ -756,7 +745,8 @@ static int simple_incr(cache_backend *b, cache_str key, int64_t delta,
         rc = incr_existing(c, link, delta, result, &buf, err);
     } else {
         /* missing or expired: 0 + delta, stored with new_ttl */
-        rc = encode_int(delta, &buf, err);
+        buf.len = 0;
+        rc = cache_encode_int(delta, &buf, err);
         if (rc == CACHE_OK)
             rc = store(c, link, key, hash, (cache_str){buf.data, buf.len},
                        new_ttl, now, err);

@@ -55,6 +55,14 @@ void cache_write_int(cache_writer *w, int64_t i)
     msgpack_pack_int64(&pk, i);
 }
 
+int cache_encode_int(int64_t i, cache_buf *out, cache_err *err)
+{
+    cache_writer w;
+    cache_writer_init(&w, out);
+    cache_write_int(&w, i);
+    return w.failed ? cache_fail(err, CACHE_ENOMEM, "out of memory") : CACHE_OK;
+}
+
 void cache_write_float(cache_writer *w, double d)
 {
     PACKER(w);

@@ -36,6 +36,9 @@ void cache_write_float(cache_writer *w, double d);
 void cache_write_str(cache_writer *w, const char *s, size_t n);
 void cache_write_array(cache_writer *w, size_t n); /* n items follow */
 void cache_write_map(cache_writer *w, size_t n);   /* n key/value pairs follow */
+/* Appends the codec bytes of the integer i to out (incr's stored sum):
+ * CACHE_OK, or CACHE_ENOMEM with err set. */
+int cache_encode_int(int64_t i, cache_buf *out, cache_err *err);
 
 /* ---- decoding ------------------------------------------------------------ */
 typedef enum {

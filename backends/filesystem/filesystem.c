@@ -197,11 +197,7 @@ static int incr_locked(fs_cache *fs, const char *name, int64_t delta,
         rc = cache_fail(err, CACHE_ENOTINT, "integer overflow");
     if (rc == CACHE_OK) {
         cur.len = 0;
-        cache_writer w;
-        cache_writer_init(&w, &cur);
-        cache_write_int(&w, sum);
-        if (w.failed)
-            rc = cache_fail(err, CACHE_ENOMEM, "out of memory");
+        rc = cache_encode_int(sum, &cur, err);
     }
     if (rc == CACHE_OK) {
         int created;

@@ -268,14 +268,6 @@ static int stored_int(const char *p, size_t n, int wrap, int64_t *out)
     return 1;
 }
 
-static int write_int(int64_t i, cache_buf *out, cache_err *err)
-{
-    cache_writer w;
-    cache_writer_init(&w, out);
-    cache_write_int(&w, i);
-    return w.failed ? cache_fail(err, CACHE_ENOMEM, "out of memory") : CACHE_OK;
-}
-
 int mc_decode(const char *p, size_t n, uint32_t flags, cache_buf *out,
               cache_err *err)
 {
@@ -290,7 +282,7 @@ int mc_decode(const char *p, size_t n, uint32_t flags, cache_buf *out,
     }
     if (flags == MC_FLAG_INT) {
         if (stored_int(p, n, 1, &i))
-            return write_int(i, out, err);
+            return cache_encode_int(i, out, err);
         cache_writer w;
         cache_writer_init(&w, out);
         cache_write_str(&w, p, n);
@@ -299,7 +291,7 @@ int mc_decode(const char *p, size_t n, uint32_t flags, cache_buf *out,
     }
     /* A foreign value. */
     if (stored_int(p, n, 0, &i))
-        return write_int(i, out, err);
+        return cache_encode_int(i, out, err);
     size_t start = out->len;
     int rc = cache_external_decode((cache_str){p, n}, out, err);
     if (rc == CACHE_FAIL) {

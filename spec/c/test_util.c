@@ -1,8 +1,9 @@
 /* test_util.c - the engine's shared helpers: server addresses
- * (hostport.h) and random bytes. */
+ * (hostport.h), random bytes and the codec bytes of an integer. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec.h"
 #include "ctest.h"
 #include "hostport.h"
 
@@ -151,6 +152,30 @@ static void test_random_bytes(void)
     cache_random_bytes(c, 0);
 }
 
+/* 1 when cache_encode_int appends exactly the n bytes want. */
+static int encodes(int64_t i, const char *want, size_t n)
+{
+    cache_buf b;
+    cache_err err;
+    cache_buf_init(&b);
+    cache_buf_append(&b, "x", 1);
+    int ok = cache_encode_int(i, &b, &err) == CACHE_OK && b.len == n + 1 &&
+             b.data[0] == 'x' && memcmp(b.data + 1, want, n) == 0;
+    cache_buf_free(&b);
+    return ok;
+}
+
+static void test_encode_int(void)
+{
+    CHECK(encodes(0, "\x00", 1));
+    CHECK(encodes(127, "\x7f", 1));
+    CHECK(encodes(128, "\xcc\x80", 2));
+    CHECK(encodes(-1, "\xff", 1));
+    CHECK(encodes(-33, "\xd0\xdf", 2));
+    CHECK(encodes(65536, "\xce\x00\x01\x00\x00", 5));
+    CHECK(encodes(INT64_MIN, "\xd3\x80\x00\x00\x00\x00\x00\x00\x00", 9));
+}
+
 int main(void)
 {
     RUN(test_host_and_port);
@@ -159,5 +184,6 @@ int main(void)
     RUN(test_unix_paths);
     RUN(test_format_reads_back);
     RUN(test_random_bytes);
+    RUN(test_encode_int);
     CTEST_END();
 }
