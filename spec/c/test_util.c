@@ -1,7 +1,11 @@
 /* test_util.c - the engine's shared helpers: server addresses
- * (hostport.h), random bytes and the codec bytes of an integer. */
+ * (hostport.h), random bytes, the codec bytes of an integer, and the
+ * MessagePack writer against msgpack-c's packer, byte for byte. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <msgpack.h>
 
 #include "codec.h"
 #include "ctest.h"
@@ -176,6 +180,71 @@ static void test_encode_int(void)
     CHECK(encodes(INT64_MIN, "\xd3\x80\x00\x00\x00\x00\x00\x00\x00", 9));
 }
 
+/* msgpack-c's packer into a buffer, for comparison. */
+static int sbuf_write(void *data, const char *p, size_t n)
+{
+    return cache_buf_append(data, p, n);
+}
+
+/* Writes the same item through our writer (kind selects it) and
+ * through msgpack-c; 1 when the bytes agree. */
+static int same_as_msgpack_c(int kind, int64_t i, double d, size_t n)
+{
+    cache_buf ours, theirs;
+    cache_buf_init(&ours);
+    cache_buf_init(&theirs);
+    char *body = calloc(n ? n : 1, 1);
+    cache_writer w;
+    cache_writer_init(&w, &ours);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &theirs, sbuf_write);
+    switch (kind) {
+    case 0: cache_write_int(&w, i); msgpack_pack_int64(&pk, i); break;
+    case 1: cache_write_float(&w, d); msgpack_pack_double(&pk, d); break;
+    case 2:
+        cache_write_str(&w, body, n);
+        msgpack_pack_str(&pk, n);
+        msgpack_pack_str_body(&pk, body, n);
+        break;
+    case 3: cache_write_array(&w, n); msgpack_pack_array(&pk, n); break;
+    case 4: cache_write_map(&w, n); msgpack_pack_map(&pk, n); break;
+    case 5:
+        cache_write_nil(&w), cache_write_bool(&w, 1), cache_write_bool(&w, 0);
+        msgpack_pack_nil(&pk), msgpack_pack_true(&pk), msgpack_pack_false(&pk);
+        break;
+    }
+    int ok = !w.failed && ours.len == theirs.len &&
+             memcmp(ours.data, theirs.data, ours.len) == 0;
+    if (!ok)
+        printf("  kind %d i %lld d %g n %zu differs\n", kind, (long long)i, d, n);
+    free(body);
+    cache_buf_free(&ours);
+    cache_buf_free(&theirs);
+    return ok;
+}
+
+static void test_writer_matches_msgpack_c(void)
+{
+    static const int64_t edges[] = {0, 31, 32, 127, 128, 255, 256, 65535, 65536,
+                                    4294967295LL, 4294967296LL, INT64_MAX};
+    for (size_t e = 0; e < sizeof edges / sizeof *edges; e++)
+        for (int64_t delta = -1; delta <= 1; delta++) {
+            if ((edges[e] == INT64_MAX && delta > 0) || (edges[e] == 0 && delta < 0))
+                continue;
+            int64_t v = edges[e] + delta;
+            CHECK(same_as_msgpack_c(0, v, 0, 0));
+            CHECK(same_as_msgpack_c(0, -v - 1, 0, 0));
+        }
+    static const double ds[] = {0.0, -0.0, 0.5, -1.25, 1e300, 3.141592653589793};
+    for (size_t k = 0; k < sizeof ds / sizeof *ds; k++)
+        CHECK(same_as_msgpack_c(1, 0, ds[k], 0));
+    static const size_t ns[] = {0, 1, 15, 16, 31, 32, 255, 256, 65535, 65536, 70000};
+    for (size_t k = 0; k < sizeof ns / sizeof *ns; k++)
+        for (int kind = 2; kind <= 4; kind++)
+            CHECK(same_as_msgpack_c(kind, 0, 0, ns[k]));
+    CHECK(same_as_msgpack_c(5, 0, 0, 0));
+}
+
 int main(void)
 {
     RUN(test_host_and_port);
@@ -185,5 +254,6 @@ int main(void)
     RUN(test_format_reads_back);
     RUN(test_random_bytes);
     RUN(test_encode_int);
+    RUN(test_writer_matches_msgpack_c);
     CTEST_END();
 }
