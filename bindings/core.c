@@ -28,6 +28,8 @@
 #include "bindings.h"
 #include "cache.h"
 #include "codec.h"
+#include "digest.h"
+#include "hostport.h"
 
 #define HANDLE_MT "cache.core.handle"
 #define BUFSET_MT "cache.core.bufset"
@@ -602,7 +604,7 @@ static void keep(lua_State *L, int anchor)
 }
 
 /* One option value to the engine's typed form. Lists may hold strings,
- * numbers and {host, port} pairs (written "host:port"). Errors name the
+ * numbers and {host, port} pairs (written "host:port", "[v6]:port"). Errors name the
  * class cls, as the engine's do. */
 static void convert_list(lua_State *L, const char *cls, int idx, cache_opt *o,
                          int anchor)
@@ -620,7 +622,11 @@ static void convert_list(lua_State *L, const char *cls, int idx, cache_opt *o,
             if (!lua_isstring(L, -2) || !lua_isstring(L, -1))
                 luaL_error(L, "%s: option '%s': item %d must be a string or {host, port}",
                            cls, o->name, (int)i + 1);
-            lua_pushfstring(L, "%s:%s", lua_tostring(L, -2), lua_tostring(L, -1));
+            lua_pushfstring(L,
+                            cache_host_needs_brackets(lua_tostring(L, -2))
+                                ? "[%s]:%s"
+                                : "%s:%s",
+                            lua_tostring(L, -2), lua_tostring(L, -1));
             lua_replace(L, -4);
             lua_pop(L, 2);
         } else if (lua_type(L, -1) == LUA_TNUMBER) {
@@ -890,6 +896,15 @@ int luaopen_cache_core(lua_State *L)
         lua_setfield(L, module, t->name);
     }
     lua_settop(L, module);
+
+    /* the digest names hash_method takes, as a set: the Lua side reads
+     * them here instead of keeping its own list */
+    lua_createtable(L, 0, (int)cache_digest_count());
+    for (size_t i = 0; i < cache_digest_count(); i++) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, cache_digest_name((cache_digest_kind)i));
+    }
+    lua_setfield(L, module, "hash_methods");
 
     cache_bind_keys(L);
     return 1;

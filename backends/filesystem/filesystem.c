@@ -30,7 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
@@ -198,11 +197,7 @@ static int incr_locked(fs_cache *fs, const char *name, int64_t delta,
         rc = cache_fail(err, CACHE_ENOTINT, "integer overflow");
     if (rc == CACHE_OK) {
         cur.len = 0;
-        cache_writer w;
-        cache_writer_init(&w, &cur);
-        cache_write_int(&w, sum);
-        if (w.failed)
-            rc = cache_fail(err, CACHE_ENOMEM, "out of memory");
+        rc = cache_encode_int(sum, &cur, err);
     }
     if (rc == CACHE_OK) {
         int created;
@@ -294,18 +289,6 @@ static int open_cache_dir(const char *dir, cache_err *err)
     return fd;
 }
 
-static uint64_t random_seed(void)
-{
-    uint64_t s = 0;
-    if (getrandom(&s, sizeof s, GRND_NONBLOCK) != (ssize_t)sizeof s) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        s = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
-            ((uint64_t)getpid() << 40) ^ (uint64_t)(uintptr_t)&s;
-    }
-    return s;
-}
-
 typedef struct fs_options {
     char *dir;
     int64_t threshold, mode;
@@ -338,11 +321,14 @@ static int take_options(cache_opts *opts, fs_options *o, cache_err *err)
     size_t hn = 3;
     if ((r = cache_opt_str(opts, "hash_method", &hm, &hn, err)) < 0)
         return r;
-    if (strlen(hm) != hn || cache_digest_lookup(hm, &o->kind) != 0)
+    if (strlen(hm) != hn || cache_digest_lookup(hm, &o->kind) != 0) {
+        char names[64];
+        cache_digest_list(names, sizeof names);
         return cache_fail(err, CACHE_EINVAL,
                           "option 'hash_method': unknown hash method '%.*s' "
-                          "(md5, sha1, sha256 or sha512)",
-                          (int)(hn > 40 ? 40 : hn), hm);
+                          "(%s)",
+                          (int)(hn > 40 ? 40 : hn), hm, names);
+    }
     o->dir = cache_strndup(s, n);
     if (!o->dir)
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
@@ -367,7 +353,7 @@ cache_backend *cache_filesystem_create(cache_opts *opts, cache_err *err)
     fs->threshold = o.threshold;
     fs->mode = (mode_t)o.mode;
     fs->lock_timeout = o.timeout;
-    fs->seed = random_seed();
+    cache_random_bytes(&fs->seed, sizeof fs->seed);
     atomic_init(&fs->counter, 0);
     atomic_init(&fs->noreplace, NOREPLACE_RENAME2);
     atomic_init(&fs->exchange, 1);

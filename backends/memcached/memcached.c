@@ -32,6 +32,7 @@
 #include "cache.h"
 #include "codec.h"
 #include "digest.h"
+#include "hostport.h"
 #include "memcached.h"
 
 #define MC_DEFAULT_PORT 11211
@@ -130,12 +131,8 @@ static void server_label(const memcached_instance_st *in, char *out, size_t cap)
     in_port_t port = memcached_server_port(in);
     if (!name)
         snprintf(out, cap, "?");
-    else if (name[0] == '/' || port == 0)
-        snprintf(out, cap, "%s", name);
-    else if (strchr(name, ':'))
-        snprintf(out, cap, "[%s]:%u", name, (unsigned)port);
     else
-        snprintf(out, cap, "%s:%u", name, (unsigned)port);
+        cache_hostport_format(out, cap, name, name[0] == '/' ? 0 : port);
 }
 
 /* The server that libmemcached's last error message of m names (it ends
@@ -271,14 +268,6 @@ static int stored_int(const char *p, size_t n, int wrap, int64_t *out)
     return 1;
 }
 
-static int write_int(int64_t i, cache_buf *out, cache_err *err)
-{
-    cache_writer w;
-    cache_writer_init(&w, out);
-    cache_write_int(&w, i);
-    return w.failed ? cache_fail(err, CACHE_ENOMEM, "out of memory") : CACHE_OK;
-}
-
 int mc_decode(const char *p, size_t n, uint32_t flags, cache_buf *out,
               cache_err *err)
 {
@@ -293,7 +282,7 @@ int mc_decode(const char *p, size_t n, uint32_t flags, cache_buf *out,
     }
     if (flags == MC_FLAG_INT) {
         if (stored_int(p, n, 1, &i))
-            return write_int(i, out, err);
+            return cache_encode_int(i, out, err);
         cache_writer w;
         cache_writer_init(&w, out);
         cache_write_str(&w, p, n);
@@ -302,7 +291,7 @@ int mc_decode(const char *p, size_t n, uint32_t flags, cache_buf *out,
     }
     /* A foreign value. */
     if (stored_int(p, n, 0, &i))
-        return write_int(i, out, err);
+        return cache_encode_int(i, out, err);
     size_t start = out->len;
     int rc = cache_external_decode((cache_str){p, n}, out, err);
     if (rc == CACHE_FAIL) {
@@ -331,56 +320,19 @@ static int record_server(mc_backend *b, const char *host, in_port_t port,
 static int add_one_server(mc_backend *b, const char *s, size_t n,
                           cache_err *err)
 {
-    while (n > 0 && isspace((unsigned char)*s))
-        s++, n--;
-    while (n > 0 && isspace((unsigned char)s[n - 1]))
-        n--;
-    if (n == 0)
-        return cache_fail(err, CACHE_EINVAL, "servers: empty server name");
-    char buf[1100];
-    if (n >= sizeof buf)
-        return cache_fail(err, CACHE_EINVAL, "servers: name too long");
-    memcpy(buf, s, n);
-    buf[n] = '\0';
-    if (buf[0] != '/') {
-        char *host = buf, *port_s = NULL;
-        if (buf[0] == '[') { /* [v6addr]:port */
-            char *close = strchr(buf, ']');
-            if (!close)
-                return cache_fail(err, CACHE_EINVAL, "servers: bad address '%s'",
-                                  buf);
-            *close = '\0';
-            host = buf + 1;
-            if (close[1] == ':')
-                port_s = close + 2;
-            else if (close[1])
-                return cache_fail(err, CACHE_EINVAL, "servers: bad address '%s'",
-                                  s);
-        } else {
-            char *colon = strchr(buf, ':');
-            if (colon && strchr(colon + 1, ':'))
-                return cache_fail(err, CACHE_EINVAL,
-                                  "servers: write an IPv6 address as [addr]:port");
-            if (colon) {
-                *colon = '\0';
-                port_s = colon + 1;
-            }
-        }
-        long port = MC_DEFAULT_PORT;
-        if (port_s) {
-            char *end;
-            port = strtol(port_s, &end, 10);
-            if (!*port_s || *end || port < 1 || port > 65535)
-                return cache_fail(err, CACHE_EINVAL, "servers: bad port in '%.*s'",
-                                  (int)n, s);
-        }
-        if (!*host)
-            return cache_fail(err, CACHE_EINVAL, "servers: no host in '%.*s'",
-                              (int)n, s);
-        return record_server(b, host, (in_port_t)port, err);
+    cache_hostport hp;
+    int rc = cache_hostport_parse(s, n, CACHE_HP_PORT_OPTIONAL | CACHE_HP_UNIX,
+                                  MC_DEFAULT_PORT, &hp, "servers", err);
+    if (rc != CACHE_OK)
+        return rc;
+    if (hp.path) {
+        b->incr_unguarded = 0; /* libmemcached does no SASL on unix sockets */
+        rc = record_server(b, hp.path, 0, err);
+    } else {
+        rc = record_server(b, hp.host, (in_port_t)hp.port, err);
     }
-    b->incr_unguarded = 0; /* libmemcached does no SASL on unix sockets */
-    return record_server(b, buf, 0, err);
+    cache_hostport_free(&hp);
+    return rc;
 }
 
 /* One list element may hold several servers separated by commas. */

@@ -21,6 +21,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "hostport.h"
 #include "redis_net.h"
 
 /* ---- configuration ------------------------------------------------------- */
@@ -51,14 +52,14 @@ int redis_conn_init(redis_conn *c, const redis_conn_config *cfg,
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
     }
     const char *kind = cfg->kind ? cfg->kind : "redis";
-    if (c->path)
+    if (c->path) {
         snprintf(c->label, sizeof c->label, "%s unix:%s", kind, c->path);
-    else if (strchr(c->host, ':'))
-        snprintf(c->label, sizeof c->label, "%s [%s]:%d", kind, c->host,
-                 c->port);
-    else
-        snprintf(c->label, sizeof c->label, "%s %s:%d", kind, c->host,
-                 c->port);
+    } else {
+        int n = snprintf(c->label, sizeof c->label, "%s ", kind);
+        if (n > 0 && (size_t)n < sizeof c->label)
+            cache_hostport_format(c->label + n, sizeof c->label - (size_t)n,
+                                  c->host, c->port);
+    }
     return CACHE_OK;
 }
 
