@@ -70,8 +70,9 @@ if [ ${#ONLY[@]} -gt 0 ]; then
         esac
     done
 fi
-# The engine's libraries, as the Makefile names them (DEPS_PC).
-DEPS_PC=$(sed -n 's/^DEPS_PC *:= *//p' Makefile)
+# The engine's libraries, as the Makefile names them (DEPS_PC), and
+# msgpack-c, which the C tests compare the engine's MessagePack bytes with.
+DEPS_PC="$(sed -n 's/^DEPS_PC *:= *//p' Makefile) msgpack"
 for t in "${c_tests[@]}"; do
     [ -e "$t" ] || continue
     name=$(basename "$t" .c)
