@@ -30,12 +30,23 @@ void cache_lua_encode(lua_State *L, int idx, cache_writer *w, const char *root,
 /* Pushes the value held by validated codec bytes. */
 void cache_lua_decode(lua_State *L, const char *bytes, size_t len);
 
-/* The engine backend of the cache object at idx (bindings/core.c) with its
- * scratch buffer emptied, when the object is open and its get / get_many are
- * the module's own; NULL otherwise. get_name / get_many_name: stack indices
- * of the strings "get" and "get_many". Never raises. */
+/* A cache object's handle (bindings/core.c). */
+typedef struct cache_handle cache_handle;
+
+/* The engine backend of the cache object at idx (bindings/core.c), when
+ * the object is open and its get / get_many are the module's own; NULL
+ * otherwise. Reads go into *buf (empty), then cache_lua_push_read pushes
+ * the value; no Lua code may run in between (the backend stays open and
+ * the bytes stay put only so). get_name / get_many_name: stack indices of
+ * the strings "get" and "get_many". Raises only what Lua code run meanwhile
+ * (metamethods, finalizers) raises, or when out of memory. */
 cache_backend *cache_lua_object(lua_State *L, int idx, int get_name,
-                                int get_many_name, cache_buf **scratch);
+                                int get_many_name, cache_handle **h,
+                                cache_buf **buf);
+/* Pushes the value whose validated bytes were just read into the buffer
+ * of cache_lua_object (or cache_lua_ready_read), decoded from memory that
+ * the calls a finalizer makes meanwhile cannot reach. */
+void cache_lua_push_read(lua_State *L, cache_handle *h);
 
 /* Adds the key functions (bindings/memo.c) to the module table on top of
  * the stack. */
@@ -43,10 +54,20 @@ int cache_bind_keys(lua_State *L);
 
 /* The open backend of the object at idx, or NULL (never raises). */
 cache_backend *cache_lua_backend_of(lua_State *L, int idx);
-/* The open backend of the object at idx, its scratch buffer emptied (and
- * given in *scratch when not NULL); raises on anything else. */
-cache_backend *cache_lua_check_backend(lua_State *L, int idx,
-                                       cache_buf **scratch);
+/* The handle of the open backend object at idx; raises on anything else.
+ * Then, as core.c's methods do: cache_lua_ready_read (may run Lua code),
+ * cache_lua_live right before the engine call, and after it
+ * cache_lua_push_read, with no Lua code run in between; or, for a write,
+ * cache_lua_scratch and cache_lua_live once nothing that allocates is left
+ * before the engine call. */
+cache_handle *cache_lua_handle(lua_State *L, int idx);
+/* The handle's backend, raising "cache is closed" if a finalizer closed it. */
+cache_backend *cache_lua_live(lua_State *L, cache_handle *h);
+/* The handle's scratch buffer, emptied: only over a stretch without Lua. */
+cache_buf *cache_lua_scratch(cache_handle *h);
+/* The buffer a read goes into, emptied, with a spare ready for
+ * cache_lua_push_read. */
+cache_buf *cache_lua_ready_read(lua_State *L, cache_handle *h);
 /* Pushes a handle that owns no backend yet and returns where to put it: a
  * backend stored there is closed when the handle is collected. */
 cache_backend **cache_lua_new_handle(lua_State *L);

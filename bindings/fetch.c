@@ -33,20 +33,67 @@ static double arg_seconds(lua_State *L, int idx)
     return d;
 }
 
-/* Decodes v, which lies in the object's scratch buffer. Decoding creates Lua
- * objects, which can run finalizers, which can call methods of the same
- * object and reuse its scratch: so the buffer is taken out of the object
- * for the time of the decode (a nested call finds an empty one), and put
- * back unless a nested call made a new one meanwhile. */
-static void decode_taken(lua_State *L, cache_buf *scratch, cache_str v)
+/* Pushes the value e.value, which lies in buf: moved to the start of buf,
+ * then decoded as every read is (cache_lua_push_read). */
+static void push_value(lua_State *L, cache_handle *h, cache_buf *buf, cache_str v)
 {
-    cache_buf own = *scratch;
-    cache_buf_init(scratch);
-    cache_lua_decode(L, v.ptr, v.len);
-    if (!scratch->data)
-        *scratch = own;
+    memmove(buf->data, v.ptr, v.len);
+    buf->len = v.len;
+    cache_lua_push_read(L, h);
+}
+
+/* fetch_read(obj, key, beta [, peek])
+ *   a fresh entry:      value, level (counted as served at that level unless
+ *                       peek is true)
+ *   anything else:      nil, nil, state, value, level
+ *                       (state "miss", "stale" or "early"; value and level
+ *                       only for the last two)
+ *   a backend failure:  nil, nil, "error", message */
+static int l_fetch_read(lua_State *L)
+{
+    cache_handle *h = cache_lua_handle(L, 1);
+    cache_str key = arg_key(L, 2);
+    double beta = lua_isnoneornil(L, 3) ? 0 : arg_seconds(L, 3);
+    int peek = lua_toboolean(L, 4);
+    cache_buf *buf = cache_lua_ready_read(L, h);
+    cache_backend *b = cache_lua_live(L, h);
+    cache_err err = {0, ""};
+    cache_fetch_entry e;
+    int rc = cache_fetch_read(b, key, beta, buf, &e, &err);
+    if (rc == CACHE_OK && peek && e.state == CACHE_FETCH_FRESH)
+        b->stats.levels[e.level - 1]--; /* looked at, not served */
+    /* from here on Lua allocates: b and the bytes are not looked at again
+     * but through push_value, which runs first */
+    if (rc < 0) {
+        lua_pushnil(L);
+        lua_pushnil(L);
+        lua_pushliteral(L, "error");
+        lua_pushstring(L, err.msg[0] ? err.msg : "backend failure");
+        return 4;
+    }
+    if (e.state == CACHE_FETCH_FRESH) {
+        push_value(L, h, buf, e.value);
+        lua_pushinteger(L, e.level);
+        return 2;
+    }
+    if (e.state == CACHE_FETCH_MISS) {
+        lua_pushnil(L);
+        lua_pushnil(L);
+        lua_pushliteral(L, "miss");
+        return 3;
+    }
+    push_value(L, h, buf, e.value);
+    int v = lua_gettop(L);
+    lua_pushnil(L);
+    lua_pushnil(L);
+    if (e.state == CACHE_FETCH_STALE)
+        lua_pushliteral(L, "stale");
     else
-        cache_buf_free(&own);
+        lua_pushliteral(L, "early");
+    lua_pushvalue(L, v);
+    lua_remove(L, v);
+    lua_pushinteger(L, e.level);
+    return 5;
 }
 
 /* Raises "fetch: <what>" at the line that called c:fetch: level 2 is the
@@ -61,8 +108,6 @@ static int misuse(lua_State *L, const char *fmt, const char *got)
 
 /* fetch_call(obj, key, beta, callback) is fetch_read after the checks of
  * c:fetch's own arguments, the key and the callback. */
-static int l_fetch_read(lua_State *L);
-
 static int l_fetch_call(lua_State *L)
 {
     int t = lua_type(L, 2);
@@ -82,56 +127,11 @@ static int l_fetch_call(lua_State *L)
     return l_fetch_read(L);
 }
 
-/* fetch_read(obj, key, beta [, peek])
- *   a fresh entry:      value, level (counted as served at that level unless
- *                       peek is true)
- *   anything else:      nil, nil, state, value, level
- *                       (state "miss", "stale" or "early"; value and level
- *                       only for the last two)
- *   a backend failure:  nil, nil, "error", message */
-static int l_fetch_read(lua_State *L)
-{
-    cache_buf *scratch;
-    cache_backend *b = cache_lua_check_backend(L, 1, &scratch);
-    cache_str key = arg_key(L, 2);
-    double beta = lua_isnoneornil(L, 3) ? 0 : arg_seconds(L, 3);
-    int peek = lua_toboolean(L, 4);
-    cache_err err = {0, ""};
-    cache_fetch_entry e;
-    int rc = cache_fetch_read(b, key, beta, scratch, &e, &err);
-    if (rc == CACHE_OK && peek && e.state == CACHE_FETCH_FRESH)
-        b->stats.levels[e.level - 1]--; /* looked at, not served */
-    if (rc < 0) {
-        lua_pushnil(L);
-        lua_pushnil(L);
-        lua_pushliteral(L, "error");
-        lua_pushstring(L, err.msg[0] ? err.msg : "backend failure");
-        return 4;
-    }
-    if (e.state == CACHE_FETCH_FRESH) {
-        decode_taken(L, scratch, e.value);
-        lua_pushinteger(L, e.level);
-        return 2;
-    }
-    lua_pushnil(L);
-    lua_pushnil(L);
-    if (e.state == CACHE_FETCH_MISS) {
-        lua_pushliteral(L, "miss");
-        return 3;
-    }
-    if (e.state == CACHE_FETCH_STALE)
-        lua_pushliteral(L, "stale");
-    else
-        lua_pushliteral(L, "early");
-    decode_taken(L, scratch, e.value);
-    lua_pushinteger(L, e.level);
-    return 5;
-}
-
 /* fetch_store(obj, key, value, timeout, stale_timeout, delta) -> true, or
  * false and why. Raises on a value that cannot be stored. */
 static int l_fetch_store(lua_State *L)
 {
+    cache_handle *h = cache_lua_handle(L, 1);
     cache_str key = arg_key(L, 2);
     double timeout = arg_seconds(L, 4);
     double stale = lua_isnoneornil(L, 5) ? 0 : arg_seconds(L, 5);
@@ -151,8 +151,8 @@ static int l_fetch_store(lua_State *L)
     cache_lua_encode(L, 3, &w, "value", CACHE_ENC_STORE);
     if (w.failed)
         return luaL_error(L, "out of memory");
-    cache_buf *scratch;
-    cache_backend *b = cache_lua_check_backend(L, 1, &scratch);
+    cache_buf *scratch = cache_lua_scratch(h);
+    cache_backend *b = cache_lua_live(L, h);
     cache_err err = {0, ""};
     int rc = cache_fetch_store(b, key, (cache_str){vb->data, vb->len}, timeout,
                                stale, delta, scratch, &err);
@@ -178,9 +178,10 @@ static int buf_gc(lua_State *L)
  * nil, message on a backend failure. */
 static int l_fetch_lock(lua_State *L)
 {
-    cache_backend *b = cache_lua_check_backend(L, 1, NULL);
+    cache_handle *h = cache_lua_handle(L, 1);
     cache_str key = arg_key(L, 2);
     double ttl = arg_seconds(L, 3);
+    cache_backend *b = cache_lua_live(L, h);
     char token[CACHE_FETCH_TOKEN_LEN + 1];
     cache_err err = {0, ""};
     int rc = cache_fetch_lock(b, key, ttl, token, &err);
@@ -201,9 +202,10 @@ static int l_fetch_lock(lua_State *L)
  * false, message on a failure). */
 static int l_fetch_unlock(lua_State *L)
 {
-    cache_backend *b = cache_lua_check_backend(L, 1, NULL);
+    cache_handle *h = cache_lua_handle(L, 1);
     cache_str key = arg_key(L, 2);
     const char *token = luaL_checkstring(L, 3);
+    cache_backend *b = cache_lua_live(L, h);
     cache_err err = {0, ""};
     int rc = cache_fetch_unlock(b, key, token, &err);
     lua_pushboolean(L, rc == CACHE_OK);
@@ -216,8 +218,9 @@ static int l_fetch_unlock(lua_State *L)
 /* fetch_note(obj, kind): kind a cache_fetch_note_kind. */
 static int l_fetch_note(lua_State *L)
 {
-    cache_backend *b = cache_lua_check_backend(L, 1, NULL);
+    cache_handle *h = cache_lua_handle(L, 1);
     lua_Integer k = luaL_checkinteger(L, 2);
+    cache_backend *b = cache_lua_live(L, h);
     if (k < CACHE_NOTE_LEVEL1 || k > CACHE_NOTE_LOCK_TIMEOUT)
         return luaL_argerror(L, 2, "unknown note");
     cache_fetch_note(b, (cache_fetch_note_kind)k);
@@ -256,13 +259,16 @@ static int l_wall(lua_State *L)
  * lua/cache/tiered.lua checks the options and names them in errors. */
 static int l_tiered_open(lua_State *L)
 {
-    cache_backend *l1 = cache_lua_check_backend(L, 1, NULL);
-    cache_backend *l2 = cache_lua_check_backend(L, 2, NULL);
-    cache_backend *ipc = lua_isnoneornil(L, 3) ? NULL : cache_lua_check_backend(L, 3, NULL);
+    cache_handle *h1 = cache_lua_handle(L, 1);
+    cache_handle *h2 = cache_lua_handle(L, 2);
+    cache_handle *hi = lua_isnoneornil(L, 3) ? NULL : cache_lua_handle(L, 3);
     double l1_timeout = arg_seconds(L, 4);
     double interval = arg_seconds(L, 5);
     cache_err err = {0, ""};
     cache_backend **slot = cache_lua_new_handle(L);
+    /* the tiers, taken after the last allocation */
+    cache_backend *l1 = cache_lua_live(L, h1), *l2 = cache_lua_live(L, h2);
+    cache_backend *ipc = hi ? cache_lua_live(L, hi) : NULL;
     *slot = cache_tiered_open(l1, l2, ipc, l1_timeout, interval, &err);
     if (!*slot)
         return luaL_error(L, "TieredCache: %s", err.msg);

@@ -2,15 +2,13 @@
  * fetch.c - fetch's backend steps (see fetch.h): reading and judging an
  * entry, storing an envelope, the lock.
  */
-#define _GNU_SOURCE /* getrandom */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
-#include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "codec.h"
+#include "digest.h"
 #include "envelope.h"
 #include "fetch.h"
 #include "tiered.h"
@@ -20,19 +18,15 @@
 static uint64_t rng_state;
 static pid_t rng_pid;
 
-/* xorshift64*: fast, and good enough for XFetch draws and lock tokens made
- * unique by a seed from the kernel per process. */
+/* xorshift64*, seeded per process (again after a fork) from
+ * cache_random_bytes: XFetch draws one number per read of a fresh entry,
+ * which a system call each would make cost more than the read. */
 static uint64_t rng_next(void)
 {
     pid_t pid = getpid();
     if (rng_state == 0 || pid != rng_pid) {
         uint64_t seed = 0;
-        if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            seed = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ULL ^ (uint64_t)ts.tv_sec ^
-                   ((uint64_t)pid << 32);
-        }
+        cache_random_bytes(&seed, sizeof seed);
         rng_state = seed ? seed : 0x2545f4914f6cdd1dULL;
         rng_pid = pid;
     }
@@ -217,8 +211,10 @@ static void count_failure(cache_backend *b, int rc)
 int cache_fetch_lock(cache_backend *b, cache_str key, double ttl,
                      char token[CACHE_FETCH_TOKEN_LEN + 1], cache_err *err)
 {
-    for (int i = 0; i < CACHE_FETCH_TOKEN_LEN; i += 16)
-        snprintf(token + i, 17, "%016llx", (unsigned long long)rng_next());
+    unsigned char raw[CACHE_FETCH_TOKEN_LEN / 2];
+    cache_random_bytes(raw, sizeof raw);
+    cache_hex(raw, sizeof raw, token);
+    token[CACHE_FETCH_TOKEN_LEN] = '\0';
     cache_backend *s = shared_tier(b);
     cache_buf buf;
     cache_buf_init(&buf);

@@ -79,8 +79,8 @@ typedef enum {
 
 void cache_fetch_note(cache_backend *b, cache_fetch_note_kind what);
 
-/* A uniform double in (0, 1], from a generator seeded per process (again
- * after a fork). */
+/* A uniform double in (0, 1], from a fast generator seeded per process
+ * (again after a fork) by cache_random_bytes. */
 double cache_random01(void);
 
 #endif
