@@ -151,9 +151,12 @@ typedef struct cache_vtable {
     int (*has)(cache_backend *, cache_str key, cache_err *);
     int (*clear)(cache_backend *, cache_err *);
 
-    /* Optional. Atomically add delta to an integer entry; a missing entry
+    /* Optional. Add delta to an integer entry (atomically where the backend
+     * can, see README per backend); a missing entry
      * starts at 0 and is stored with new_ttl; an existing one keeps its
-     * expiry. NULL: the engine falls back to get + decode + set. */
+     * expiry. NULL: the engine falls back to get + decode + set, which
+     * writes an existing entry back with new_ttl too (it cannot read an
+     * expiry), so a backend whose entries expire provides it. */
     int (*incr)(cache_backend *, cache_str key, int64_t delta, double new_ttl,
                 int64_t *result, cache_err *);
 

@@ -9,9 +9,9 @@
  * meaning of each cache operation on top of the server's commands.
  *
  * Atomic on the server: get, set (update), delete, has, clear, and add's
- * create-only store. Not atomic: inc/dec (uWSGI offers no remote increment,
- * so vt->incr is NULL and the engine does get + set), and add's answer when
- * the server refuses (see uw_add).
+ * create-only store. Not atomic: inc/dec (uWSGI offers no remote increment:
+ * get + update, see uw_incr), and add's answer when the server refuses (see
+ * uw_add).
  */
 #define _DEFAULT_SOURCE
 #include <errno.h>
@@ -28,6 +28,7 @@
 #include <netinet/in.h>
 
 #include "cache.h"
+#include "codec.h"
 #include "hostport.h"
 #include "uwsgi_proto.h"
 
@@ -330,11 +331,12 @@ static int fail_reply(uw_backend *c, cache_err *err)
 enum { ANSWER_OK, ANSWER_NONE, ANSWER_RESET };
 
 /* Sends one command and classifies the answer: ANSWER_OK (status ok; a get's
- * value appended to out), ANSWER_NONE (closed without a reply, or
+ * value appended to out and, when deadline is given, the entry's absolute
+ * expiry stored there, 0 for none), ANSWER_NONE (closed without a reply, or
  * notfound), ANSWER_RESET (reset without a reply); or a negative failure. */
 static int command(uw_backend *c, uwsgi_cmd cmd, cache_str key,
                    cache_str value, uint64_t expires, cache_buf *out,
-                   cache_err *err)
+                   uint64_t *deadline, cache_err *err)
 {
     char digest[UWSGI_DIGEST_KEY_LEN + 1];
     cache_str wire_key = {NULL, 0};
@@ -365,6 +367,8 @@ static int command(uw_backend *c, uwsgi_cmd cmd, cache_str key,
         else
             answer = (out && !(r.has_value && r.value_len > 0)) ? ANSWER_NONE
                                                                  : ANSWER_OK;
+        if (answer == ANSWER_OK && deadline)
+            *deadline = r.expires;
     }
     cache_buf_free(&req);
     cache_buf_free(&reply);
@@ -397,7 +401,8 @@ static int uw_get(cache_backend *b, cache_str key, cache_buf *out,
 {
     uw_backend *c = (uw_backend *)b;
     size_t start = out->len;
-    int a = command(c, UWSGI_CMD_GET, key, (cache_str){NULL, 0}, 0, out, err);
+    int a = command(c, UWSGI_CMD_GET, key, (cache_str){NULL, 0}, 0, out, NULL,
+                    err);
     if (a == ANSWER_OK)
         return CACHE_OK;
     out->len = start;
@@ -408,14 +413,15 @@ static int uw_has(cache_backend *b, cache_str key, cache_err *err)
 {
     uw_backend *c = (uw_backend *)b;
     int a = command(c, UWSGI_CMD_EXISTS, key, (cache_str){NULL, 0}, 0, NULL,
-                    err);
+                    NULL, err);
     return a < 0 ? a : a == ANSWER_OK ? CACHE_OK : CACHE_MISS;
 }
 
 static int uw_del(cache_backend *b, cache_str key, cache_err *err)
 {
     uw_backend *c = (uw_backend *)b;
-    int a = command(c, UWSGI_CMD_DEL, key, (cache_str){NULL, 0}, 0, NULL, err);
+    int a = command(c, UWSGI_CMD_DEL, key, (cache_str){NULL, 0}, 0, NULL, NULL,
+                    err);
     return a < 0 ? a : a == ANSWER_OK ? CACHE_OK : CACHE_MISS;
 }
 
@@ -427,7 +433,7 @@ static int uw_del(cache_backend *b, cache_str key, cache_err *err)
 static int uw_add(uw_backend *c, cache_str key, cache_str value,
                   uint64_t expires, int *refused, cache_err *err)
 {
-    int a = command(c, UWSGI_CMD_SET, key, value, expires, NULL, err);
+    int a = command(c, UWSGI_CMD_SET, key, value, expires, NULL, NULL, err);
     if (a < 0)
         return a;
     if (a == ANSWER_OK)
@@ -438,6 +444,19 @@ static int uw_add(uw_backend *c, cache_str key, cache_str value,
     if (h < 0)
         return h;
     return refused_store(c, value.len, a == ANSWER_RESET, refused, err);
+}
+
+/* Create or overwrite with the `expires` var (relative seconds, 0 = never).
+ * *refused as for store. */
+static int update(uw_backend *c, cache_str key, cache_str value,
+                  uint64_t expires, int *refused, cache_err *err)
+{
+    int a = command(c, UWSGI_CMD_UPDATE, key, value, expires, NULL, NULL, err);
+    if (a < 0)
+        return a;
+    return a == ANSWER_OK ? CACHE_OK
+                          : refused_store(c, value.len, a == ANSWER_RESET,
+                                          refused, err);
 }
 
 /* set / add. *refused is set when a failure concerns this value only (the
@@ -466,12 +485,7 @@ static int store(uw_backend *c, cache_str key, cache_str value, double ttl,
     uint64_t expires = uwsgi_proto_expires(ttl, cache_wall_now());
     if (only_if_absent)
         return uw_add(c, key, value, expires, refused, err);
-    int a = command(c, UWSGI_CMD_UPDATE, key, value, expires, NULL, err);
-    if (a < 0)
-        return a;
-    return a == ANSWER_OK ? CACHE_OK
-                          : refused_store(c, value.len, a == ANSWER_RESET,
-                                          refused, err);
+    return update(c, key, value, expires, refused, err);
 }
 
 static int uw_set(cache_backend *b, cache_str key, cache_str value, double ttl,
@@ -480,6 +494,44 @@ static int uw_set(cache_backend *b, cache_str key, cache_str value, double ttl,
     int refused;
     return store((uw_backend *)b, key, value, ttl, only_if_absent, &refused,
                  err);
+}
+
+/* get + update, as uWSGI has no remote increment (so not atomic: concurrent
+ * increments from several clients can be lost). uWSGI's update always sets
+ * the TTL anew, so the deadline the get reported is sent back as what is
+ * left of it: an existing entry keeps its expiry. One that expired while the
+ * server still answered it (caches without lazy_expire answer expired
+ * entries until the sweeper runs) counts as missing. */
+static int uw_incr(cache_backend *b, cache_str key, int64_t delta,
+                   double new_ttl, int64_t *result, cache_err *err)
+{
+    uw_backend *c = (uw_backend *)b;
+    cache_buf cur, next;
+    cache_buf_init(&cur);
+    cache_buf_init(&next);
+    uint64_t deadline = 0, expires = 0;
+    int64_t sum = 0;
+    int refused;
+    int a = command(c, UWSGI_CMD_GET, key, (cache_str){NULL, 0}, 0, &cur,
+                    &deadline, err);
+    int live = a == ANSWER_OK &&
+               uwsgi_proto_keep_expires(deadline, cache_wall_now(),
+                                        &expires) == 0;
+    int rc = a < 0 ? a : CACHE_OK;
+    if (rc == CACHE_OK) {
+        cache_str old = {cur.data, cur.len};
+        rc = cache_value_add(live ? &old : NULL, delta, &next, &sum, err);
+    }
+    if (rc == CACHE_OK) {
+        cache_str v = {next.data, next.len};
+        rc = live ? update(c, key, v, expires, &refused, err)
+                  : store(c, key, v, new_ttl, 0, &refused, err);
+    }
+    if (rc == CACHE_OK)
+        *result = sum;
+    cache_buf_free(&cur);
+    cache_buf_free(&next);
+    return rc;
 }
 
 /* A failure other than a refused value means the server did not answer (or
@@ -525,7 +577,7 @@ static int uw_clear(cache_backend *b, cache_err *err)
 {
     uw_backend *c = (uw_backend *)b;
     int a = command(c, UWSGI_CMD_CLEAR, (cache_str){NULL, 0},
-                    (cache_str){NULL, 0}, 0, NULL, err);
+                    (cache_str){NULL, 0}, 0, NULL, NULL, err);
     if (a < 0)
         return a;
     if (a == ANSWER_OK)
@@ -556,7 +608,7 @@ static const cache_vtable uw_vtable = {
     .del = uw_del,
     .has = uw_has,
     .clear = uw_clear,
-    .incr = NULL, /* no remote increment in uWSGI: the engine's get + set */
+    .incr = uw_incr,
     .set_many = uw_set_many,
     .del_many = uw_del_many,
     .destroy = uw_destroy,
