@@ -97,6 +97,20 @@ cache_backend *cache_lua_object(lua_State *L, int idx, int get_name,
     return h->b;
 }
 
+/* The open backend of the cache object at idx, or NULL (bindings/co.c).
+ * Never raises. */
+cache_backend *cache_lua_backend(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) != LUA_TTABLE)
+        return NULL;
+    idx = lua_absindex(L, idx);
+    lua_pushlightuserdata(L, &handle_key);
+    lua_rawget(L, idx);
+    handle *h = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return h ? h->b : NULL;
+}
+
 /* ---- arguments ------------------------------------------------------------- */
 
 static int arg_error(lua_State *L, int arg, const char *name, const char *want)
@@ -743,5 +757,6 @@ int luaopen_cache_core(lua_State *L)
     lua_settop(L, module);
 
     cache_bind_keys(L);
+    cache_bind_co(L);
     return 1;
 }

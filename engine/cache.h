@@ -173,6 +173,9 @@ struct cache_backend {
     double default_timeout; /* option default_timeout (common to all) */
     int ignore_errors;      /* option ignore_errors: delete_many goes on
                                past failures (common to all) */
+    /* The options of its cosocket path (co.h), or NULL: the backend has
+     * none (the binding then always calls it directly). */
+    const struct cache_co_opts *co;
 };
 
 /* A backend constructor: validates and takes its options, returns the new

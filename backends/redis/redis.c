@@ -13,16 +13,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "redis_co.h"
 #include "redis_common.h"
 
 typedef struct redis_backend {
     redis_single s; /* first: its base is the cache_backend */
     redis_conn conn;
+    cache_co_opts co; /* its cosocket path (redis_co.c) */
 } redis_backend;
 
 static int exchange(redis_single *s, redis_req *q, cache_err *err)
 {
     redis_backend *r = (redis_backend *)s;
+    cache_co *co = cache_co_of(&s->base);
+    if (co)
+        return redis_co_exchange(co, &r->conn, q, err);
     return redis_conn_exchange(&r->conn, q, err);
 }
 
@@ -132,8 +137,10 @@ cache_backend *cache_redis_create(cache_opts *opts, cache_err *err)
     redis_common_opts common;
     target t = {0};
     redis_backend *r = NULL;
+    cache_co_opts co;
     if (redis_take_common_opts(opts, &common, err) != CACHE_OK ||
-        read_target(opts, &t, err) != CACHE_OK)
+        read_target(opts, &t, err) != CACHE_OK ||
+        cache_co_take_opts(opts, &co, err) != CACHE_OK)
         goto fail;
     r = calloc(1, sizeof *r);
     if (!r) {
@@ -163,6 +170,8 @@ cache_backend *cache_redis_create(cache_opts *opts, cache_err *err)
         goto fail;
     }
     r->s.base.vt = &redis_vtable;
+    r->co = co;
+    r->s.base.co = &r->co;
     r->s.exchange = exchange;
     r->s.proto.label = r->conn.label;
     target_free(&t);

@@ -1,0 +1,229 @@
+/*
+ * redis_co.c - Redis exchanges on the cosocket path (see redis_co.h).
+ *
+ * A connection is pooled by the driver under a name that says everything
+ * the session depends on: the server (host and port, or socket path), the
+ * database, the user and a digest of the password. Two objects that differ
+ * in any of them never share a connection; AUTH and SELECT are sent only on
+ * a fresh one, exactly as the blocking transport sends them after
+ * connecting (redis_net.c).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "digest.h"
+#include "redis_co.h"
+
+/* ---- framing: count complete RESP replies -------------------------------- */
+
+typedef struct frame_state {
+    redisReader *reader;
+    size_t want, got;
+} frame_state;
+
+static void frame_end(cache_co_io *io)
+{
+    frame_state *f = io->fstate;
+    if (f) {
+        if (f->reader)
+            redisReaderFree(f->reader);
+        free(f);
+    }
+    io->fstate = NULL;
+}
+
+static int frame_begin(cache_co_io *io, int phase, cache_err *err)
+{
+    frame_end(io);
+    frame_state *f = calloc(1, sizeof *f);
+    if (!f || !(f->reader = redis_reader_new())) {
+        free(f);
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    }
+    f->want = phase == 0 ? io->nsetup : io->nreplies;
+    io->fstate = f;
+    return CACHE_OK;
+}
+
+/* Setup replies (AUTH, SELECT) must be status replies, as redis_net.c's
+ * setup_session requires. */
+static int check_setup(const cache_co_io *io, size_t i, const redisReply *r,
+                       cache_err *err)
+{
+    if (r->type == REDIS_REPLY_STATUS)
+        return CACHE_OK;
+    /* AUTH comes first when there is a password (see setup_bytes) */
+    int auth_first = io->setup.len > 12 &&
+                     memcmp(io->setup.data + 4, "$4\r\nAUTH", 8) == 0;
+    const char *what = i == 0 && auth_first ? "AUTH" : "SELECT";
+    if (r->type == REDIS_REPLY_ERROR)
+        return cache_fail(err, CACHE_FAIL, "%s failed: %.*s", what,
+                          (int)(r->len < 150 ? r->len : 150), r->str);
+    return cache_fail(err, CACHE_FAIL, "%s failed: unexpected reply", what);
+}
+
+static int frame_feed(cache_co_io *io, int phase, const char *p, size_t n,
+                      cache_err *err)
+{
+    frame_state *f = io->fstate;
+    if (redisReaderFeed(f->reader, p, n) != REDIS_OK)
+        return cache_fail(err, CACHE_ENOMEM, "out of memory reading a reply");
+    while (f->got < f->want) {
+        redisReply *r;
+        int got = redis_reader_next(f->reader, &r, err);
+        if (got < 0)
+            return got;
+        if (!got)
+            return 0;
+        int rc = phase == 0 ? check_setup(io, f->got, r, err) : CACHE_OK;
+        freeReplyObject(r);
+        if (rc != CACHE_OK)
+            return rc;
+        f->got++;
+    }
+    /* Bytes beyond what was asked for: the server and we disagree on where
+     * replies start; the connection must not be reused. */
+    if (redis_reader_has_leftover(f->reader))
+        return cache_fail(err, CACHE_FAIL, "unexpected data after the replies");
+    return 1;
+}
+
+static const cache_co_frame redis_frame = {
+    .begin = frame_begin,
+    .feed = frame_feed,
+    .end = frame_end,
+    .eof_ends = 0,
+};
+
+/* ---- recording an exchange -------------------------------------------------- */
+
+/* AUTH [user] password and SELECT db, as redis_net.c sends them. */
+static int setup_bytes(const redis_conn *c, cache_co_io *io, cache_err *err)
+{
+    redis_req q;
+    redis_req_init(&q);
+    char db[24];
+    int rc = CACHE_OK;
+    if (c->password && c->username)
+        rc = redis_req_addz(&q, err, 3, "AUTH", c->username, c->password);
+    else if (c->password)
+        rc = redis_req_addz(&q, err, 2, "AUTH", c->password);
+    if (rc == CACHE_OK && c->db != 0) {
+        snprintf(db, sizeof db, "%lld", (long long)c->db);
+        rc = redis_req_addz(&q, err, 2, "SELECT", db);
+    }
+    if (rc == CACHE_OK && q.ncmds &&
+        cache_buf_set(&io->setup, q.bytes.data, q.bytes.len))
+        rc = cache_fail(err, CACHE_ENOMEM, "out of memory");
+    io->nsetup = q.ncmds;
+    redis_req_free(&q);
+    return rc;
+}
+
+/* "<label> db=N user=U auth=<16 hex digits of SHA-256 of the password>". */
+static int pool_name(const redis_conn *c, char *out, size_t size)
+{
+    char auth[17] = "-";
+    if (c->password) {
+        const void *parts[1] = {c->password};
+        size_t lens[1] = {strlen(c->password)};
+        unsigned char d[CACHE_DIGEST_MAX];
+        char hex[2 * CACHE_DIGEST_MAX + 1];
+        if (cache_digest(CACHE_SHA256, 1, parts, lens, d) == 0)
+            return -1;
+        cache_hex(d, 8, hex);
+        memcpy(auth, hex, 16);
+        auth[16] = '\0';
+    }
+    int n = snprintf(out, size, "cache %s db=%lld user=%s auth=%s", c->label,
+                     (long long)c->db, c->username ? c->username : "-", auth);
+    return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
+static int record(const redis_conn *c, const redis_req *q, cache_co_io *io,
+                  cache_err *err)
+{
+    char pool[512];
+    if (pool_name(c, pool, sizeof pool))
+        return cache_fail(err, CACHE_FAIL, "%s: cannot name the pool",
+                          c->label);
+    /* nginx resolves names only with its `resolver` directive: localhost
+     * is spelled as the address it stands for, so it needs none */
+    const char *host = c->host;
+    if (host && strcmp(host, "localhost") == 0)
+        host = "127.0.0.1";
+    int rc = cache_co_io_set(io, c->path ? NULL : host, c->port, c->path,
+                             pool, c->label, err);
+    if (rc != CACHE_OK)
+        return rc;
+    io->connect_timeout = c->connect_timeout;
+    io->timeout = c->timeout;
+    if ((rc = setup_bytes(c, io, err)) != CACHE_OK)
+        return rc;
+    if (cache_buf_set(&io->request, q->bytes.data, q->bytes.len))
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    io->nreplies = q->ncmds;
+    io->frame = &redis_frame;
+    return CACHE_OK;
+}
+
+/* ---- replaying one ------------------------------------------------------------ */
+
+static int replay(const cache_co_io *io, redis_req *q, cache_err *err)
+{
+    if (io->rc != CACHE_OK) {
+        if (err)
+            *err = io->err;
+        return io->rc;
+    }
+    if (io->nreplies != q->ncmds)
+        return cache_fail(err, CACHE_FAIL,
+                          "%s: the operation asked differently when run again",
+                          io->label);
+    int rc = redis_req_reserve_replies(q, err);
+    if (rc != CACHE_OK)
+        return rc;
+    redisReader *r = redis_reader_new();
+    if (!r || redisReaderFeed(r, io->reply.data, io->reply.len) != REDIS_OK) {
+        if (r)
+            redisReaderFree(r);
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    }
+    while (q->nreplies < q->ncmds) {
+        redisReply *reply;
+        int got = redis_reader_next(r, &reply, err);
+        if (got <= 0) {
+            redisReaderFree(r);
+            redis_req_drop_replies(q);
+            return got < 0 ? got
+                           : cache_fail(err, CACHE_FAIL,
+                                        "%s: reply cut short", io->label);
+        }
+        q->replies[q->nreplies++] = reply;
+    }
+    redisReaderFree(r);
+    return CACHE_OK;
+}
+
+int redis_co_exchange(cache_co *co, const redis_conn *c, redis_req *q,
+                      cache_err *err)
+{
+    redis_req_drop_replies(q);
+    cache_co_io *io;
+    int got = cache_co_next(co, &io, err);
+    if (got == 1)
+        return replay(io, q, err);
+    if (got == 0) {
+        int rc = record(c, q, io, err);
+        if (rc != CACHE_OK) { /* a failure of this exchange: replayed as such */
+            io->rc = rc;
+            if (err)
+                io->err = *err;
+            io->done = 1;
+        }
+        return rc != CACHE_OK ? rc : CACHE_PENDING;
+    }
+    return got;
+}

@@ -1,0 +1,21 @@
+/*
+ * redis_co.h - the Redis backends' exchanges on the cosocket path (see
+ * engine/co.h): what a redis_conn exchange becomes while an operation runs
+ * under the cosocket driver.
+ */
+#ifndef CACHE_BACKENDS_REDIS_CO_H
+#define CACHE_BACKENDS_REDIS_CO_H
+
+#include "co.h"
+#include "redis_net.h"
+#include "redis_proto.h"
+
+/* In place of redis_conn_exchange(c, q, err) while co runs: the replies of
+ * an exchange made in an earlier run are parsed into q (CACHE_OK), its
+ * failure is returned as it was, or the exchange is recorded for the
+ * driver (CACHE_PENDING). The connection c is only read (where to, as
+ * whom); its socket is never touched. */
+int redis_co_exchange(cache_co *co, const redis_conn *c, redis_req *q,
+                      cache_err *err);
+
+#endif
