@@ -86,20 +86,34 @@ local function perform(op)
   end
 end
 
+-- A C method called through pcall cannot tell its own name: argument
+-- errors read "to '?'". The method's name is put back.
+local function named(name, msg)
+  if type(msg) == "string" then
+    return (msg:gsub("^(bad argument #%d+ to )'%?'", "%1'" .. name .. "'", 1))
+  end
+  return msg
+end
+
 -- fn's results once the operation needs no more exchanges; a raise from
 -- fn (bad arguments) at the caller's line (this function is tail-called by
 -- the method, so level 2 is the caller).
-local function finish(op, self, fn, n, args, status, ...)
+local function finish(name, op, self, fn, n, args, status, ...)
   if status == false then return ... end
-  if status == nil then error((...), 2) end
+  if status == nil then error(named(name, (...)), 2) end
   perform(op)
-  return finish(op, self, fn, n, args, co_run(op, fn, self, unpack(args, 1, n)))
+  return finish(name, op, self, fn, n, args, co_run(op, fn, self, unpack(args, 1, n)))
 end
 
-local function rethrow(ok, ...)
+local function rethrow(name, ok, ...)
   if ok then return ... end
-  error((...), 2)
+  error(named(name, (...)), 2)
 end
+
+--- Calls made by each path in this worker (a check of the setup: in the
+-- phases that allow cosockets, "blocking" should not grow).
+C.stats = { cosocket = 0, blocking = 0 }
+local stats = C.stats
 
 -- What each method returns when it cannot run: its failure shape.
 local function refuse(name, self, why, ...)
@@ -129,15 +143,19 @@ local function methods_for(mode)
     t[name] = function(self, ...)
       local can, where = phase()
       if not can then
-        if mode == "auto" then return rethrow(pcall(fn, self, ...)) end
+        if mode == "auto" then
+          stats.blocking = stats.blocking + 1
+          return rethrow(name, pcall(fn, self, ...))
+        end
         local class = tostring(self):match("^(%w+)") or "cache"
         return refuse(name, self, ("%s: transport 'cosocket' is not available in %s (nginx allows cosockets in rewrite, access, content, timer and ssl_* phases)")
           :format(class, where == "plain Lua (no ngx)" and where or ("the " .. where .. " phase")), ...)
       end
+      stats.cosocket = stats.cosocket + 1
       local op = co_new(self)
       local n = select("#", ...)
       local args = n > 0 and { ... } or NOARGS
-      return finish(op, self, fn, n, args, co_run(op, fn, self, ...))
+      return finish(name, op, self, fn, n, args, co_run(op, fn, self, ...))
     end
   end
   return setmetatable(t, { __index = core.methods })
