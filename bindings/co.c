@@ -11,11 +11,13 @@
  *                                  message when fn raised
  *   core.co_step(op, ok, x)        what happened to the last action (x: the
  *                                  times a connection was reused, the bytes
- *                                  read, or the error text), then the next:
- *     "connect", host|"unix:/path", port|nil, pool, connect_ms, send_ms,
- *                read_ms, pool_size, backlog|nil
- *     "send", bytes   "recv", max   "keepalive", idle_ms, pool_size
- *     "close"         "run" (run the method again)
+ *                                  read, or the error text), then the next,
+ *                                  on the connection numbered slot (an
+ *                                  operation may hold several at once):
+ *     "connect", slot, host|"unix:/path", port|nil, pool, connect_ms,
+ *                send_ms, read_ms, pool_size, backlog|nil
+ *     "send", slot, bytes   "recv", slot, max   "keepalive", slot, idle_ms,
+ *     pool_size             "close", slot       "run" (run the method again)
  *   core.transport(obj)            "auto", "cosocket", "blocking", or nil
  *                                  when obj's backend has no cosocket path
  *
@@ -122,6 +124,7 @@ static int l_co_step(lua_State *L)
     switch (a.kind) {
     case CACHE_CO_CONNECT:
         lua_pushliteral(L, "connect");
+        lua_pushinteger(L, a.slot);
         if (a.io->path) {
             lua_pushfstring(L, "unix:%s", a.io->path);
             lua_pushnil(L);
@@ -138,25 +141,29 @@ static int l_co_step(lua_State *L)
             lua_pushnumber(L, (lua_Number)a.opts->backlog);
         else
             lua_pushnil(L);
-        return 9;
+        return 10;
     case CACHE_CO_SEND:
         lua_pushliteral(L, "send");
+        lua_pushinteger(L, a.slot);
         lua_pushlstring(L, a.bytes, a.len);
-        return 2;
+        return 3;
     case CACHE_CO_RECV:
         lua_pushliteral(L, "recv");
+        lua_pushinteger(L, a.slot);
         lua_pushinteger(L, CACHE_CO_CHUNK);
-        return 2;
+        return 3;
     case CACHE_CO_KEEPALIVE:
         lua_pushliteral(L, "keepalive");
+        lua_pushinteger(L, a.slot);
         lua_pushnumber(L, a.opts->keepalive_timeout > 0
                               ? to_ms(a.opts->keepalive_timeout)
                               : 0);
         lua_pushnumber(L, (lua_Number)a.opts->pool_size);
-        return 3;
+        return 4;
     case CACHE_CO_CLOSE:
         lua_pushliteral(L, "close");
-        return 1;
+        lua_pushinteger(L, a.slot);
+        return 2;
     case CACHE_CO_RUN:
     default:
         lua_pushliteral(L, "run");

@@ -60,16 +60,13 @@ static char *dup_or_null(const char *s)
 }
 
 int cache_co_io_set(cache_co_io *io, const char *host, int port,
-                    const char *path, const char *pool, const char *label,
-                    cache_err *err)
+                    const char *path, const char *label, cache_err *err)
 {
     io->host = dup_or_null(host);
     io->path = dup_or_null(path);
-    io->pool = dup_or_null(pool);
     io->label = dup_or_null(label);
     io->port = port;
-    if ((host && !io->host) || (path && !io->path) || (pool && !io->pool) ||
-        (label && !io->label))
+    if ((host && !io->host) || (path && !io->path) || (label && !io->label))
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
     return CACHE_OK;
 }
@@ -96,9 +93,11 @@ struct cache_co {
     cache_co_io **ios;  /* in the order the runs asked for them */
     size_t nios, cap;
     size_t next;      /* the next exchange of the current run */
-    int waiting;      /* ios[nios - 1] is not done */
-    int asked;        /* the current run asked for it */
+    size_t first;     /* ios[first..nios) wait for the driver */
+    int cur;          /* the one the last action was about, or -1 */
+    int asked;        /* the current run waits for an exchange */
     cache_co *outer;  /* the run this one interrupted (a finalizer's) */
+    double wall;      /* the wall clock its runs see */
 };
 
 /* The run under way in this thread (nginx workers have one thread; a
@@ -113,6 +112,8 @@ cache_co *cache_co_new(cache_backend *b, cache_err *err)
         return NULL;
     }
     co->b = b;
+    co->cur = -1;
+    co->wall = cache_wall_now();
     if (b->co)
         co->opts = *b->co;
     return co;
@@ -152,18 +153,37 @@ cache_co *cache_co_of(const cache_backend *b)
     return co && co->b == b ? co : NULL;
 }
 
-int cache_co_next(cache_co *co, cache_co_io **io, cache_err *err)
+double cache_co_wall(void)
+{
+    return running ? running->wall : 0;
+}
+
+static int same_ask(const cache_co_io *io, const char *pool, cache_str req)
+{
+    return io->request.len == req.len &&
+           (req.len == 0 || memcmp(io->request.data, req.ptr, req.len) == 0) &&
+           strcmp(io->pool ? io->pool : "", pool ? pool : "") == 0;
+}
+
+static int next_io(cache_co *co, const char *pool, cache_str request,
+                   int batch, cache_co_io **io, cache_err *err)
 {
     if (co->asked)
         return CACHE_PENDING;
-    if (co->next < co->nios && co->ios[co->next]->done) {
-        *io = co->ios[co->next++];
-        return 1;
-    }
     if (co->next < co->nios) {
-        /* the one under way: this run reached it again */
-        co->asked = 1;
-        return CACHE_PENDING;
+        cache_co_io *x = co->ios[co->next];
+        if (same_ask(x, pool, request)) {
+            if (!x->done) { /* the one under way: this run reached it again */
+                co->asked = 1;
+                return CACHE_PENDING;
+            }
+            co->next++;
+            *io = x;
+            return 1;
+        }
+        /* this run went another way: what was recorded from here is moot */
+        while (co->nios > co->next)
+            io_free(co->ios[--co->nios]);
     }
     if (co->nios == co->cap) {
         size_t cap = co->cap ? co->cap * 2 : 4;
@@ -179,12 +199,38 @@ int cache_co_next(cache_co *co, cache_co_io **io, cache_err *err)
     cache_buf_init(&x->setup);
     cache_buf_init(&x->request);
     cache_buf_init(&x->reply);
+    x->pool = dup_or_null(pool);
+    if ((pool && !x->pool) ||
+        cache_buf_set(&x->request, request.ptr, request.len)) {
+        io_free(x);
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    }
+    if (co->first >= co->nios) /* none waits yet: the batch starts here */
+        co->first = co->nios;
     co->ios[co->nios++] = x;
     co->next = co->nios;
-    co->asked = 1;
-    co->waiting = 1;
+    if (!batch)
+        co->asked = 1;
     *io = x;
     return 0;
+}
+
+int cache_co_next(cache_co *co, const char *pool, cache_str request,
+                  cache_co_io **io, cache_err *err)
+{
+    return next_io(co, pool, request, 0, io, err);
+}
+
+int cache_co_next_batch(cache_co *co, const char *pool, cache_str request,
+                        cache_co_io **io, cache_err *err)
+{
+    return next_io(co, pool, request, 1, io, err);
+}
+
+int cache_co_block(cache_co *co)
+{
+    co->asked = 1;
+    return CACHE_PENDING;
 }
 
 /* ---- the connection machine -------------------------------------------------------- */
@@ -208,14 +254,15 @@ static void act(cache_co_action *a, cache_co_action_kind kind,
     a->io = io;
 }
 
+static void pick(cache_co *co, cache_co_action *next);
+
 static void finished(cache_co *co, cache_co_io *io, cache_co_action *next)
 {
     io->done = 1;
     if (io->frame && io->frame->end)
         io->frame->end(io);
     io->frame = NULL;
-    co->waiting = 0;
-    act(next, CACHE_CO_RUN, io);
+    pick(co, next);
 }
 
 /* The exchange fails with "<label>: <what>"; an open connection is closed
@@ -349,19 +396,57 @@ static void connect_now(cache_co *co, cache_co_io *io, cache_co_action *next)
     next->opts = &co->opts;
 }
 
+static void advance(cache_co *co, cache_co_io *io, int ok, int64_t value,
+                    const char *data, size_t len, cache_co_action *next);
+
+/* The next exchange to act on: those still to connect or send first, in
+ * order, so that a batch has every request on its way before any reply is
+ * read; then the readers, in order. None left: run the operation again. */
+static void pick(cache_co *co, cache_co_action *next)
+{
+    int reader = -1;
+    for (size_t i = co->first; i < co->nios; i++) {
+        cache_co_io *io = co->ios[i];
+        if (io->done)
+            continue;
+        if (io->state == S_START) {
+            co->cur = (int)i;
+            advance(co, io, 0, 0, NULL, 0, next);
+            return;
+        }
+        if (reader < 0)
+            reader = (int)i;
+    }
+    if (reader >= 0) {
+        co->cur = reader;
+        act(next, CACHE_CO_RECV, co->ios[reader]);
+        next->slot = reader;
+        return;
+    }
+    co->cur = -1;
+    co->first = co->nios;
+    act(next, CACHE_CO_RUN, NULL);
+}
+
 void cache_co_step(cache_co *co, int ok, int64_t value, const char *data,
                    size_t len, cache_co_action *next)
 {
-    if (!co->waiting || co->nios == 0) {
-        act(next, CACHE_CO_RUN, NULL);
+    if (co->cur < 0 || (size_t)co->cur >= co->nios ||
+        co->ios[co->cur]->done) {
+        pick(co, next);
         return;
     }
-    cache_co_io *io = co->ios[co->nios - 1];
-    if (io->done) { /* failed as it was recorded */
-        co->waiting = 0;
-        act(next, CACHE_CO_RUN, io);
-        return;
-    }
+    cache_co_io *io = co->ios[co->cur];
+    advance(co, io, ok, value, data, len, next);
+    if (next->kind != CACHE_CO_RUN)
+        next->slot = co->cur;
+}
+
+/* Applies what happened to io's last action (or starts it) and says the
+ * next action; a sent request waits while others of the batch go out. */
+static void advance(cache_co *co, cache_co_io *io, int ok, int64_t value,
+                    const char *data, size_t len, cache_co_action *next)
+{
     if (!data)
         data = "";
     switch (io->state) {
@@ -386,7 +471,12 @@ void cache_co_step(cache_co *co, int ok, int64_t value, const char *data,
     case S_SETUP_SENDING:
     case S_SENDING:
         if (ok) {
-            io->state = io->state == S_SENDING ? S_READING : S_SETUP_READING;
+            if (io->state == S_SENDING) {
+                io->state = S_READING;
+                pick(co, next); /* the batch's other requests go out first */
+                return;
+            }
+            io->state = S_SETUP_READING;
             act(next, CACHE_CO_RECV, io);
             return;
         }

@@ -107,8 +107,7 @@ struct cache_co_io {
 
 /* Copies where to and the label. CACHE_OK or CACHE_ENOMEM. */
 int cache_co_io_set(cache_co_io *io, const char *host, int port,
-                    const char *path, const char *pool, const char *label,
-                    cache_err *err);
+                    const char *path, const char *label, cache_err *err);
 
 /* ---- the operation --------------------------------------------------------- */
 typedef struct cache_co cache_co;
@@ -127,14 +126,38 @@ int cache_co_end_run(cache_co *co);
  * blocking path). */
 cache_co *cache_co_of(const cache_backend *b);
 
-/* For transports: the next exchange of this run. Returns
+/* For transports: the next exchange of this run, which sends request to
+ * the connections pooled as pool. Returns
  *   1: *io is done (use io->rc, io->err, io->reply as the exchange's
  *      outcome, as the blocking exchange would have returned them);
- *   0: *io is new: fill it (cache_co_io_set, request, frame, ...), then
- *      return CACHE_PENDING;
+ *   0: *io is new, pool and request already copied in: fill in the rest
+ *      (cache_co_io_set, frame, ...), then return CACHE_PENDING;
  *   CACHE_PENDING: the run already waits for an exchange (return it);
- *   CACHE_ENOMEM. */
-int cache_co_next(cache_co *co, cache_co_io **io, cache_err *err);
+ *   CACHE_ENOMEM.
+ * An earlier run's exchange is handed back only when this run asks the
+ * same (same pool, same bytes): when state shared with other operations
+ * changed meanwhile (a Sentinel's master, a Cluster's slot map), the run
+ * takes another way, and the exchanges recorded from there on are dropped
+ * and made anew. Runs see the wall clock stopped at the operation's start
+ * (cache_wall_now), so what they ask does not drift between runs. */
+int cache_co_next(cache_co *co, const char *pool, cache_str request,
+                  cache_co_io **io, cache_err *err);
+
+/* The same for one exchange of a batch that is sent to several servers
+ * before any reply is read (Redis Cluster's get_many): a new exchange is
+ * recorded (0) but the run goes on, so that the next ones of the batch are
+ * recorded too; the driver then sends every request of the batch before it
+ * reads any reply. The run stops where it first needs a reply that is not
+ * there: cache_co_block. */
+int cache_co_next_batch(cache_co *co, const char *pool, cache_str request,
+                        cache_co_io **io, cache_err *err);
+/* Ends the run at the first reply it needs that is not there yet; every
+ * later cache_co_next of the run returns CACHE_PENDING. Returns it. */
+int cache_co_block(cache_co *co);
+
+/* The wall clock of the operation running in this thread, or 0 when none
+ * runs (engine/util.c's cache_wall_now asks). */
+double cache_co_wall(void);
 
 /* ---- driving the pending exchange ------------------------------------------------
  * What the driver must do next. */
@@ -151,6 +174,8 @@ typedef enum {
 
 typedef struct cache_co_action {
     cache_co_action_kind kind;
+    int slot; /* which connection of the operation (one per exchange under
+                 way: a batch has several) */
     const cache_co_io *io;       /* connect: where; timeouts */
     const char *bytes;           /* send */
     size_t len;

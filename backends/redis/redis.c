@@ -25,10 +25,7 @@ typedef struct redis_backend {
 static int exchange(redis_single *s, redis_req *q, cache_err *err)
 {
     redis_backend *r = (redis_backend *)s;
-    cache_co *co = cache_co_of(&s->base);
-    if (co)
-        return redis_co_exchange(co, &r->conn, q, err);
-    return redis_conn_exchange(&r->conn, q, err);
+    return redis_exchange_on(&s->base, &r->conn, q, err);
 }
 
 static void redis_destroy(cache_backend *b)

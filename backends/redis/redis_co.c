@@ -145,25 +145,19 @@ static int pool_name(const redis_conn *c, char *out, size_t size)
 static int record(const redis_conn *c, const redis_req *q, cache_co_io *io,
                   cache_err *err)
 {
-    char pool[512];
-    if (pool_name(c, pool, sizeof pool))
-        return cache_fail(err, CACHE_FAIL, "%s: cannot name the pool",
-                          c->label);
     /* nginx resolves names only with its `resolver` directive: localhost
      * is spelled as the address it stands for, so it needs none */
     const char *host = c->host;
     if (host && strcmp(host, "localhost") == 0)
         host = "127.0.0.1";
     int rc = cache_co_io_set(io, c->path ? NULL : host, c->port, c->path,
-                             pool, c->label, err);
+                             c->label, err);
     if (rc != CACHE_OK)
         return rc;
     io->connect_timeout = c->connect_timeout;
     io->timeout = c->timeout;
     if ((rc = setup_bytes(c, io, err)) != CACHE_OK)
         return rc;
-    if (cache_buf_set(&io->request, q->bytes.data, q->bytes.len))
-        return cache_fail(err, CACHE_ENOMEM, "out of memory");
     io->nreplies = q->ncmds;
     io->frame = &redis_frame;
     return CACHE_OK;
@@ -207,12 +201,18 @@ static int replay(const cache_co_io *io, redis_req *q, cache_err *err)
     return CACHE_OK;
 }
 
-int redis_co_exchange(cache_co *co, const redis_conn *c, redis_req *q,
-                      cache_err *err)
+static int co_exchange(cache_co *co, const redis_conn *c, redis_req *q,
+                       int batch, cache_err *err)
 {
     redis_req_drop_replies(q);
+    char pool[512];
+    if (pool_name(c, pool, sizeof pool))
+        return cache_fail(err, CACHE_FAIL, "%s: cannot name the pool",
+                          c->label);
     cache_co_io *io;
-    int got = cache_co_next(co, &io, err);
+    cache_str req = {q->bytes.data, q->bytes.len};
+    int got = batch ? cache_co_next_batch(co, pool, req, &io, err)
+                    : cache_co_next(co, pool, req, &io, err);
     if (got == 1)
         return replay(io, q, err);
     if (got == 0) {
@@ -223,7 +223,48 @@ int redis_co_exchange(cache_co *co, const redis_conn *c, redis_req *q,
                 io->err = *err;
             io->done = 1;
         }
-        return rc != CACHE_OK ? rc : CACHE_PENDING;
+        if (rc != CACHE_OK)
+            return rc;
+        /* a batch's request is on its way: the run goes on to the next */
+        return batch ? CACHE_OK : CACHE_PENDING;
     }
     return got;
+}
+
+int redis_co_exchange(cache_co *co, const redis_conn *c, redis_req *q,
+                      cache_err *err)
+{
+    return co_exchange(co, c, q, 0, err);
+}
+
+int redis_exchange_on(const cache_backend *b, redis_conn *c, redis_req *q,
+                      cache_err *err)
+{
+    cache_co *co = cache_co_of(b);
+    if (co)
+        return redis_co_exchange(co, c, q, err);
+    return redis_conn_exchange(c, q, err);
+}
+
+/* The halves on the cosocket path: the send records the exchange as part
+ * of a batch (or, in a later run, hands its replies to q at once); the
+ * receive finds them there, or ends the run until the driver has them. */
+int redis_send_on(const cache_backend *b, redis_conn *c, redis_req *q,
+                  cache_err *err)
+{
+    cache_co *co = cache_co_of(b);
+    if (co)
+        return co_exchange(co, c, q, 1, err);
+    return redis_conn_send(c, q, err);
+}
+
+int redis_recv_on(const cache_backend *b, redis_conn *c, redis_req *q,
+                  cache_err *err)
+{
+    cache_co *co = cache_co_of(b);
+    if (!co)
+        return redis_conn_recv(c, q, err);
+    if (q->nreplies == q->ncmds && q->ncmds > 0)
+        return CACHE_OK;
+    return cache_co_block(co);
 }

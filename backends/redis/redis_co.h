@@ -18,4 +18,18 @@
 int redis_co_exchange(cache_co *co, const redis_conn *c, redis_req *q,
                       cache_err *err);
 
+/* The exchange of backend b on connection c: redis_co_exchange while an
+ * operation of b runs on the cosocket path, else redis_conn_exchange. */
+int redis_exchange_on(const cache_backend *b, redis_conn *c, redis_req *q,
+                      cache_err *err);
+
+/* The two halves (redis_conn_send, redis_conn_recv) the same way, for a
+ * caller that writes to several servers before it reads from any (the
+ * cluster's batches): on the cosocket path every request of the batch is
+ * sent before any reply is read. */
+int redis_send_on(const cache_backend *b, redis_conn *c, redis_req *q,
+                  cache_err *err);
+int redis_recv_on(const cache_backend *b, redis_conn *c, redis_req *q,
+                  cache_err *err);
+
 #endif

@@ -41,8 +41,11 @@ int uwsgi_co_roundtrip(cache_co *co, const char *host, int port,
                        const char *path, const char *label, double timeout,
                        const cache_buf *req, cache_buf *reply, cache_err *err)
 {
+    char pool[300];
+    snprintf(pool, sizeof pool, "cache %.200s (never pooled)", label);
     cache_co_io *io;
-    int got = cache_co_next(co, &io, err);
+    int got = cache_co_next(co, pool, (cache_str){req->data, req->len}, &io,
+                            err);
     if (got == 1) {
         if (io->rc == CACHE_OK &&
             cache_buf_append(reply, io->reply.data, io->reply.len))
@@ -53,14 +56,9 @@ int uwsgi_co_roundtrip(cache_co *co, const char *host, int port,
     }
     if (got != 0)
         return got;
-    char pool[300];
-    snprintf(pool, sizeof pool, "cache %.200s (never pooled)", label);
     if (host && strcmp(host, "localhost") == 0)
         host = "127.0.0.1"; /* no nginx resolver needed for it */
-    int rc = cache_co_io_set(io, path ? NULL : host, port, path, pool, label,
-                             err);
-    if (rc == CACHE_OK && cache_buf_set(&io->request, req->data, req->len))
-        rc = cache_fail(err, CACHE_ENOMEM, "out of memory");
+    int rc = cache_co_io_set(io, path ? NULL : host, port, path, label, err);
     if (rc != CACHE_OK) {
         io->rc = rc;
         if (err)

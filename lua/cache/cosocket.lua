@@ -48,15 +48,17 @@ end
 -- Pool options by pool name: one table per name, not one per connect.
 local pool_opts = setmetatable({}, { __mode = "v" })
 
---- Performs the exchange an operation waits for, as C says, until C says
--- "run". A socket is closed on every error (C asks for it) and kept only
--- when C says so, after a clean finish.
+--- Performs the exchanges an operation waits for, as C says, until C says
+-- "run". Each exchange under way has its connection (its slot); a socket is
+-- closed on every error (C asks for it) and kept only when C says so,
+-- after a clean finish.
 local function perform(op)
   local tcp = ngx_here().socket.tcp
-  local sock
+  local socks = {}
   local ok, x
   while true do
-    local what, a, b, c, d, e, f, g, h = co_step(op, ok, x)
+    local what, slot, a, b, c, d, e, f, g, h = co_step(op, ok, x)
+    local sock = socks[slot]
     if what == "send" then
       ok, x = sock:send(a)
     elseif what == "recv" then
@@ -64,6 +66,7 @@ local function perform(op)
       if data then ok, x = true, data else ok, x = false, err end
     elseif what == "connect" then
       sock = tcp()
+      socks[slot] = sock
       sock:settimeouts(d, e, f)
       local opts = pool_opts[c]
       if not opts then
@@ -74,12 +77,12 @@ local function perform(op)
       if ok then x = sock:getreusedtimes() or 0 end
     elseif what == "keepalive" then
       sock:setkeepalive(a, b)
-      sock, ok, x = nil, true, nil
+      socks[slot], ok, x = nil, true, nil
     elseif what == "close" then
       sock:close()
-      sock, ok, x = nil, true, nil
+      socks[slot], ok, x = nil, true, nil
     else -- "run"
-      if sock then sock:close() end
+      for _, s in pairs(socks) do s:close() end
       return
     end
     if not ok then ok = false end
