@@ -420,7 +420,6 @@ static void pick(cache_co *co, cache_co_action *next)
     if (reader >= 0) {
         co->cur = reader;
         act(next, CACHE_CO_RECV, co->ios[reader]);
-        next->slot = reader;
         return;
     }
     co->cur = -1;
@@ -432,12 +431,11 @@ void cache_co_step(cache_co *co, int ok, int64_t value, const char *data,
                    size_t len, cache_co_action *next)
 {
     if (co->cur < 0 || (size_t)co->cur >= co->nios ||
-        co->ios[co->cur]->done) {
+        co->ios[co->cur]->done)
         pick(co, next);
-        return;
-    }
-    cache_co_io *io = co->ios[co->cur];
-    advance(co, io, ok, value, data, len, next);
+    else
+        advance(co, co->ios[co->cur], ok, value, data, len, next);
+    /* pick moves cur to the exchange the action is about */
     if (next->kind != CACHE_CO_RUN)
         next->slot = co->cur;
 }

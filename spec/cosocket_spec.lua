@@ -174,6 +174,69 @@ describe("cosocket transport (nginx + LuaJIT, 2 workers)", function()
     assert.truthy(#body > 0)
   end)
 
+  it("follows a Redis Cluster slot migration on the cosocket path: ASK, then MOVED", function()
+    local cluster = os.getenv("CACHE_TEST_REDIS_CLUSTER")
+    if not cluster then return pending("cluster not started") end
+    local ports = R.ports_of(cluster)
+    local prefix = helpers.unique("cosocket-mig")
+    local tag = "{" .. helpers.unique("t") .. "}"
+    -- braces escaped: curl would read them as a URL glob
+    local base = ("/cluster?p=%s&tag=%s"):format(prefix, tag:gsub("{", "%%7B"):gsub("}", "%%7D"))
+    local r = get(base .. "&s=1")
+    local pid = r.body:match("^pid=(%d+)")
+    assert.matches("set=true", r.body)
+    -- the same worker (the one holding the object) for every step
+    local function step(n)
+      for _ = 1, 200 do
+        local x = curl(port, { base .. "&s=" .. n .. "&w=" .. pid }, true)[1]
+        if x.status == 200 then return x.body end
+      end
+      error("never reached worker " .. pid)
+    end
+    local key_a = prefix .. tag .. "a"
+    local slot = tonumber(R.cli(ports[1], "CLUSTER", "KEYSLOT", key_a))
+    local from = R.cluster_owner(ports, slot)
+    local to
+    for _, p in ipairs(ports) do if p ~= from then to = p; break end end
+    local id_from, id_to = R.cli(from, "CLUSTER", "MYID"), R.cli(to, "CLUSTER", "MYID")
+    assert.equal("OK", R.cli(to, "CLUSTER", "SETSLOT", slot, "IMPORTING", id_from))
+    assert.equal("OK", R.cli(from, "CLUSTER", "SETSLOT", slot, "MIGRATING", id_to))
+    -- migrating: a is still served by `from`, b goes to `to` through ASK
+    assert.matches("a=first setb=true b=second$", step(2))
+    -- finish the move; the object's map still says `from`
+    assert.equal("OK", R.cli(from, "MIGRATE", "127.0.0.1", to, "", "0", "5000", "KEYS", key_a))
+    for _, p in ipairs(ports) do R.cli(p, "CLUSTER", "SETSLOT", slot, "NODE", id_to) end
+    local function moved()
+      return tonumber(R.cli(from, "INFO", "errorstats"):match("errorstat_MOVED:count=(%d+)") or "0")
+    end
+    local before = moved()
+    assert.matches("a=first all=true n=2 c=3 many=first,3,4$", step(3))
+    assert.truthy(moved() > before, "no MOVED was answered")
+    assert.equal("3", R.cli(to, "GET", prefix .. tag .. "c"))
+    assert.equal("!", R.cli(to, "GET", prefix .. tag .. "b"):sub(1, 1)) -- written through ASK
+    assert.matches("clear=true", step(4))
+  end)
+
+  it("rediscovers the Sentinel master on the cosocket path when a node answers READONLY", function()
+    local sentinels = os.getenv("CACHE_TEST_SENTINELS")
+    if not sentinels then return pending("sentinels not started") end
+    local mp = R.sentinel_master_port(R.ports_of(sentinels), os.getenv("CACHE_TEST_SENTINEL_MASTER") or "mymaster")
+    local rp
+    local info = R.cli(mp, "INFO", "replication")
+    rp = tonumber(info:match("slave0:ip=[^,]*,port=(%d+)"))
+    assert(rp, info)
+    local function bulk(x) return ("$%d\r\n%s\r\n"):format(#x, x) end
+    local function addr(p) return "*2\r\n" .. bulk("127.0.0.1") .. bulk(tostring(p)) end
+    local fake = R.fake_redis { addr(rp), addr(mp) }
+    local prefix = helpers.unique("cosocket-sen")
+    local ok, body = pcall(function() return get(("/sentinel?fake=%d&p=%s"):format(fake.port, prefix)).body end)
+    fake.stop()
+    assert(ok, body)
+    assert.equal("true nil v", body)
+    assert.equal("!", R.cli(mp, "GET", prefix .. "k"):sub(1, 1))
+    R.cli(mp, "DEL", prefix .. "k")
+  end)
+
   -- Last: what nginx logged over the whole run.
   it("logs no alert, no yield across a C-call boundary, no crash", function()
     local log = read_file(dir .. "/logs/error.log")

@@ -227,6 +227,51 @@ function M.cross()
   ngx.say(table.concat(out, "\n"))
 end
 
+-- GET /cluster?s=STEP&p=PREFIX&tag=T&w=PID: the steps of a slot migration
+-- on one object of this worker (w: the worker that has it; another one
+-- answers 409), between which the spec moves the slot.
+function M.cluster()
+  if ngx.var.arg_w and tonumber(ngx.var.arg_w) ~= ngx.worker.pid() then
+    ngx.status = 409
+    return ngx.say("worker ", ngx.worker.pid())
+  end
+  local step, tag = ngx.var.arg_s, ngx.unescape_uri(ngx.var.arg_tag or "")
+  if step == "1" then
+    objs.mig = cache.RedisClusterCache { cluster = env("CACHE_TEST_REDIS_CLUSTER"),
+                                         key_prefix = ngx.var.arg_p, timeout = 5 }
+  end
+  local c = objs.mig
+  local out = { "pid=" .. ngx.worker.pid() }
+  local function say(k, v, err) out[#out + 1] = k .. "=" .. tostring(v) .. (err and ("(" .. err .. ")") or "") end
+  if step == "1" then
+    say("set", c:set(tag .. "a", "first")) -- loads the slot map
+  elseif step == "2" then -- the slot is migrating: ASK for keys not there
+    say("a", c:get(tag .. "a"))
+    say("setb", c:set(tag .. "b", "second"))
+    say("b", c:get(tag .. "b"))
+  elseif step == "3" then -- moved: the map is stale, MOVED sends us on
+    say("a", c:get(tag .. "a"))
+    local all, set = c:set_many { [tag .. "c"] = 3, x = 4 }
+    say("all", all)
+    say("n", #set)
+    say("c", c:get(tag .. "c"))
+    local a, cc, x = c:get_many(tag .. "a", tag .. "c", "x")
+    say("many", ("%s,%s,%s"):format(tostring(a), tostring(cc), tostring(x)))
+  elseif step == "4" then
+    say("clear", c:clear())
+  end
+  ngx.say(table.concat(out, " "))
+end
+
+-- GET /sentinel?fake=P&p=PREFIX: a RedisSentinelCache whose only sentinel
+-- (a fake) first names a replica (READONLY), then the master.
+function M.sentinel()
+  local c = cache.RedisSentinelCache { sentinels = "127.0.0.1:" .. ngx.var.arg_fake,
+                                       key_prefix = ngx.var.arg_p, timeout = 2 }
+  local ok, err = c:set("k", "v")
+  ngx.say(tostring(ok), " ", tostring(err), " ", tostring(c:get("k")))
+end
+
 -- GET /stall?port=P&n=N: N gets through a cache whose server is stopped.
 function M.stall()
   local c = cache.RedisCache { port = tonumber(ngx.var.arg_port), timeout = 1 }
