@@ -134,8 +134,9 @@ if ! skipped openresty; then
                     match($0, /p99 [0-9.]+ us/); p = substr($0, RSTART + 4, RLENGTH - 7)
                     printf "openresty|OpenResty: one %s get inside a handler, %s|%.0f|%.0f|%.0f||\n", be, sz, (m > 0 ? 1e6 / m : 0), m * 1000, p * 1000
                 }' "$WORK/ngx.out" >>"$ROWS"
-            grep -E '^nginx |medians:' "$WORK/ngx.out" | sed 's/^ */OpenResty: /' >>"$NOTES"
-            sed -n '/not answering/,$p' "$WORK/ngx.out" | sed 's/^ */OpenResty, /' >>"$NOTES"
+            grep -E '^nginx |medians:|delayed:|^stall|^Redis ' "$WORK/ngx.out" | sed 's/^ */OpenResty: /' >>"$NOTES"
+            sed -n '/not answering/,/^[^ ]/p' "$WORK/ngx.out" | grep '^ ' | sed 's/^ */OpenResty, /' >>"$NOTES"
+            grep '^TARGET|' "$WORK/ngx.out" | cut -d'|' -f2- >"$WORK/ngx.targets"
         else
             note "openresty skipped: $(tail -n 2 "$WORK/ngx.err" | tr '\n' ' ')"
         fi
@@ -203,6 +204,16 @@ target "Redis set >= redis-benchmark -c1 -P1" "RedisCache set" ratio ">=" 1.0
 target "Redis get_many(100) >= 0.5x per-key rate of -P100" "RedisCache get_many(100) keys" ratio ">=" 0.5
 target "memcached get >= 0.9x raw protocol loop" "MemcachedCache get" ratio ">=" 0.9
 target "memcached set >= 0.9x raw protocol loop" "MemcachedCache set" ratio ">=" 0.9
+# issue 13's goals, measured by bench/openresty.sh: label|value|op|limit
+if [ -s "$WORK/ngx.targets" ]; then
+    while IFS='|' read -r label v op limit; do
+        if awk -v v="$v" -v l="$limit" -v op="$op" 'BEGIN { exit !(op == ">=" ? v >= l : v <= l) }'; then
+            printf '  %-58s %-12s met\n' "$label" "$v"
+        else
+            printf '  %-58s %-12s NOT MET\n' "$label" "$v"
+        fi
+    done <"$WORK/ngx.targets"
+fi
 if [ -s "$WORK/memory" ]; then
     IFS='|' read -r _ per payload limit _ <"$WORK/memory"
     if awk -v v="$per" -v l="$limit" 'BEGIN { exit !(v <= l) }'; then s=met; else s="NOT MET"; fi
