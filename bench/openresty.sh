@@ -91,7 +91,7 @@ rps_c() { # connections path -> requests/s (wrk's 10 s timeout: the blocking sid
 
 echo "nginx $(nginx -v 2>&1 | sed 's|.*/||'), 2 workers, wrk -t$THREADS -c$CONNS -d${DURATION}s on $(nproc) cores (wrk shares them)"
 # warm every worker's cache, then measure, alternating to even out noise
-HANDLERS="bare cached redis redis_blocking"
+HANDLERS="bare cached raw_cosocket redis_get redis redis_blocking"
 curl -s "$BASE/bench/memcached" | grep -q 'hello world' && HANDLERS="$HANDLERS memcached"
 for _ in $(seq 1 20); do
     for h in $HANDLERS; do curl -s -H 'Connection: close' -o /dev/null "$BASE/bench/$h"; done
@@ -106,6 +106,8 @@ for h in $HANDLERS; do med[$h]=$(echo "${runs[$h]}" | median); done
 declare -A label=(
     [bare]="bare content_by_lua (ngx.say)"
     [cached]="cached view hit, SimpleCache (per worker)"
+    [raw_cosocket]="GET by hand on ngx.socket.tcp (pure Lua)"
+    [redis_get]="RedisCache get (cosocket)"
     [redis]="cached view hit, RedisCache (cosocket)"
     [redis_blocking]="cached view hit, RedisCache (blocking)"
     [memcached]="cached view hit, MemcachedCache (blocking)"
@@ -116,6 +118,7 @@ done
 awk -v b="${med[bare]}" -v c="${med[cached]}" -v r="${med[redis]}" -v rb="${med[redis_blocking]}" 'BEGIN {
     if (b > 0) printf "  medians: SimpleCache hit = %.0f%% of bare, Redis hit = %.0f%% of bare (blocking: %.0f%%)\n", 100*c/b, 100*r/b, 100*rb/b }'
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print 0 }'; }
+echo "  cosocket get = $(ratio "${med[redis_get]}" "${med[raw_cosocket]}")x the hand-written pure-Lua GET"
 echo "TARGET|OpenResty Redis cached hit >= 0.6x bare handler|$(ratio "${med[redis]}" "${med[bare]}")|>=|0.6"
 if [ -n "${med[memcached]:-}" ]; then
     echo "TARGET|OpenResty memcached cached hit >= 0.6x bare handler|$(ratio "${med[memcached]}" "${med[bare]}")|>=|0.6"

@@ -134,7 +134,7 @@ if ! skipped openresty; then
                     match($0, /p99 [0-9.]+ us/); p = substr($0, RSTART + 4, RLENGTH - 7)
                     printf "openresty|OpenResty: one %s get inside a handler, %s|%.0f|%.0f|%.0f||\n", be, sz, (m > 0 ? 1e6 / m : 0), m * 1000, p * 1000
                 }' "$WORK/ngx.out" >>"$ROWS"
-            grep -E '^nginx |medians:|delayed:|^stall|^Redis ' "$WORK/ngx.out" | sed 's/^ */OpenResty: /' >>"$NOTES"
+            grep -E '^nginx |medians:|delayed:|^stall|^Redis |cosocket get =' "$WORK/ngx.out" | sed 's/^ */OpenResty: /' >>"$NOTES"
             sed -n '/not answering/,/^[^ ]/p' "$WORK/ngx.out" | grep '^ ' | sed 's/^ */OpenResty, /' >>"$NOTES"
             grep '^TARGET|' "$WORK/ngx.out" | cut -d'|' -f2- >"$WORK/ngx.targets"
         else

@@ -59,15 +59,23 @@ static char *dup_or_null(const char *s)
     return s ? cache_strndup(s, strlen(s)) : NULL;
 }
 
+/* host, path and label share one allocation (io->strs). */
 int cache_co_io_set(cache_co_io *io, const char *host, int port,
                     const char *path, const char *label, cache_err *err)
 {
-    io->host = dup_or_null(host);
-    io->path = dup_or_null(path);
-    io->label = dup_or_null(label);
-    io->port = port;
-    if ((host && !io->host) || (path && !io->path) || (label && !io->label))
+    size_t hl = host ? strlen(host) + 1 : 0, pl = path ? strlen(path) + 1 : 0,
+           ll = label ? strlen(label) + 1 : 0;
+    free(io->strs);
+    io->strs = malloc(hl + pl + ll + 1);
+    if (!io->strs)
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    char *p = io->strs;
+    io->host = host ? memcpy(p, host, hl) : NULL;
+    p += hl;
+    io->path = path ? memcpy(p, path, pl) : NULL;
+    p += pl;
+    io->label = label ? memcpy(p, label, ll) : NULL;
+    io->port = port;
     return CACHE_OK;
 }
 
@@ -75,10 +83,8 @@ static void io_free(cache_co_io *io)
 {
     if (io->frame && io->frame->end)
         io->frame->end(io);
-    free(io->host);
-    free(io->path);
+    free(io->strs);
     free(io->pool);
-    free(io->label);
     cache_buf_free(&io->setup);
     cache_buf_free(&io->request);
     cache_buf_free(&io->reply);
@@ -92,6 +98,7 @@ struct cache_co {
     cache_co_opts opts; /* a copy: the object may be closed meanwhile */
     cache_co_io **ios;  /* in the order the runs asked for them */
     size_t nios, cap;
+    cache_co_io *few[2]; /* ios while there are no more */
     size_t next;      /* the next exchange of the current run */
     size_t first;     /* ios[first..nios) wait for the driver */
     int cur;          /* the one the last action was about, or -1 */
@@ -112,6 +119,8 @@ cache_co *cache_co_new(cache_backend *b, cache_err *err)
         return NULL;
     }
     co->b = b;
+    co->ios = co->few;
+    co->cap = sizeof co->few / sizeof co->few[0];
     co->cur = -1;
     co->wall = cache_wall_now();
     if (b->co)
@@ -127,7 +136,8 @@ void cache_co_free(cache_co *co)
         running = co->outer;
     for (size_t i = 0; i < co->nios; i++)
         io_free(co->ios[i]);
-    free(co->ios);
+    if (co->ios != co->few)
+        free(co->ios);
     free(co);
 }
 
@@ -186,10 +196,13 @@ static int next_io(cache_co *co, const char *pool, cache_str request,
             io_free(co->ios[--co->nios]);
     }
     if (co->nios == co->cap) {
-        size_t cap = co->cap ? co->cap * 2 : 4;
-        cache_co_io **n = realloc(co->ios, cap * sizeof *n);
+        size_t cap = co->cap * 2;
+        cache_co_io **n = malloc(cap * sizeof *n);
         if (!n)
             return cache_fail(err, CACHE_ENOMEM, "out of memory");
+        memcpy(n, co->ios, co->nios * sizeof *n);
+        if (co->ios != co->few)
+            free(co->ios);
         co->ios = n;
         co->cap = cap;
     }
@@ -256,12 +269,11 @@ static void act(cache_co_action *a, cache_co_action_kind kind,
 
 static void pick(cache_co *co, cache_co_action *next);
 
+/* The frame's state lives on with the exchange (io_free ends it): it may
+ * hold what it parsed, for the replay. */
 static void finished(cache_co *co, cache_co_io *io, cache_co_action *next)
 {
     io->done = 1;
-    if (io->frame && io->frame->end)
-        io->frame->end(io);
-    io->frame = NULL;
     pick(co, next);
 }
 

@@ -87,6 +87,7 @@ struct cache_co_io {
     int port;
     char *pool;  /* pool name; NULL: a connection of its own, closed after */
     char *label; /* "redis 127.0.0.1:6379", for messages */
+    char *strs;  /* the storage of host, path and label */
     double connect_timeout, timeout; /* seconds; 0 = no limit */
     cache_buf setup;   /* sent first on a fresh connection; may be empty */
     cache_buf request;

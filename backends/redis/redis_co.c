@@ -16,19 +16,57 @@
 #include "digest.h"
 #include "redis_co.h"
 
-/* ---- framing: count complete RESP replies -------------------------------- */
+/* ---- framing: complete RESP replies ------------------------------------- */
 
+/* A reader that finished cleanly (no reply half read, nothing left over)
+ * waits here for the next exchange of this thread instead of being freed:
+ * one allocation less per operation. */
+static _Thread_local redisReader *spare_reader;
+
+static redisReader *take_reader(void)
+{
+    redisReader *r = spare_reader;
+    spare_reader = NULL;
+    return r ? r : redis_reader_new();
+}
+
+static void give_reader(redisReader *r, int clean)
+{
+    if (!r)
+        return;
+    if (clean && !spare_reader && r->err == 0 && r->ridx == -1 &&
+        !redis_reader_has_leftover(r))
+        spare_reader = r;
+    else
+        redisReaderFree(r);
+}
+
+/* The replies of phase 1 are kept as parsed, for the run that replays the
+ * exchange next (redis_co_exchange moves them into its request). */
 typedef struct frame_state {
     redisReader *reader;
     size_t want, got;
+    redisReply **replies; /* phase 1: want of them */
 } frame_state;
+
+static void drop_replies(frame_state *f)
+{
+    if (f->replies) {
+        for (size_t i = 0; i < f->got; i++)
+            if (f->replies[i])
+                freeReplyObject(f->replies[i]);
+        free(f->replies);
+    }
+    f->replies = NULL;
+    f->got = 0;
+}
 
 static void frame_end(cache_co_io *io)
 {
     frame_state *f = io->fstate;
     if (f) {
-        if (f->reader)
-            redisReaderFree(f->reader);
+        give_reader(f->reader, 0);
+        drop_replies(f);
         free(f);
     }
     io->fstate = NULL;
@@ -36,14 +74,18 @@ static void frame_end(cache_co_io *io)
 
 static int frame_begin(cache_co_io *io, int phase, cache_err *err)
 {
-    frame_end(io);
-    frame_state *f = calloc(1, sizeof *f);
-    if (!f || !(f->reader = redis_reader_new())) {
-        free(f);
+    frame_state *f = io->fstate;
+    if (!f && !(f = io->fstate = calloc(1, sizeof *f)))
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
-    }
+    drop_replies(f);
+    give_reader(f->reader, 0); /* a reader cut short: its state is unknown */
+    f->reader = take_reader();
     f->want = phase == 0 ? io->nsetup : io->nreplies;
-    io->fstate = f;
+    if (phase == 1 && f->want &&
+        !(f->replies = calloc(f->want, sizeof *f->replies)))
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    if (!f->reader)
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
     return CACHE_OK;
 }
 
@@ -77,16 +119,22 @@ static int frame_feed(cache_co_io *io, int phase, const char *p, size_t n,
             return got;
         if (!got)
             return 0;
-        int rc = phase == 0 ? check_setup(io, f->got, r, err) : CACHE_OK;
-        freeReplyObject(r);
-        if (rc != CACHE_OK)
-            return rc;
+        if (phase == 0) {
+            int rc = check_setup(io, f->got, r, err);
+            freeReplyObject(r);
+            if (rc != CACHE_OK)
+                return rc;
+        } else {
+            f->replies[f->got] = r;
+        }
         f->got++;
     }
     /* Bytes beyond what was asked for: the server and we disagree on where
      * replies start; the connection must not be reused. */
     if (redis_reader_has_leftover(f->reader))
         return cache_fail(err, CACHE_FAIL, "unexpected data after the replies");
+    give_reader(f->reader, 1);
+    f->reader = NULL;
     return 1;
 }
 
@@ -122,8 +170,58 @@ static int setup_bytes(const redis_conn *c, cache_co_io *io, cache_err *err)
     return rc;
 }
 
+/* The last pool name made in this thread and what it was made of: every
+ * run of an operation asks again, and a digest per run would be waste. It
+ * is reused only for the very same label, db, user and password. */
+static _Thread_local struct {
+    char label[sizeof(((redis_conn *)0)->label)];
+    long long db;
+    char *user, *pass; /* copies */
+    char pool[512];
+} last_pool;
+
+static int same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static char *dup_opt(const char *s)
+{
+    return s ? cache_strndup(s, strlen(s)) : NULL;
+}
+
+static int make_pool_name(const redis_conn *c, char *out, size_t size);
+
 /* "<label> db=N user=U auth=<16 hex digits of SHA-256 of the password>". */
 static int pool_name(const redis_conn *c, char *out, size_t size)
+{
+    if (last_pool.pool[0] && last_pool.db == (long long)c->db &&
+        strcmp(last_pool.label, c->label) == 0 &&
+        same_str(last_pool.user, c->username) &&
+        same_str(last_pool.pass, c->password)) {
+        snprintf(out, size, "%s", last_pool.pool);
+        return 0;
+    }
+    if (make_pool_name(c, out, size))
+        return -1;
+    free(last_pool.user);
+    if (last_pool.pass)
+        memset(last_pool.pass, 0, strlen(last_pool.pass));
+    free(last_pool.pass);
+    last_pool.user = dup_opt(c->username);
+    last_pool.pass = dup_opt(c->password);
+    if ((c->username && !last_pool.user) || (c->password && !last_pool.pass) ||
+        strlen(out) >= sizeof last_pool.pool) {
+        last_pool.pool[0] = '\0';
+        return 0;
+    }
+    memcpy(last_pool.label, c->label, sizeof last_pool.label);
+    last_pool.db = (long long)c->db;
+    memcpy(last_pool.pool, out, strlen(out) + 1);
+    return 0;
+}
+
+static int make_pool_name(const redis_conn *c, char *out, size_t size)
 {
     char auth[17] = "-";
     if (c->password) {
@@ -165,7 +263,7 @@ static int record(const redis_conn *c, const redis_req *q, cache_co_io *io,
 
 /* ---- replaying one ------------------------------------------------------------ */
 
-static int replay(const cache_co_io *io, redis_req *q, cache_err *err)
+static int replay(cache_co_io *io, redis_req *q, cache_err *err)
 {
     if (io->rc != CACHE_OK) {
         if (err)
@@ -179,7 +277,18 @@ static int replay(const cache_co_io *io, redis_req *q, cache_err *err)
     int rc = redis_req_reserve_replies(q, err);
     if (rc != CACHE_OK)
         return rc;
-    redisReader *r = redis_reader_new();
+    /* The first replay takes the replies as the frame parsed them; a later
+     * one (an operation of several exchanges) parses the bytes again. */
+    frame_state *f = io->fstate;
+    if (f && f->replies && f->got == q->ncmds) {
+        for (size_t i = 0; i < f->got; i++)
+            q->replies[q->nreplies++] = f->replies[i];
+        free(f->replies);
+        f->replies = NULL;
+        f->got = 0;
+        return CACHE_OK;
+    }
+    redisReader *r = take_reader();
     if (!r || redisReaderFeed(r, io->reply.data, io->reply.len) != REDIS_OK) {
         if (r)
             redisReaderFree(r);
@@ -189,7 +298,7 @@ static int replay(const cache_co_io *io, redis_req *q, cache_err *err)
         redisReply *reply;
         int got = redis_reader_next(r, &reply, err);
         if (got <= 0) {
-            redisReaderFree(r);
+            give_reader(r, 0);
             redis_req_drop_replies(q);
             return got < 0 ? got
                            : cache_fail(err, CACHE_FAIL,
@@ -197,7 +306,7 @@ static int replay(const cache_co_io *io, redis_req *q, cache_err *err)
         }
         q->replies[q->nreplies++] = reply;
     }
-    redisReaderFree(r);
+    give_reader(r, 1);
     return CACHE_OK;
 }
 

@@ -304,6 +304,31 @@ function M.bench_redis()
   ngx.say(views.rbench())
 end
 
+-- /bench/redis_get: one RedisCache get per request; /bench/raw_cosocket:
+-- the same GET written by hand on ngx.socket.tcp (a minimal pure-Lua
+-- cosocket client: the in-run baseline of the cosocket transport).
+function M.bench_redis_get()
+  if not need(redis_cache, redis_why or "no redis") then return end
+  ngx.say(redis_cache:get("bench-get"))
+end
+
+local raw_key = "openresty-example:bench-get"
+local raw_request = ("*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n"):format(#raw_key, raw_key)
+function M.bench_raw_cosocket()
+  local sock = ngx.socket.tcp()
+  sock:settimeouts(1000, 1000, 1000)
+  local ok, err = sock:connect(os.getenv("CACHE_TEST_REDIS_HOST") or "127.0.0.1",
+                               tonumber(os.getenv("CACHE_TEST_REDIS_PORT")),
+                               { pool = "bench-raw", pool_size = 30 })
+  if not ok then return ngx.say("ERROR ", err) end
+  sock:send(raw_request)
+  local line = sock:receive("*l")
+  local n = line and tonumber(line:sub(2))
+  local body = n and n >= 0 and sock:receive(n + 2)
+  sock:setkeepalive(60000, 30)
+  ngx.say(body and body:sub(1, -3) or "MISS")
+end
+
 function M.bench_redis_blocking()
   if not need(views.rbench_blocking, redis_why or "no redis") then return end
   ngx.say(views.rbench_blocking())
