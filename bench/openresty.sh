@@ -110,7 +110,7 @@ declare -A label=(
     [redis_get]="RedisCache get (cosocket)"
     [redis]="cached view hit, RedisCache (cosocket)"
     [redis_blocking]="cached view hit, RedisCache (blocking)"
-    [memcached]="cached view hit, MemcachedCache (blocking)"
+    [memcached]="cached view hit, MemcachedCache (cosocket)"
 )
 for h in $HANDLERS; do
     printf '%-44s %10s req/s  (runs:%s)\n' "${label[$h]}" "${med[$h]}" "${runs[$h]}"

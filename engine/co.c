@@ -105,7 +105,12 @@ struct cache_co {
     int asked;        /* the current run waits for an exchange */
     cache_co *outer;  /* the run this one interrupted (a finalizer's) */
     double wall;      /* the wall clock its runs see */
+    unsigned changes; /* runs that asked otherwise than the one before */
+    cache_buf draws;  /* the random bytes its runs drew, in order */
+    size_t drawn;     /* how many of them the current run used */
 };
+
+#define CO_MAX_CHANGES 32
 
 /* The run under way in this thread (nginx workers have one thread; a
  * threaded Lua host has one per state). */
@@ -119,6 +124,7 @@ cache_co *cache_co_new(cache_backend *b, cache_err *err)
         return NULL;
     }
     co->b = b;
+    cache_buf_init(&co->draws);
     co->ios = co->few;
     co->cap = sizeof co->few / sizeof co->few[0];
     co->cur = -1;
@@ -138,12 +144,14 @@ void cache_co_free(cache_co *co)
         io_free(co->ios[i]);
     if (co->ios != co->few)
         free(co->ios);
+    cache_buf_free(&co->draws);
     free(co);
 }
 
 void cache_co_begin_run(cache_co *co)
 {
     co->next = 0;
+    co->drawn = 0;
     co->asked = 0;
     co->outer = running;
     running = co;
@@ -166,6 +174,33 @@ cache_co *cache_co_of(const cache_backend *b)
 double cache_co_wall(void)
 {
     return running ? running->wall : 0;
+}
+
+int cache_co_random(void *out, size_t n)
+{
+    cache_co *co = running;
+    if (!co)
+        return 0;
+    if (co->drawn + n > co->draws.len) {
+        /* a draw the earlier runs did not make: from the system's source */
+        size_t need = co->drawn + n - co->draws.len;
+        if (cache_buf_reserve(&co->draws, need))
+            return -1;
+        unsigned char *p = (unsigned char *)co->draws.data + co->draws.len;
+        size_t got = 0;
+        FILE *f = fopen("/dev/urandom", "rb");
+        if (f) {
+            got = fread(p, 1, need, f);
+            fclose(f);
+        }
+        for (size_t i = got; i < need; i++) /* no /dev/urandom: still distinct */
+            p[i] = (unsigned char)(((uintptr_t)co >> (i % 8)) ^
+                                   (unsigned)(cache_monotonic_now() * 1e9) ^ i);
+        co->draws.len += need;
+    }
+    memcpy(out, co->draws.data + co->drawn, n);
+    co->drawn += n;
+    return 1;
 }
 
 static int same_ask(const cache_co_io *io, const char *pool, cache_str req)
@@ -194,6 +229,11 @@ static int next_io(cache_co *co, const char *pool, cache_str request,
         /* this run went another way: what was recorded from here is moot */
         while (co->nios > co->next)
             io_free(co->ios[--co->nios]);
+        /* shared state that keeps changing is followed a few times; an
+         * operation that never asks the same twice would never end */
+        if (++co->changes > CO_MAX_CHANGES)
+            return cache_fail(err, CACHE_FAIL, "cosocket: the operation asked "
+                                               "otherwise on every run");
     }
     if (co->nios == co->cap) {
         size_t cap = co->cap * 2;

@@ -237,6 +237,21 @@ describe("cosocket transport (nginx + LuaJIT, 2 workers)", function()
     R.cli(mp, "DEL", prefix .. "k")
   end)
 
+  it("picks the same memcached server for every key on both transports; spread chunks cross too", function()
+    local body = get("/memcached?p=" .. helpers.unique("cosocket-mc")).body
+    if body == "unavailable" then return pending("two memcached servers not started") end
+    local good, n, first = body:match("^good=(%d+)/(%d+) first=(%d+)")
+    assert.equal(n, good, body)
+    assert.truthy(tonumber(first) > 0 and tonumber(first) < tonumber(n), body) -- both servers hold keys
+    assert.matches("many=1,2,3,nil all=true moved=1,two,3 deleted=true inc=5 dec=%-2 spread=true,true,true,true$", body)
+  end)
+
+  it("authenticates fresh memcached connections with SASL PLAIN, and names a refusal", function()
+    local body = get("/sasl").body
+    if body == "unavailable" then return pending("SASL memcached not started") end
+    assert.matches("^good=true,v bad=nil %(memcached [^)]*sasl authentication failed", body)
+  end)
+
   -- Last: what nginx logged over the whole run.
   it("logs no alert, no yield across a C-call boundary, no crash", function()
     local log = read_file(dir .. "/logs/error.log")

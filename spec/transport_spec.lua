@@ -12,6 +12,9 @@ describe("transport options", function()
       { "RedisSentinelCache", { sentinels = "127.0.0.1:1" } },
       { "RedisClusterCache", { cluster = "127.0.0.1:1" } },
       { "UWSGICache", { cache = "c@127.0.0.1:1" } },
+      { "MemcachedCache", { servers = "127.0.0.1:1" } },
+      { "SASLMemcachedCache", { servers = "127.0.0.1:1", username = "u", password = "p" } },
+      { "SpreadSASLMemcachedCache", { servers = "127.0.0.1:1" } },
     } do
       local class, base = case[1], case[2]
       local function with(extra)

@@ -61,7 +61,7 @@
 ---@class cache.RedisClusterCacheOptions : cache.RedisConnectionOptions
 ---@field cluster string|string[] startup nodes, `"h:p,h:p"` or a list (required)
 
----@class cache.MemcachedCacheOptions : cache.BackendOptions
+---@class cache.MemcachedCacheOptions : cache.NetworkOptions
 ---@field servers? string|string[] `"host:port"`, `"[v6]:port"`, `"host"` or a socket path (default {"127.0.0.1:11211"})
 ---@field key_prefix? string prepended to every key
 

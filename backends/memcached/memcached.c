@@ -33,6 +33,7 @@
 #include "codec.h"
 #include "digest.h"
 #include "memcached.h"
+#include "memcached_co.h"
 
 #define MC_DEFAULT_PORT 11211
 #define MC_THIRTY_DAYS 2592000.0
@@ -150,6 +151,12 @@ static int fail_on(mc_backend *b, memcached_st *m, const mc_key *k,
     if (in)
         server_label(in, where, sizeof where);
     char why[160];
+    if (mcco_of(b)) { /* the cosocket path: not the handle's state */
+        if (rc == MCCO_PENDING)
+            return CACHE_PENDING;
+        clean_message(mcco_why(b, rc), why, sizeof why);
+        return cache_fail(err, CACHE_FAIL, "memcached %s: %s", where, why);
+    }
     if (memcached_last_error(m) != MEMCACHED_SUCCESS)
         clean_message(memcached_last_error_message(m), why, sizeof why);
     else
@@ -383,8 +390,8 @@ static int take_sasl(mc_backend *b, cache_opts *opts, int required,
     memcached_return_t mrc = MEMCACHED_MEMORY_ALLOCATION_FAILURE;
     if (u && p)
         mrc = memcached_set_sasl_auth_data(b->m, u, p);
-    free(u);
-    free(p);
+    b->sasl_user = u; /* for the cosocket path's own SASL */
+    b->sasl_pass = p;
     if (mrc != MEMCACHED_SUCCESS)
         return cache_fail(err, CACHE_FAIL, "memcached: cannot set SASL credentials: %s",
                           memcached_strerror(b->m, mrc));
@@ -424,6 +431,9 @@ int mc_open(mc_backend *b, cache_opts *opts, int sasl, cache_err *err)
     size_t plen = 0;
     if ((rc = cache_opt_str(opts, "key_prefix", &prefix, &plen, err)) < 0)
         return rc;
+    if ((rc = cache_co_take_opts(opts, &b->co, err)) != CACHE_OK)
+        return rc;
+    b->base.co = &b->co;
     b->prefix = cache_strndup(prefix ? prefix : "", plen);
     b->prefix_len = plen;
     if (!b->prefix)
@@ -449,6 +459,11 @@ int mc_open(mc_backend *b, cache_opts *opts, int sasl, cache_err *err)
 
 void mc_close(mc_backend *b)
 {
+    free(b->sasl_user);
+    if (b->sasl_pass)
+        memset(b->sasl_pass, 0, strlen(b->sasl_pass));
+    free(b->sasl_pass);
+    b->sasl_user = b->sasl_pass = NULL;
     if (b->m && b->pid != getpid()) {
         /* inherited across fork and never used here: see fork_guard */
         free(b->prefix);
@@ -520,8 +535,9 @@ int mc_store(mc_backend *b, const mc_key *k, const char *v, size_t n,
         return rc == CACHE_MISS ? CACHE_OK : rc;
     }
     memcached_return_t rc =
-        only_if_absent ? memcached_add(b->m, k->s, k->len, v, n, exp, flags)
-                       : memcached_set(b->m, k->s, k->len, v, n, exp, flags);
+        mcco_of(b) ? mcco_store(b, k, v, n, exp, flags, only_if_absent, 0)
+        : only_if_absent ? memcached_add(b->m, k->s, k->len, v, n, exp, flags)
+                         : memcached_set(b->m, k->s, k->len, v, n, exp, flags);
     if (rc == MEMCACHED_SUCCESS)
         return CACHE_OK;
     if (only_if_absent && (rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_DATA_EXISTS))
@@ -539,7 +555,8 @@ int mc_store(mc_backend *b, const mc_key *k, const char *v, size_t n,
 int mc_delete(mc_backend *b, const mc_key *k, cache_err *err)
 {
     FORK_GUARD(b, err);
-    memcached_return_t rc = memcached_delete(b->m, k->s, k->len, 0);
+    memcached_return_t rc = mcco_of(b) ? mcco_delete(b, k)
+                                       : memcached_delete(b->m, k->s, k->len, 0);
     if (rc == MEMCACHED_SUCCESS)
         return CACHE_OK;
     if (rc == MEMCACHED_NOTFOUND)
@@ -553,7 +570,8 @@ int mc_delete(mc_backend *b, const mc_key *k, cache_err *err)
 int mc_exists(mc_backend *b, const mc_key *k, cache_err *err)
 {
     FORK_GUARD(b, err);
-    memcached_return_t rc = memcached_exist(b->m, k->s, k->len);
+    memcached_return_t rc = mcco_of(b) ? mcco_exist(b, k)
+                                       : memcached_exist(b->m, k->s, k->len);
     if (rc == MEMCACHED_SUCCESS)
         return CACHE_OK;
     if (rc == MEMCACHED_NOTFOUND)
@@ -567,6 +585,10 @@ int mc_exists(mc_backend *b, const mc_key *k, cache_err *err)
 int mc_flush(mc_backend *b, cache_err *err)
 {
     FORK_GUARD(b, err);
+    if (mcco_of(b)) {
+        memcached_return_t crc = mcco_flush(b);
+        return crc == MEMCACHED_SUCCESS ? CACHE_OK : mc_fail(b, NULL, crc, err);
+    }
     memcached_return_t rc = memcached_flush(b->m, 0);
     if (rc == MEMCACHED_SUCCESS)
         rc = memcached_last_error(b->m);
@@ -685,6 +707,8 @@ int mc_mget(mc_backend *b, size_t n, const mc_key *keys, mc_hit_fn hit,
             void *ctx, int *status, cache_err *err)
 {
     FORK_GUARD(b, err);
+    if (mcco_of(b))
+        return mcco_mget(b, n, keys, hit, ctx, status, err);
     return mget_on(b, b->m, &b->result, n, keys, hit, ctx, status, err);
 }
 
@@ -698,6 +722,18 @@ int mc_get_one(mc_backend *b, const mc_key *k, mc_hit_fn hit, void *ctx,
     size_t len = 0;
     uint32_t flags = 0;
     memcached_return_t rc;
+    if (mcco_of(b)) {
+        cache_buf got;
+        cache_buf_init(&got);
+        uint64_t cas;
+        rc = mcco_get(b, k, &got, &flags, &cas);
+        int st = rc == MEMCACHED_SUCCESS
+                     ? hit(ctx, 0, got.data ? got.data : "", got.len, flags)
+                     : rc == MEMCACHED_NOTFOUND ? CACHE_MISS
+                                                : mc_fail(b, k, rc, err);
+        cache_buf_free(&got);
+        return st == CACHE_ENOMEM ? cache_fail(err, CACHE_ENOMEM, "out of memory") : st;
+    }
     char *v = memcached_get(b->m, k->s, k->len, &len, &flags, &rc);
     if (rc == MEMCACHED_SUCCESS) {
         int st = hit(ctx, 0, v ? v : "", v ? len : 0, flags);
@@ -731,6 +767,8 @@ int mc_store_many(mc_backend *b, size_t n, const mc_key *keys,
         int rc = mc_delete_many_blind(b, n, keys, status, err);
         return rc;
     }
+    if (mcco_of(b))
+        return mcco_store_many(b, n, keys, vals, flags, exp, status, err);
     uint32_t servers = memcached_server_count(b->m);
     uint32_t *srv = malloc(n * sizeof *srv);
     size_t *last = malloc((servers ? servers : 1) * sizeof *last);
@@ -816,6 +854,8 @@ int mc_delete_many_blind(mc_backend *b, size_t n, const mc_key *keys,
     FORK_GUARD(b, err);
     if (n == 0)
         return CACHE_OK;
+    if (mcco_of(b))
+        return mcco_delete_many(b, n, keys, status, err);
     memcached_st *d = deleter(b);
     int *sent = malloc(n * sizeof *sent);
     if (!d || !sent) {
@@ -854,6 +894,8 @@ int mc_delete_many_blind(mc_backend *b, size_t n, const mc_key *keys,
 static memcached_return_t server_incr(mc_backend *b, const mc_key *k,
                                       uint64_t offset, uint64_t *value)
 {
+    if (mcco_of(b))
+        return mcco_incr(b, k, offset, value);
     return memcached_increment_by_key(b->m, k->s, k->len, k->s, k->len, offset,
                                       value);
 }
@@ -892,7 +934,7 @@ static int gets_hit(void *ctx, size_t i, const char *v, size_t len,
     gets_ctx *g = ctx;
     (void)i;
     g->flags = flags;
-    g->cas = memcached_result_cas(&g->b->result);
+    g->cas = mcco_of(g->b) ? mcco_last_cas() : memcached_result_cas(&g->b->result);
     return cache_buf_append(g->out, v, len) ? CACHE_ENOMEM : CACHE_OK;
 }
 
@@ -948,8 +990,10 @@ static int incr_refused(mc_backend *b, const mc_key *k, memcached_return_t rc,
     time_t exp;
     if (mc_expiry(new_ttl, &exp))
         exp = 0;
-    memcached_return_t crc = memcached_cas(b->m, k->s, k->len, text, (size_t)tn,
-                                           exp, MC_FLAG_INT, g.cas);
+    memcached_return_t crc =
+        mcco_of(b) ? mcco_store(b, k, text, (size_t)tn, exp, MC_FLAG_INT, 0, g.cas)
+                   : memcached_cas(b->m, k->s, k->len, text, (size_t)tn, exp,
+                                   MC_FLAG_INT, g.cas);
     if (crc == MEMCACHED_SUCCESS) {
         *result = sum;
         return CACHE_OK;
@@ -996,7 +1040,9 @@ int mc_incr(mc_backend *b, const mc_key *k, int64_t delta, double new_ttl,
                 return e;
             rc = MEMCACHED_NOTSTORED;
         } else {
-            rc = memcached_add(b->m, k->s, k->len, text, (size_t)tn, exp, MC_FLAG_INT);
+            rc = mcco_of(b) ? mcco_store(b, k, text, (size_t)tn, exp, MC_FLAG_INT, 1, 0)
+                            : memcached_add(b->m, k->s, k->len, text, (size_t)tn,
+                                            exp, MC_FLAG_INT);
         }
         if (rc == MEMCACHED_SUCCESS) {
             *result = delta;

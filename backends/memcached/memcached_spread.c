@@ -65,6 +65,9 @@ static uint64_t get_be(const char *p, int bytes)
 static void new_tag(char tag[TAG_LEN])
 {
     static uint64_t counter;
+    /* on the cosocket path every run of the write must draw the same tag */
+    if (cache_co_random(tag, TAG_LEN) == 1)
+        return;
     if (getrandom(tag, TAG_LEN, GRND_NONBLOCK) == TAG_LEN)
         return;
     /* No entropy yet (early boot): distinct enough to tell writes apart,

@@ -60,9 +60,9 @@ local function redis_config()
 end
 
 -- The other backends, for bench/openresty.sh: each is timed the same way as
--- Redis (/backend/set, /backend/time). The memcached ones and
--- FileSystemCache do their I/O with blocking calls, so they hold the worker
--- for the duration; Redis and uWSGI yield (cosockets) in a content handler.
+-- Redis (/backend/set, /backend/time). FileSystemCache does its I/O with
+-- blocking calls, so it holds the worker for the duration; Redis, memcached
+-- and uWSGI yield (cosockets) in a content handler.
 local others = {}
 
 local function open_others()

@@ -272,6 +272,63 @@ function M.sentinel()
   ngx.say(tostring(ok), " ", tostring(err), " ", tostring(c:get("k")))
 end
 
+-- GET /memcached?p=PREFIX: a pool of two memcached servers through each
+-- transport: every key written through one reads back through the other
+-- (both pick the same server for it), and both servers hold some.
+function M.memcached()
+  local s1, s2 = env("CACHE_TEST_MEMCACHED"), env("CACHE_TEST_MEMCACHED2")
+  if not (s1 and s2) then return ngx.say("unavailable") end
+  local p = ngx.var.arg_p
+  local co = cache.MemcachedCache { servers = { s1, s2 }, key_prefix = p }
+  local blk = cache.MemcachedCache { servers = { s1, s2 }, key_prefix = p, transport = "blocking" }
+  local first = cache.MemcachedCache { servers = { s1 }, key_prefix = p, transport = "blocking" }
+  local good, on_first, n = 0, 0, 200
+  for i = 1, n do
+    local w, r = co, blk
+    if i % 2 == 0 then w, r = blk, co end
+    w:set("k" .. i, { i = i })
+    local v = r:get("k" .. i)
+    if type(v) == "table" and v.i == i then good = good + 1 end
+    if first:get("k" .. i) ~= nil then on_first = on_first + 1 end
+  end
+  local many = { co:get_many("k1", "k2", "k3", "absent") }
+  local all = co:set_many { m1 = 1, m2 = "two", m3 = { 3 } }
+  local m1, m2, m3 = blk:get_many("m1", "m2", "m3")
+  local del_all = co:delete_many("m1", "m2", "m3", "k5")
+  local inc = co:inc("counter", 5)
+  local dec = blk:dec("counter", 7)
+  local big = ("0123456789"):rep(300000) -- 3 MB: over memcached's 1 MB item limit
+  -- (chunks of 500 kB: these servers keep memcached's default 1 MB items)
+  local sp = cache.SpreadSASLMemcachedCache { servers = { s1, s2 }, key_prefix = p .. "spread:",
+                                              chunksize = 500000 }
+  local spb = cache.SpreadSASLMemcachedCache { servers = { s1, s2 }, key_prefix = p .. "spread:",
+                                               chunksize = 500000, transport = "blocking" }
+  local sp_ok = sp:set("big", big)
+  local sp_back = spb:get("big") == big
+  local sp_ok2 = spb:set("big2", big)
+  local sp_back2 = sp:get("big2") == big
+  co:clear()
+  ngx.say(("good=%d/%d first=%d many=%s,%s,%s,%s all=%s moved=%s,%s,%s deleted=%s inc=%s dec=%s spread=%s,%s,%s,%s")
+    :format(good, n, on_first, tostring(many[1] and many[1].i), tostring(many[2] and many[2].i),
+            tostring(many[3] and many[3].i), tostring(many[4]), tostring(all), tostring(m1),
+            tostring(m2), tostring(m3 and m3[1]), tostring(del_all), tostring(inc), tostring(dec),
+            tostring(sp_ok), tostring(sp_back), tostring(sp_ok2), tostring(sp_back2)))
+end
+
+-- GET /sasl: SASLMemcachedCache with the right and a wrong password.
+function M.sasl()
+  local srv = env("CACHE_TEST_MEMCACHED_SASL")
+  if not srv then return ngx.say("unavailable") end
+  local good = cache.SASLMemcachedCache { servers = { srv }, username = env("CACHE_TEST_MEMCACHED_USER"),
+                                          password = env("CACHE_TEST_MEMCACHED_PASS"), key_prefix = "cosocket-sasl:" }
+  local bad = cache.SASLMemcachedCache { servers = { srv }, username = env("CACHE_TEST_MEMCACHED_USER"),
+                                         password = "wrong", key_prefix = "cosocket-sasl:" }
+  local ok = good:set("k", "v")
+  local v = good:get("k")
+  local bv, berr = bad:get("k")
+  ngx.say(("good=%s,%s bad=%s (%s)"):format(tostring(ok), tostring(v), tostring(bv), tostring(berr)))
+end
+
 -- GET /stall?port=P&n=N: N gets through a cache whose server is stopped.
 function M.stall()
   local c = cache.RedisCache { port = tonumber(ngx.var.arg_port), timeout = 1 }
