@@ -94,13 +94,13 @@ static void machine_by_hand(void)
     /* a fresh connection: AUTH and SELECT first */
     cache_co_step(co, 1, 0, NULL, 0, &a);
     CHECK(a.kind == CACHE_CO_SEND);
-    CHECK(a.len > 0 && memmem(a.bytes, a.len, "AUTH", 4) != NULL);
-    CHECK(memmem(a.bytes, a.len, "SELECT", 6) != NULL);
+    CHECK(a.len > 0 && memmem(a.bytes ? a.bytes : "", a.len, "AUTH", 4) != NULL);
+    CHECK(memmem(a.bytes ? a.bytes : "", a.len, "SELECT", 6) != NULL);
     cache_co_step(co, 1, 0, NULL, 0, &a);
     CHECK(a.kind == CACHE_CO_RECV);
     cache_co_step(co, 1, 0, "+OK\r\n+OK\r\n", 10, &a);
     CHECK(a.kind == CACHE_CO_SEND);
-    CHECK(memmem(a.bytes, a.len, "GET", 3) != NULL);
+    CHECK(memmem(a.bytes ? a.bytes : "", a.len, "GET", 3) != NULL);
     cache_co_step(co, 1, 0, NULL, 0, &a);
     CHECK(a.kind == CACHE_CO_RECV);
     /* the reply in two pieces, then a clean finish: keepalive */
@@ -121,7 +121,7 @@ static void machine_by_hand(void)
     CHECK(run_get(co, b, "k", &out, &rc, &err) == 1);
     cache_co_step(co, 0, 0, NULL, 0, &a);
     cache_co_step(co, 1, 3, NULL, 0, &a); /* reused 3 times */
-    CHECK(a.kind == CACHE_CO_SEND && memmem(a.bytes, a.len, "AUTH", 4) == NULL);
+    CHECK(a.kind == CACHE_CO_SEND && memmem(a.bytes ? a.bytes : "", a.len, "AUTH", 4) == NULL);
     cache_co_step(co, 1, 0, NULL, 0, &a);
     cache_co_step(co, 1, 0, "$-1\r\n+OK\r\n", 10, &a);
     CHECK(a.kind == CACHE_CO_CLOSE);
@@ -157,7 +157,7 @@ static void machine_by_hand(void)
     cache_co_step(co, 1, 0, NULL, 0, &a);
     CHECK(a.kind == CACHE_CO_CONNECT);
     cache_co_step(co, 1, 0, NULL, 0, &a); /* fresh: AUTH, SELECT */
-    CHECK(a.kind == CACHE_CO_SEND && memmem(a.bytes, a.len, "AUTH", 4) != NULL);
+    CHECK(a.kind == CACHE_CO_SEND && memmem(a.bytes ? a.bytes : "", a.len, "AUTH", 4) != NULL);
     cache_co_free(co); /* freed mid-way: nothing leaks */
 
     /* a refused connect: the failure, named */
