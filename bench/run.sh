@@ -202,6 +202,8 @@ target "Redis set >= 0.9x raw C socket loop" "RedisCache set (vs raw socket)" ra
 target "Redis get >= redis-benchmark -c1 -P1" "RedisCache get" ratio ">=" 1.0
 target "Redis set >= redis-benchmark -c1 -P1" "RedisCache set" ratio ">=" 1.0
 target "Redis get_many(100) >= 0.5x per-key rate of -P100" "RedisCache get_many(100) keys" ratio ">=" 0.5
+target "Redis TLS get >= 0.8x plain get" "RedisCache TLS get (vs plain)" ratio ">=" 0.8
+target "Redis TLS set >= 0.8x plain set" "RedisCache TLS set (vs plain)" ratio ">=" 0.8
 target "memcached get >= 0.9x raw protocol loop" "MemcachedCache get" ratio ">=" 0.9
 target "memcached set >= 0.9x raw protocol loop" "MemcachedCache set" ratio ">=" 0.9
 # issue 13's goals, measured by bench/openresty.sh: label|value|op|limit

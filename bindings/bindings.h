@@ -30,12 +30,23 @@ void cache_lua_encode(lua_State *L, int idx, cache_writer *w, const char *root,
 /* Pushes the value held by validated codec bytes. */
 void cache_lua_decode(lua_State *L, const char *bytes, size_t len);
 
-/* The engine backend of the cache object at idx (bindings/core.c) with its
- * scratch buffer emptied, when the object is open and its get / get_many are
- * the module's own; NULL otherwise. get_name / get_many_name: stack indices
- * of the strings "get" and "get_many". Never raises. */
+/* A cache object's handle (bindings/core.c). */
+typedef struct cache_handle cache_handle;
+
+/* The engine backend of the cache object at idx (bindings/core.c), when
+ * the object is open and its get / get_many are the module's own; NULL
+ * otherwise. Reads go into *buf (empty), then cache_lua_push_read pushes
+ * the value; no Lua code may run in between (the backend stays open and
+ * the bytes stay put only so). get_name / get_many_name: stack indices of
+ * the strings "get" and "get_many". Raises only what Lua code run meanwhile
+ * (metamethods, finalizers) raises, or when out of memory. */
 cache_backend *cache_lua_object(lua_State *L, int idx, int get_name,
-                                int get_many_name, cache_buf **scratch);
+                                int get_many_name, cache_handle **h,
+                                cache_buf **buf);
+/* Pushes the value whose validated bytes were just read into the buffer
+ * of cache_lua_object, decoded from memory that the calls a finalizer
+ * makes meanwhile cannot reach. */
+void cache_lua_push_read(lua_State *L, cache_handle *h);
 
 /* The open backend of the cache object at idx, or NULL. Never raises. */
 cache_backend *cache_lua_backend(lua_State *L, int idx);

@@ -13,6 +13,13 @@
  * Every method checks its arguments first and raises on misuse (the
  * message names the argument); failures of the backend itself come back as
  * nil/false plus a message, never as an error.
+ *
+ * Lua code can run inside any method: every allocation of a Lua object may
+ * run a __gc metamethod, and a finalizer may call methods of the very object
+ * whose method is under way, or close it. So a method takes the backend
+ * pointer (live()) only once nothing that allocates is left between it and
+ * the engine call, and value bytes are decoded only from a buffer that no
+ * other call can reach (see push_read, and the per-call bufsets).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -21,6 +28,8 @@
 #include "bindings.h"
 #include "cache.h"
 #include "codec.h"
+#include "digest.h"
+#include "hostport.h"
 
 #define HANDLE_MT "cache.core.handle"
 #define BUFSET_MT "cache.core.bufset"
@@ -30,10 +39,21 @@ static char handle_key; /* its address keys the handle in an object */
 static int m_get(lua_State *L);
 static int m_get_many(lua_State *L);
 
-typedef struct handle {
+struct cache_handle {
     cache_backend *b;
-    cache_buf scratch; /* reused for single-value reads and writes */
-} handle;
+    /* What reads go into and set / add encode into. Used only over
+     * stretches that run no Lua code (encoding a value and handing it to
+     * the engine; reading one and moving it out, push_read), so a call that
+     * a finalizer makes may reuse it whenever Lua code does run. */
+    cache_buf scratch;
+    /* The spare buffer, inside a holder (a bufset of one) that the registry
+     * anchors under ref; NULL while a read decodes from it (push_read). */
+    cache_buf *spare;
+    int ref;
+    unsigned installs; /* holders made so far: tells a read whether its
+                          holder is still the one under ref */
+};
+typedef struct cache_handle handle;
 
 /* ---- handles and objects ------------------------------------------------- */
 
@@ -43,10 +63,24 @@ static int handle_gc(lua_State *L)
     cache_close(h->b);
     h->b = NULL;
     cache_buf_free(&h->scratch);
+    luaL_unref(L, LUA_REGISTRYINDEX, h->ref);
+    h->ref = LUA_NOREF;
+    h->spare = NULL;
     return 0;
 }
 
-static cache_backend *check_backend(lua_State *L, handle **hp)
+/* The open backend of a handle, taken right before an engine call: a
+ * finalizer run by an allocation since the method began may have closed
+ * the object. */
+static cache_backend *live(lua_State *L, const handle *h)
+{
+    if (!h->b)
+        luaL_error(L, "cache is closed");
+    return h->b;
+}
+
+/* The handle of the object at index 1 (self), which must be open. */
+static handle *check_self(lua_State *L)
 {
     if (lua_type(L, 1) != LUA_TTABLE)
         luaL_error(L, "bad self: call cache methods with ':' (c:get(key))");
@@ -56,45 +90,8 @@ static cache_backend *check_backend(lua_State *L, handle **hp)
     lua_pop(L, 1); /* the object anchors the handle */
     if (!h)
         luaL_error(L, "bad self: not a cache object");
-    if (!h->b)
-        luaL_error(L, "cache is closed");
-    h->scratch.len = 0;
-    if (hp)
-        *hp = h;
-    return h->b;
-}
-
-/* For the fused paths of bindings/memo.c (memoize): the open backend of the
- * cache object at idx, with its scratch buffer emptied, when its get and
- * get_many are still this module's (a method replaced from Lua must see
- * every call, so such an object takes the plain path); NULL otherwise.
- * get_name and get_many_name are stack indices of the strings "get" and
- * "get_many" (upvalues of the caller: no string is made per call). Never
- * raises. */
-cache_backend *cache_lua_object(lua_State *L, int idx, int get_name,
-                                int get_many_name, cache_buf **scratch)
-{
-    if (lua_type(L, idx) != LUA_TTABLE)
-        return NULL;
-    idx = lua_absindex(L, idx);
-    lua_pushlightuserdata(L, &handle_key);
-    lua_rawget(L, idx);
-    handle *h = lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    if (!h || !h->b)
-        return NULL;
-    lua_pushvalue(L, get_many_name);
-    lua_gettable(L, idx);
-    int own = lua_tocfunction(L, -1) == m_get_many;
-    lua_pushvalue(L, get_name);
-    lua_gettable(L, idx);
-    own = own && lua_tocfunction(L, -1) == m_get;
-    lua_pop(L, 2);
-    if (!own)
-        return NULL;
-    h->scratch.len = 0;
-    *scratch = &h->scratch;
-    return h->b;
+    live(L, h);
+    return h;
 }
 
 /* The open backend of the cache object at idx, or NULL (bindings/co.c).
@@ -184,13 +181,19 @@ static cache_str encode_arg(lua_State *L, int idx, cache_buf *buf,
 
 /* ---- results ---------------------------------------------------------------- */
 
+/* The message of a failure (a backend that set none still gets one). */
+static const char *failure_text(const cache_err *err)
+{
+    return err->msg[0] ? err->msg : "backend failure";
+}
+
 static int push_failure(lua_State *L, int falsy_nil, const cache_err *err)
 {
     if (falsy_nil)
         lua_pushnil(L);
     else
         lua_pushboolean(L, 0);
-    lua_pushstring(L, err->msg[0] ? err->msg : "backend failure");
+    lua_pushstring(L, failure_text(err));
     return 2;
 }
 
@@ -231,17 +234,113 @@ static bufset *new_bufset(lua_State *L, size_t n)
     return s;
 }
 
+/* ---- reads ------------------------------------------------------------------
+ *
+ * The decoder walks the value's bytes while it creates Lua objects, so
+ * finalizers run in the middle of it and may call methods of the same
+ * object - which reuse h->scratch. So a read first moves the bytes out of
+ * h->scratch: a small value onto the C stack, a larger one into the
+ * object's spare buffer (a swap of two buffers, no byte copied), which is
+ * then the read's own until the value is decoded - a read nested in it
+ * finds no spare and makes one. */
+
+#define SMALL_READ 256 /* bytes: a copy costs less than taking the spare */
+
+/* Before a read: makes sure the object has a spare buffer, allocating one
+ * only when it has none (its first read, a read nested in another, or after
+ * a read cut short by an error, whose buffer the collector takes). Lua code
+ * may run here; from its return to push_read none may. */
+static void ready_spare(lua_State *L, handle *h)
+{
+    if (h->spare)
+        return;
+    bufset *s = new_bufset(L, 1);
+    if (h->spare) { /* a finalizer's read made one meanwhile */
+        lua_pop(L, 1);
+        return;
+    }
+    /* the old holder, if a read still decodes from it, is on its stack */
+    luaL_unref(L, LUA_REGISTRYINDEX, h->ref);
+    h->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    h->spare = &s->bufs[0];
+    h->installs++;
+}
+
+/* Pushes the value whose bytes an engine call just left in h->scratch. */
+static void push_read(lua_State *L, handle *h)
+{
+    if (h->scratch.len <= SMALL_READ) {
+        char copy[SMALL_READ];
+        memcpy(copy, h->scratch.data, h->scratch.len);
+        cache_lua_decode(L, copy, h->scratch.len);
+        return;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref); /* anchors the spare */
+    cache_buf *own = h->spare;
+    unsigned gen = h->installs;
+    h->spare = NULL;
+    cache_buf bytes = h->scratch;
+    h->scratch = *own;
+    *own = bytes;
+    cache_lua_decode(L, own->data, own->len);
+    if (!h->spare && h->installs == gen)
+        h->spare = own; /* still the holder under ref: give it back */
+    lua_remove(L, -2);
+}
+
+/* For the fused paths of bindings/keys.c (memoize): the open backend of the
+ * cache object at idx, ready for reads (cache_lua_push_read) into *buf,
+ * when its get and get_many are still this module's (a method replaced
+ * from Lua must see every call, so such an object takes the plain path);
+ * NULL otherwise. get_name and get_many_name are stack indices of the
+ * strings "get" and "get_many" (upvalues of the caller: no string is made
+ * per call). Lua code may run here (metamethods, finalizers); it raises
+ * only what that code raises, or when out of memory. */
+cache_backend *cache_lua_object(lua_State *L, int idx, int get_name,
+                                int get_many_name, handle **hp, cache_buf **buf)
+{
+    if (lua_type(L, idx) != LUA_TTABLE)
+        return NULL;
+    idx = lua_absindex(L, idx);
+    lua_pushlightuserdata(L, &handle_key);
+    lua_rawget(L, idx);
+    handle *h = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (!h || !h->b)
+        return NULL;
+    lua_pushvalue(L, get_many_name);
+    lua_gettable(L, idx);
+    int own = lua_tocfunction(L, -1) == m_get_many;
+    lua_pushvalue(L, get_name);
+    lua_gettable(L, idx);
+    own = own && lua_tocfunction(L, -1) == m_get;
+    lua_pop(L, 2);
+    if (!own)
+        return NULL;
+    ready_spare(L, h);
+    h->scratch.len = 0;
+    *hp = h;
+    *buf = &h->scratch;
+    return h->b; /* NULL if a finalizer run by ready_spare closed it */
+}
+
+void cache_lua_push_read(lua_State *L, handle *h)
+{
+    push_read(L, h);
+}
+
 /* ---- single-key methods ------------------------------------------------------ */
 
 static int m_get(lua_State *L)
 {
-    handle *h;
-    cache_backend *b = check_backend(L, &h);
+    handle *h = check_self(L);
     cache_str key = check_key(L, 2);
+    ready_spare(L, h);
+    h->scratch.len = 0;
     cache_err err = {0, ""};
-    int rc = cache_get(b, key, &h->scratch, &err);
+    int rc = cache_get(live(L, h), key, &h->scratch, &err);
     if (rc == CACHE_OK) {
-        cache_lua_decode(L, h->scratch.data, h->scratch.len);
+        push_read(L, h);
         return 1;
     }
     if (rc < 0)
@@ -252,11 +351,12 @@ static int m_get(lua_State *L)
 
 static int store(lua_State *L, int only_if_absent)
 {
-    handle *h;
-    cache_backend *b = check_backend(L, &h);
+    handle *h = check_self(L);
     cache_str key = check_key(L, 2);
     double ttl = check_timeout(L, 4);
+    h->scratch.len = 0;
     cache_str value = encode_arg(L, 3, &h->scratch, "value");
+    cache_backend *b = live(L, h);
     cache_err err = {0, ""};
     int rc = only_if_absent ? cache_add(b, key, value, ttl, &err)
                             : cache_set(b, key, value, ttl, &err);
@@ -268,30 +368,30 @@ static int m_add(lua_State *L) { return store(L, 1); }
 
 static int m_delete(lua_State *L)
 {
-    cache_backend *b = check_backend(L, NULL);
+    handle *h = check_self(L);
     cache_str key = check_key(L, 2);
     cache_err err = {0, ""};
-    return push_status(L, cache_del(b, key, &err), &err);
+    return push_status(L, cache_del(live(L, h), key, &err), &err);
 }
 
 static int m_has(lua_State *L)
 {
-    cache_backend *b = check_backend(L, NULL);
+    handle *h = check_self(L);
     cache_str key = check_key(L, 2);
     cache_err err = {0, ""};
-    return push_status(L, cache_has(b, key, &err), &err);
+    return push_status(L, cache_has(live(L, h), key, &err), &err);
 }
 
 static int m_clear(lua_State *L)
 {
-    cache_backend *b = check_backend(L, NULL);
+    handle *h = check_self(L);
     cache_err err = {0, ""};
-    return push_status(L, cache_clear(b, &err), &err);
+    return push_status(L, cache_clear(live(L, h), &err), &err);
 }
 
 static int increment(lua_State *L, int sign)
 {
-    cache_backend *b = check_backend(L, NULL);
+    handle *h = check_self(L);
     cache_str key = check_key(L, 2);
     int64_t delta = check_delta(L, 3);
     if (sign < 0) {
@@ -302,7 +402,7 @@ static int increment(lua_State *L, int sign)
     double ttl = object_default_timeout(L);
     cache_err err = {0, ""};
     int64_t result;
-    int rc = cache_incr(b, key, delta, ttl, &result, &err);
+    int rc = cache_incr(live(L, h), key, delta, ttl, &result, &err);
     if (rc != CACHE_OK)
         return push_failure(L, 1, &err);
     cache_lua_pushint(L, result);
@@ -327,23 +427,27 @@ static cache_str *collect_keys(lua_State *L, int first, size_t *n)
 
 static int m_get_many(lua_State *L)
 {
-    cache_backend *b = check_backend(L, NULL);
+    handle *h = check_self(L);
     size_t n;
     cache_str *keys = collect_keys(L, 2, &n);
     int *status = lua_newuserdata(L, (n ? n : 1) * sizeof *status);
-    bufset *s = new_bufset(L, n);
+    bufset *s = new_bufset(L, n); /* this call's own: decoded from safely */
     cache_err err = {0, ""};
-    int rc = cache_get_many(b, n, keys, s->bufs, status, &err);
+    int rc = cache_get_many(live(L, h), n, keys, s->bufs, status, &err);
     luaL_checkstack(L, (int)n + 2, "too many keys");
+    int failed = rc < 0;
     for (size_t i = 0; i < n; i++) {
-        if (rc == CACHE_OK && status[i] == CACHE_OK)
+        if (rc == CACHE_OK && status[i] == CACHE_OK) {
             cache_lua_decode(L, s->bufs[i].data, s->bufs[i].len);
-        else
+        } else {
             lua_pushnil(L);
+            failed |= status[i] < 0;
+        }
     }
-    if (rc < 0) {
-        /* one nil per key, then why */
-        lua_pushstring(L, err.msg);
+    if (failed) {
+        /* one value or nil per key, then why: the whole batch failed, or
+         * some keys did (a server of a pool down) while the others read */
+        lua_pushstring(L, failure_text(&err));
         return (int)n + 1;
     }
     return (int)n;
@@ -351,22 +455,30 @@ static int m_get_many(lua_State *L)
 
 static int m_get_dict(lua_State *L)
 {
-    cache_backend *b = check_backend(L, NULL);
+    handle *h = check_self(L);
     size_t n;
     cache_str *keys = collect_keys(L, 2, &n);
     int *status = lua_newuserdata(L, (n ? n : 1) * sizeof *status);
-    bufset *s = new_bufset(L, n);
+    bufset *s = new_bufset(L, n); /* this call's own: decoded from safely */
     cache_err err = {0, ""};
-    int rc = cache_get_many(b, n, keys, s->bufs, status, &err);
+    int rc = cache_get_many(live(L, h), n, keys, s->bufs, status, &err);
     if (rc < 0)
         return push_failure(L, 1, &err);
+    int failed = 0;
     lua_createtable(L, 0, (int)n);
     for (size_t i = 0; i < n; i++) {
-        if (status[i] != CACHE_OK)
+        if (status[i] != CACHE_OK) {
+            failed |= status[i] < 0;
             continue;
+        }
         lua_pushlstring(L, keys[i].ptr, keys[i].len);
         cache_lua_decode(L, s->bufs[i].data, s->bufs[i].len);
         lua_rawset(L, -3);
+    }
+    if (failed) {
+        /* the keys read, then why the others are missing */
+        lua_pushstring(L, failure_text(&err));
+        return 2;
     }
     return 1;
 }
@@ -396,20 +508,29 @@ static int push_batch_outcome(lua_State *L, int rc, size_t n,
     return 3;
 }
 
+/* The key of the pair lua_next left on the stack, in a mapping. */
+static void check_mapping_key(lua_State *L)
+{
+    int t = lua_type(L, -2);
+    if (t != LUA_TSTRING && t != LUA_TNUMBER)
+        luaL_error(L, "mapping: keys must be strings, got a %s",
+                   luaL_typename(L, -2));
+}
+
 /* set_many(mapping [, timeout]): every value is encoded before anything is
- * written, so a value that cannot be stored leaves the cache untouched. */
+ * written, so a value that cannot be stored leaves the cache untouched.
+ * The pairs are counted, then read: a finalizer run by an allocation in
+ * between may change the mapping, so the second pass checks again and
+ * keeps within the count. */
 static int m_set_many(lua_State *L)
 {
-    cache_backend *b = check_backend(L, NULL);
+    handle *h = check_self(L);
     luaL_checktype(L, 2, LUA_TTABLE);
     double ttl = check_timeout(L, 3);
     size_t n = 0;
     lua_pushnil(L);
     while (lua_next(L, 2)) {
-        int t = lua_type(L, -2);
-        if (t != LUA_TSTRING && t != LUA_TNUMBER)
-            luaL_error(L, "mapping: keys must be strings, got a %s",
-                       luaL_typename(L, -2));
+        check_mapping_key(L);
         n++;
         lua_pop(L, 1);
     }
@@ -422,6 +543,9 @@ static int m_set_many(lua_State *L)
     size_t i = 0;
     lua_pushnil(L);
     while (lua_next(L, 2)) {
+        check_mapping_key(L);
+        if (i == n)
+            luaL_error(L, "mapping: changed while it was read");
         lua_pushvalue(L, -2);
         lua_tolstring(L, -1, NULL); /* converts the copy, not the loop's key */
         lua_rawseti(L, anchor, (int)i + 1);
@@ -432,19 +556,20 @@ static int m_set_many(lua_State *L)
         i++;
         lua_pop(L, 1);
     }
+    n = i; /* fewer when pairs were removed: that is allowed */
     cache_err err = {0, ""};
-    int rc = cache_set_many(b, n, keys, vals, ttl, status, &err);
+    int rc = cache_set_many(live(L, h), n, keys, vals, ttl, status, &err);
     return push_batch_outcome(L, rc, n, keys, status, &err);
 }
 
 static int m_delete_many(lua_State *L)
 {
-    cache_backend *b = check_backend(L, NULL);
+    handle *h = check_self(L);
     size_t n;
     cache_str *keys = collect_keys(L, 2, &n);
     int *status = lua_newuserdata(L, (n ? n : 1) * sizeof *status);
     cache_err err = {0, ""};
-    int rc = cache_del_many(b, n, keys, status, &err);
+    int rc = cache_del_many(live(L, h), n, keys, status, &err);
     return push_batch_outcome(L, rc, n, keys, status, &err);
 }
 
@@ -484,8 +609,16 @@ static const luaL_Reg methods[] = {
 
 /* ---- opening backends ---------------------------------------------------------- */
 
+/* Anchors the value on top of the stack (popped) in the table at anchor,
+ * so the strings the options point into live until the backend is open -
+ * whatever Lua code (a finalizer) does to the options table meanwhile. */
+static void keep(lua_State *L, int anchor)
+{
+    lua_rawseti(L, anchor, (int)lua_rawlen(L, anchor) + 1);
+}
+
 /* One option value to the engine's typed form. Lists may hold strings,
- * numbers and {host, port} pairs (written "host:port"). Errors name the
+ * numbers and {host, port} pairs (written "host:port", "[v6]:port"). Errors name the
  * class cls, as the engine's do. */
 static void convert_list(lua_State *L, const char *cls, int idx, cache_opt *o,
                          int anchor)
@@ -493,8 +626,8 @@ static void convert_list(lua_State *L, const char *cls, int idx, cache_opt *o,
     size_t n = lua_rawlen(L, idx);
     const char **items = lua_newuserdata(L, (n ? n : 1) * sizeof *items);
     size_t *lens = lua_newuserdata(L, (n ? n : 1) * sizeof *lens);
-    lua_rawseti(L, anchor, (int)lua_rawlen(L, anchor) + 1);
-    lua_rawseti(L, anchor, (int)lua_rawlen(L, anchor) + 1);
+    keep(L, anchor);
+    keep(L, anchor);
     for (size_t i = 0; i < n; i++) {
         lua_rawgeti(L, idx, (int)i + 1);
         if (lua_type(L, -1) == LUA_TTABLE) {
@@ -503,7 +636,11 @@ static void convert_list(lua_State *L, const char *cls, int idx, cache_opt *o,
             if (!lua_isstring(L, -2) || !lua_isstring(L, -1))
                 luaL_error(L, "%s: option '%s': item %d must be a string or {host, port}",
                            cls, o->name, (int)i + 1);
-            lua_pushfstring(L, "%s:%s", lua_tostring(L, -2), lua_tostring(L, -1));
+            lua_pushfstring(L,
+                            cache_host_needs_brackets(lua_tostring(L, -2))
+                                ? "[%s]:%s"
+                                : "%s:%s",
+                            lua_tostring(L, -2), lua_tostring(L, -1));
             lua_replace(L, -4);
             lua_pop(L, 2);
         } else if (lua_type(L, -1) == LUA_TNUMBER) {
@@ -514,7 +651,7 @@ static void convert_list(lua_State *L, const char *cls, int idx, cache_opt *o,
                        o->name, (int)i + 1, luaL_typename(L, -1));
         }
         items[i] = lua_tolstring(L, -1, &lens[i]);
-        lua_rawseti(L, anchor, (int)lua_rawlen(L, anchor) + 1);
+        keep(L, anchor);
     }
     o->type = CACHE_OPT_LIST;
     o->list = items;
@@ -544,6 +681,8 @@ static void convert_option(lua_State *L, const char *cls, cache_opt *o,
     case LUA_TSTRING:
         o->type = CACHE_OPT_STR;
         o->s = lua_tolstring(L, v, &o->slen);
+        lua_pushvalue(L, v);
+        keep(L, anchor);
         break;
     case LUA_TTABLE:
         convert_list(L, cls, v, o, anchor);
@@ -554,8 +693,18 @@ static void convert_option(lua_State *L, const char *cls, cache_opt *o,
     }
 }
 
+/* The name of the pair lua_next left on the stack, in an options table. */
+static void check_option_name(lua_State *L, const char *cls)
+{
+    if (lua_type(L, -2) != LUA_TSTRING)
+        luaL_error(L, "%s: option names must be strings, got %s", cls,
+                   luaL_typename(L, -2));
+}
+
 /* Builds the engine's option list from the table at idx. Strings stay
- * anchored in the table at `anchor` until the backend is open. */
+ * anchored in the table at `anchor` until the backend is open. As in
+ * set_many, the pairs are counted and then read, and a finalizer may
+ * change the table in between. Errors name the class cls. */
 static cache_opts convert_options(lua_State *L, const char *cls, int idx,
                                   int anchor)
 {
@@ -563,19 +712,22 @@ static cache_opts convert_options(lua_State *L, const char *cls, int idx,
     size_t n = 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
-        if (lua_type(L, -2) != LUA_TSTRING)
-            luaL_error(L, "%s: option names must be strings, got %s", cls,
-                       luaL_typename(L, -2));
+        check_option_name(L, cls);
         n++;
         lua_pop(L, 1);
     }
     opts.items = lua_newuserdata(L, (n ? n : 1) * sizeof *opts.items);
-    lua_rawseti(L, anchor, (int)lua_rawlen(L, anchor) + 1);
+    keep(L, anchor);
     memset(opts.items, 0, (n ? n : 1) * sizeof *opts.items);
     lua_pushnil(L);
     while (lua_next(L, idx)) {
+        check_option_name(L, cls);
+        if (opts.count == n)
+            luaL_error(L, "%s: options: changed while they were read", cls);
         cache_opt *o = &opts.items[opts.count++];
         o->name = lua_tostring(L, -2);
+        lua_pushvalue(L, -2);
+        keep(L, anchor);
         convert_option(L, cls, o, anchor);
         lua_pop(L, 1);
     }
@@ -636,6 +788,9 @@ static int open_backend(lua_State *L)
     handle *h = lua_newuserdata(L, sizeof *h);
     h->b = NULL;
     cache_buf_init(&h->scratch);
+    h->spare = NULL;
+    h->ref = LUA_NOREF;
+    h->installs = 0;
     luaL_getmetatable(L, HANDLE_MT);
     lua_setmetatable(L, -2);
     int hidx = lua_gettop(L);
@@ -755,6 +910,15 @@ int luaopen_cache_core(lua_State *L)
         lua_setfield(L, module, t->name);
     }
     lua_settop(L, module);
+
+    /* the digest names hash_method takes, as a set: the Lua side reads
+     * them here instead of keeping its own list */
+    lua_createtable(L, 0, (int)cache_digest_count());
+    for (size_t i = 0; i < cache_digest_count(); i++) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, cache_digest_name((cache_digest_kind)i));
+    }
+    lua_setfield(L, module, "hash_methods");
 
     cache_bind_keys(L);
     cache_bind_co(L);

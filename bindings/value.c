@@ -125,35 +125,11 @@ static void encode_number(walk *k, int idx)
         cache_write_float(k->w, (double)lua_tonumber(k->L, idx));
 }
 
-/* Strings are written here rather than through cache_write_str: the same
- * bytes as msgpack-c's packer (str header, then the body), without its two
- * callbacks and buffer appends per string - most stored values are strings. */
 static void encode_string(walk *k, int idx)
 {
     size_t n;
     const char *s = lua_tolstring(k->L, idx, &n);
-    cache_buf *b = k->w->out;
-    if (n > UINT32_MAX || cache_buf_reserve(b, n + 5) < 0) {
-        cache_write_str(k->w, s, n); /* reports the failure its own way */
-        return;
-    }
-    unsigned char *p = (unsigned char *)b->data + b->len;
-    if (n < 32) {
-        *p++ = (unsigned char)(0xa0 | n);
-    } else if (n < 256) {
-        *p++ = 0xd9;
-        *p++ = (unsigned char)n;
-    } else if (n < 65536) {
-        *p++ = 0xda;
-        *p++ = (unsigned char)(n >> 8);
-        *p++ = (unsigned char)n;
-    } else {
-        *p++ = 0xdb;
-        for (int shift = 24; shift >= 0; shift -= 8)
-            *p++ = (unsigned char)(n >> shift);
-    }
-    memcpy(p, s, n);
-    b->len = (size_t)(p + n - (unsigned char *)b->data);
+    cache_write_str(k->w, s, n);
 }
 
 /* Key mode: a value that names itself through a metamethod enters as that
@@ -287,7 +263,9 @@ static int compare_keys(const void *pa, const void *pb)
 
 /* Key mode: the pairs in sorted key order, so that equal tables encode to
  * equal bytes whatever their insertion history. The keys are copied to a
- * scratch table on the stack so their slots stay valid while sorting. */
+ * scratch table on the stack so their slots stay valid while sorting.
+ * survey counted them before the array was allocated, and a finalizer that
+ * allocation ran may have added some since: such a table is refused. */
 static void encode_sorted_map(walk *k, int idx, const frame *f, size_t n,
                               int depth)
 {
@@ -298,6 +276,8 @@ static void encode_sorted_map(walk *k, int idx, const frame *f, size_t n,
     luaL_checkstack(L, (int)(n > 1000000 ? 1000000 : n) + 8, "table too large for a key");
     lua_pushnil(L);
     while (lua_next(L, idx)) {
+        if (m == n)
+            fail_at(k, f, "table changed while it was read");
         lua_pop(L, 1);
         lua_pushvalue(L, -1); /* keep a copy of the key in place */
         int slot = lua_gettop(L) - 1;

@@ -109,6 +109,15 @@ int cache_opts_check_unused(const cache_opts *o, const char *backend,
 
 char *cache_strndup(const char *s, size_t n);
 
+/* Fills n bytes: the kernel's random bytes, or (no getrandom and no
+ * /dev/urandom) a mix of clock, pid and an atomic counter that still
+ * differs between calls. Thread-safe; never blocks, never fails. While an
+ * operation runs on the cosocket path, the bytes its earlier runs drew
+ * (co.h: every run must ask the same). */
+void cache_random_bytes(void *out, size_t n);
+/* The same, always fresh. */
+void cache_random_fresh(void *out, size_t n);
+
 /* ---- timeouts ------------------------------------------------------------
  * A ttl handed to a backend is relative seconds, already resolved by the
  * binding (nil -> default_timeout):

@@ -186,16 +186,7 @@ int cache_co_random(void *out, size_t n)
         size_t need = co->drawn + n - co->draws.len;
         if (cache_buf_reserve(&co->draws, need))
             return -1;
-        unsigned char *p = (unsigned char *)co->draws.data + co->draws.len;
-        size_t got = 0;
-        FILE *f = fopen("/dev/urandom", "rb");
-        if (f) {
-            got = fread(p, 1, need, f);
-            fclose(f);
-        }
-        for (size_t i = got; i < need; i++) /* no /dev/urandom: still distinct */
-            p[i] = (unsigned char)(((uintptr_t)co >> (i % 8)) ^
-                                   (unsigned)(cache_monotonic_now() * 1e9) ^ i);
+        cache_random_fresh(co->draws.data + co->draws.len, need);
         co->draws.len += need;
     }
     memcpy(out, co->draws.data + co->drawn, n);

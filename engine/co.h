@@ -161,10 +161,10 @@ int cache_co_block(cache_co *co);
 double cache_co_wall(void);
 
 /* Random bytes that every run of the operation sees alike (a run's k-th
- * call gets the same bytes as the k-th call of the runs before): for
- * what a backend draws at random into its requests. 1 when an operation
- * runs in this thread and out is filled, 0 when none does (draw as usual),
- * -1 when out of memory. */
+ * call gets the same bytes as the k-th call of the runs before), for what
+ * a backend draws into its requests (cache_random_bytes asks). 1 when an
+ * operation runs in this thread and out is filled, 0 when none does (draw
+ * as usual), -1 when out of memory. */
 int cache_co_random(void *out, size_t n);
 
 /* ---- driving the pending exchange ------------------------------------------------

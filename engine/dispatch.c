@@ -117,12 +117,9 @@ static int generic_incr(cache_backend *b, cache_str key, int64_t delta,
         return cache_fail(err, CACHE_ENOTINT, "integer overflow");
     }
     cur.len = 0;
-    cache_writer w;
-    cache_writer_init(&w, &cur);
-    cache_write_int(&w, sum);
-    if (w.failed) {
+    if ((rc = cache_encode_int(sum, &cur, err)) != CACHE_OK) {
         cache_buf_free(&cur);
-        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+        return rc;
     }
     rc = b->vt->set(b, key, (cache_str){cur.data, cur.len}, new_ttl, 0, err);
     cache_buf_free(&cur);

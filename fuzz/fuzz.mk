@@ -34,7 +34,8 @@ FUZZ_SRC_redis_reply := fuzz/fuzz_redis_reply.c backends/redis/redis_proto.c eng
                         engine/util.c
 FUZZ_SRC_redis_topology := fuzz/fuzz_redis_topology.c fuzz/hooks/redis_cluster_hook.c \
                         fuzz/hooks/redis_sentinel_hook.c backends/redis/redis_common.c \
-                        backends/redis/redis_net.c backends/redis/redis_proto.c $(FUZZ_ENGINE)
+                        backends/redis/redis_net.c backends/redis/redis_tls.c \
+                        backends/redis/redis_proto.c $(FUZZ_ENGINE)
 # Needed but not compiled on their own (the hooks include them).
 FUZZ_NEED_redis_topology := backends/redis/redis_cluster.c backends/redis/redis_sentinel.c
 # (opens its backend through cache_open, so it takes the whole engine)
@@ -43,6 +44,7 @@ FUZZ_SRC_fs_entry    := fuzz/fuzz_fs_entry.c $(ENGINE_SRC)
 # headers change often and would rebuild everything).
 FUZZ_HDR             := $(wildcard engine/*.h)
 FUZZ_HDR_codec       := $(wildcard bindings/*.h)
+FUZZ_HDR_fs_entry    := $(wildcard backends/filesystem/*.h)
 FUZZ_HDR_uwsgi       := backends/uwsgi/uwsgi_proto.h
 FUZZ_HDR_redis_reply := backends/redis/redis_proto.h
 FUZZ_HDR_redis_topology := $(wildcard backends/redis/*.h)

@@ -138,6 +138,77 @@ describe("FileSystemCache", function()
     os.remove(d)
   end)
 
+  describe("inc while another process holds the increment lock", function()
+    local holder
+    -- flock(1) from util-linux locks the cache directory itself, as inc
+    -- does; setsid makes the holder its own process group, so that killing
+    -- -pid ends flock and its sleep together.
+    local function hold_lock(d, seconds)
+      holder = tonumber(helpers.sh(("setsid flock '%s' sleep %d >/dev/null 2>&1 & echo $!")
+        :format(d, seconds)))
+      for _ = 1, 100 do
+        if not os.execute(("flock -n -E 75 '%s' true"):format(d)) then return end
+        helpers.sleep(0.05)
+      end
+      error("the lock holder never took the lock")
+    end
+    local function now() return tonumber(helpers.sh("date +%s.%N")) end
+    after_each(function()
+      if holder then os.execute("kill -- -" .. holder .. " 2>/dev/null") end
+      holder = nil
+    end)
+
+    it("gives up after the object's timeout with nil, err", function()
+      local d = helpers.tmpdir("fslock")
+      local p = cache.FileSystemCache { cache_dir = d, timeout = 0.3 }
+      assert.equal(1, p:inc("n"))
+      hold_lock(d, 10)
+      local t0 = now()
+      local v, err = p:inc("n")
+      local took = now() - t0
+      assert.is_nil(v)
+      assert.matches("lock", err)
+      assert.is_true(took >= 0.25 and took < 5, "inc took " .. took .. " s")
+      local dv, derr = p:dec("n")
+      assert.is_nil(dv)
+      assert.is_string(derr)
+      os.execute("kill -- -" .. holder)
+      holder = nil
+      assert.equal(2, p:inc("n"))
+      assert.equal(2, p:get("n"))
+    end)
+
+    it("waits 1 s by default", function()
+      local d = helpers.tmpdir("fslockdef")
+      local p = cache.FileSystemCache { cache_dir = d }
+      hold_lock(d, 10)
+      local t0 = now()
+      local v, err = p:inc("n")
+      local took = now() - t0
+      assert.is_nil(v)
+      assert.is_string(err)
+      assert.is_true(took >= 0.9 and took < 6, "inc took " .. took .. " s")
+    end)
+
+    it("waits as long as it takes with timeout = 0", function()
+      local d = helpers.tmpdir("fslockzero")
+      local p = cache.FileSystemCache { cache_dir = d, timeout = 0 }
+      hold_lock(d, 3) -- longer than the 1 s default
+      local t0 = now()
+      assert.equal(1, p:inc("n"))
+      assert.is_true(now() - t0 > 0.3, "inc returned before the holder let go")
+    end)
+
+    it("rejects a timeout that is not a non-negative number", function()
+      local ok, err = pcall(cache.FileSystemCache, { cache_dir = dir, timeout = -1 })
+      assert.is_false(ok)
+      assert.matches("timeout", err)
+      ok, err = pcall(cache.FileSystemCache, { cache_dir = dir, timeout = "1" })
+      assert.is_false(ok)
+      assert.matches("timeout", err)
+    end)
+  end)
+
   it("rejects bad options, naming them", function()
     local ok, err = pcall(cache.FileSystemCache, {})
     assert.matches("option 'cache_dir' is required", err)

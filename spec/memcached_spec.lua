@@ -53,13 +53,35 @@ local function port_open(port)
   return ok_exec(("bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d' 2>/dev/null"):format(port))
 end
 
+-- The SASL settings of the spec's own SASL servers: a sasldb made here (the
+-- realm is this host's name, as in spec/servers/memcached.sh), shared by all.
+local own_sasl
+local function sasl_conf()
+  if own_sasl then return own_sasl end
+  local dir = helpers.tmpdir("mcsasl")
+  local pass = "own-" .. os.time()
+  assert(ok_exec(("printf '%%s' %s | saslpasswd2 -p -a memcached -c -f %s/sasldb2 ownuser")
+    :format(pass, dir)), "saslpasswd2 failed")
+  local fh = assert(io.open(dir .. "/memcached.conf", "w"))
+  fh:write("mech_list: plain cram-md5\nsasldb_path: ", dir, "/sasldb2\n")
+  fh:close()
+  own_sasl = { dir = dir, user = "ownuser", pass = pass }
+  return own_sasl
+end
+
 local own = {}
-local function start_own(port)
+-- opts.sasl: a SASL server (-S) with sasl_conf()'s user.
+local function start_own(port, opts)
   port = port or tonumber(helpers.sh(ROOT .. "/spec/support/freeport.sh"))
   local dir = helpers.tmpdir("mcown")
   local pidf = dir .. "/pid"
   local as_root = helpers.sh("id -u") == "0" and " -u root" or ""
-  assert(ok_exec(("memcached -d -P %s -l 127.0.0.1 -p %d -U 0 -m 16%s 2>>%s/err"):format(pidf, port, as_root, dir)))
+  local env, extra = "", ""
+  if opts and opts.sasl then
+    env, extra = ("SASL_CONF_PATH=%s "):format(sasl_conf().dir), " -S"
+  end
+  assert(ok_exec(("%smemcached -d -P %s -l 127.0.0.1 -p %d -U 0 -m 16%s%s 2>>%s/err")
+    :format(env, pidf, port, as_root, extra, dir)))
   local deadline = now() + 5
   while not port_open(port) and now() < deadline do helpers.sleep(0.05) end
   assert(port_open(port), "own memcached did not start on " .. port .. ": " .. helpers.sh("cat " .. dir .. "/err; ss -tanp | grep " .. port))
@@ -73,6 +95,21 @@ local function start_own(port)
   local s = { port = port, pid = assert(pid, "no pid file"), addr = "127.0.0.1:" .. port }
   own[#own + 1] = s
   return s
+end
+
+-- SIGSTOP, then wait until every thread of the process is stopped: kill
+-- returns before a busy machine has stopped them all, and a thread still
+-- running would answer the next request.
+local function freeze(pid)
+  assert(ok_exec("kill -STOP " .. pid))
+  local deadline = now() + 5
+  repeat
+    local running = helpers.sh(("cat /proc/%d/task/*/stat 2>/dev/null | awk '$3 != \"T\"' | wc -l")
+      :format(pid))
+    if running == "0" then return end
+    helpers.sleep(0.02)
+  until now() > deadline
+  error("process " .. pid .. " did not stop")
 end
 
 local function stop_own(s)
@@ -120,6 +157,9 @@ describe("memcached backends", function()
       ok, err = pcall(cache.SASLMemcachedCache, { servers = SASL or A, password = "x" })
       assert.is_false(ok)
       assert.matches("username", err)
+      ok, err = pcall(cache.SASLMemcachedCache, { servers = SASL or A, username = "x" })
+      assert.is_false(ok)
+      assert.matches("password", err)
       ok, err = pcall(cache.SpreadSASLMemcachedCache, { servers = A, chunksize = 0 })
       assert.is_false(ok)
       assert.matches("chunksize", err)
@@ -137,10 +177,25 @@ describe("memcached backends", function()
       c2:set("x", "same")
       assert.equal("same", c3:get("x"))
       assert.has_no.errors(function() cache.MemcachedCache { servers = { "[::1]:11211" } } end)
+      -- {host, port} pairs reach the backend bracketed when the host is IPv6.
+      assert.has_no.errors(function() cache.MemcachedCache { servers = { { "::1", 11211 } } } end)
       -- The default is 127.0.0.1:11211, used lazily (nothing listens there
       -- in the test machine, or something does: either way no raise).
       local d = cache.MemcachedCache {}
       assert.equal(300, d.default_timeout)
+    end)
+
+    it("SASLMemcachedCache without credentials: no SASL, as Flask-Caching (pylibmc) does", function()
+      local c = cache.SASLMemcachedCache { servers = { A, B }, key_prefix = helpers.unique("nosasl") }
+      assert.is_true(c:set("k", "v"))
+      assert.equal("v", c:get("k"))
+      assert.equal(2, c:inc("n", 2))
+      if cache.new then
+        local n = cache.new { CACHE_TYPE = "saslmemcached", CACHE_MEMCACHED_SERVERS = { A },
+                              CACHE_KEY_PREFIX = helpers.unique("nosaslcfg") }
+        assert.is_true(n:set("k", 1))
+        assert.equal(1, n:get("k"))
+      end
     end)
 
     it("works on a unix socket", function()
@@ -231,6 +286,31 @@ describe("memcached backends", function()
       assert.matches("kept$", select(3, meta(A, prefix .. kept)))
       local _, _, v = meta(A, prefix .. long)
       assert.is_nil(v)
+    end)
+
+    it("no key aliases another: a key shaped like a mapped one is mapped too", function()
+      local hex = require("cache.core").hex_digest
+      local forms = {}
+      for _, prefix in ipairs { "", helpers.unique("alias") } do
+        local c = cache.MemcachedCache { servers = { A }, key_prefix = prefix }
+        assert.is_true(c:set("a b", "victim"))
+        local lookalike = "#" .. hex("sha256", prefix .. "a b")
+        assert.is_nil(c:get(lookalike), "prefix '" .. prefix .. "'")
+        assert.is_true(c:set(lookalike, "other"))
+        assert.equal("victim", c:get("a b"))
+        assert.equal("other", c:get(lookalike))
+        forms[#forms + 1] = prefix
+      end
+      -- an unprintable prefix is dropped in front of the digest: the key
+      -- "#<hex>" of an object without a prefix must not reach its entries
+      local bad = cache.MemcachedCache { servers = { A }, key_prefix = "my app:" }
+      local none = cache.MemcachedCache { servers = { A }, key_prefix = "" }
+      assert.is_true(bad:set("k", "victim"))
+      assert.is_nil(none:get("#" .. hex("sha256", "my app:k")))
+      -- keys that do not start with '#' keep their exact form on the server
+      local c, prefix = new()
+      assert.is_true(c:set("x#y", "kept"))
+      assert.matches("kept$", select(3, meta(A, prefix .. "x#y")))
     end)
 
     it("keeps prefixes apart, and clear() flushes every prefix (flush_all)", function()
@@ -330,7 +410,7 @@ describe("memcached backends", function()
       local s = start_own()
       local c = cache.MemcachedCache { servers = { s.addr }, key_prefix = helpers.unique("stop") }
       assert.is_true(c:set("k", 1))
-      assert(ok_exec("kill -STOP " .. s.pid))
+      freeze(s.pid)
       local ops = {
         get = function() return c:get("k") end,
         set = function() return c:set("k", 2) end,
@@ -351,14 +431,16 @@ describe("memcached backends", function()
       end
       assert(ok_exec("kill -CONT " .. s.pid))
       -- a fresh key: writes sent while the server was stopped may still be
-      -- applied after it resumes, and would overwrite "k"
-      local deadline, ok = now() + 10, false
+      -- applied after it resumes, and would overwrite "k". That includes
+      -- clear()'s flush_all, which the resumed server may run after a first
+      -- new write (seen: "recovered" absent on the server itself), so
+      -- recovery is a write that reads back.
+      local deadline, back = now() + 10, nil
       repeat
-        ok = c:set("recovered", "back")
-        if not ok then helpers.sleep(0.2) end
-      until ok or now() > deadline
-      assert.is_true(ok)
-      assert.equal("back", c:get("recovered"))
+        if c:set("recovered", "back") then back = c:get("recovered") end
+        if back ~= "back" then helpers.sleep(0.2) end
+      until back == "back" or now() > deadline
+      assert.equal("back", back)
     end)
 
     it("killing one of two servers leaves the other's keys readable", function()
@@ -399,6 +481,87 @@ describe("memcached backends", function()
         if not back then helpers.sleep(0.2) end
       until back or now() > deadline
       assert.is_true(back)
+    end)
+
+    -- A pool of two own servers with keys k1..k20; which keys live on the
+    -- first (read through an object of that server alone).
+    local function pool_of_two(tag)
+      local s1, s2 = start_own(), start_own()
+      local prefix = helpers.unique(tag)
+      local pool = cache.MemcachedCache { servers = { s1.addr, s2.addr }, key_prefix = prefix }
+      local only1 = cache.MemcachedCache { servers = { s1.addr }, key_prefix = prefix }
+      local keys, on1 = {}, {}
+      for i = 1, 20 do
+        keys[i] = "k" .. i
+        assert.is_true(pool:set(keys[i], i))
+      end
+      for i = 1, 20 do on1[i] = only1:get(keys[i]) ~= nil end
+      return pool, keys, on1, s1, s2
+    end
+
+    it("get_many and get_dict with one member down: the other's hits, and an error naming it", function()
+      local pool, keys, on1, s1, s2 = pool_of_two("gmdown")
+      stop_own(s2)
+      local r = helpers.pack(pool:get_many(unpack(keys)))
+      assert.equal(21, r.n)
+      for i = 1, 20 do
+        if on1[i] then assert.equal(i, r[i]) else assert.is_nil(r[i]) end
+      end
+      assert.matches("^memcached 127%.0%.0%.1:" .. s2.port .. ": ", r[21])
+      local d, err = pool:get_dict(unpack(keys))
+      for i = 1, 20 do assert.equal(on1[i] and i or nil, d[keys[i]]) end
+      assert.matches("^memcached 127%.0%.0%.1:" .. s2.port .. ": ", err)
+      -- only the keys of the dead server fail: alone, the others have no error
+      local live = {}
+      for i = 1, 20 do if on1[i] then live[#live + 1] = keys[i] end end
+      r = helpers.pack(pool:get_many(unpack(live)))
+      assert.equal(#live, r.n)
+      stop_own(s1)
+    end)
+
+    it("set_many with one item too large: false, the other keys, and why", function()
+      for _, servers in ipairs { { A }, { A, B } } do
+        local c = cache.MemcachedCache { servers = servers, key_prefix = helpers.unique("big") }
+        local ok, keys, err = c:set_many { a = 1, b = 2, big = ("x"):rep(2 * 1048576) }
+        assert.is_false(ok)
+        table.sort(keys)
+        assert.same({ "a", "b" }, keys)
+        assert.matches("^memcached 127%.0%.0%.1:%d+: .*too big.*larger %-I", err)
+        assert.equal(1, c:get("a"))
+      end
+    end)
+
+    it("clear() names the member that failed", function()
+      local pool, _, _, s1, s2 = pool_of_two("clr")
+      freeze(s2.pid)
+      local ok, err = pool:clear()
+      assert(ok_exec("kill -CONT " .. s2.pid))
+      assert.is_false(ok)
+      assert.matches("^memcached 127%.0%.0%.1:" .. s2.port .. ": ", err)
+      helpers.sleep(1.1) -- past the retry interval of the stalled member
+      stop_own(s2)
+      ok, err = pool:clear()
+      assert.is_false(ok)
+      assert.matches("^memcached 127%.0%.0%.1:" .. s2.port .. ": ", err)
+      stop_own(s1)
+    end)
+
+    it("delete_many with a stalled member (SIGSTOP) fails its keys after about the 1 s timeout", function()
+      local pool, keys, on1, s1, s2 = pool_of_two("dmstop")
+      freeze(s2.pid)
+      local t0 = now()
+      local all, deleted, err = pool:delete_many(unpack(keys))
+      local took = now() - t0
+      assert(ok_exec("kill -CONT " .. s2.pid))
+      assert.is_false(all)
+      local want = 0
+      for i = 1, 20 do if on1[i] then want = want + 1 end end
+      assert.equal(want, #deleted)
+      assert.matches("^memcached 127%.0%.0%.1:" .. s2.port .. ": ", err)
+      -- documented: about 1 s (one poll timeout); a generous bound
+      assert.is_true(took < 2.5, "took " .. took)
+      stop_own(s1)
+      stop_own(s2)
     end)
   end)
 
@@ -803,6 +966,71 @@ describe("memcached backends", function()
       assert.is_true(c:add("k", v))
       assert.is_false(c:add("k", "other"))
       assert.is_true(c:get("k") == v)
+    end)
+  end)
+
+  -- Every libmemcached handle of one object (the first, the batch-delete
+  -- handle, the one a forked child makes) must place a key on the same
+  -- server, or a key written through one is missed by another. The fork
+  -- case is spec/c/test_memcached.c (server_pool_fork).
+  describe("one key distribution on every handle", function()
+    local function keys20()
+      local keys = {}
+      for i = 1, 20 do keys[i] = "k" .. i end
+      return keys
+    end
+
+    -- Stores 20 keys through c, runs drop(c, keys), then counts the keys a
+    -- fresh object on the same servers still reads.
+    local function survivors(ctor, opts, drop)
+      local c = cache[ctor](opts)
+      local keys = keys20()
+      for i, k in ipairs(keys) do assert.is_true(c:set(k, i), k) end
+      drop(c, keys)
+      local fresh = cache[ctor](opts)
+      local left = {}
+      for _, k in ipairs(keys) do
+        if fresh:get(k) ~= nil then left[#left + 1] = k end
+      end
+      return left
+    end
+
+    local function delete_all(c, keys)
+      local all, deleted = c:delete_many(unpack(keys))
+      assert.is_true(all)
+      assert.equal(#keys, #deleted)
+    end
+
+    local function expire_all(c, keys)
+      local map = {}
+      for _, k in ipairs(keys) do map[k] = "x" end
+      local all, set = c:set_many(map, -1)
+      assert.is_true(all)
+      assert.equal(#keys, #set)
+    end
+
+    it("MemcachedCache: delete_many of 20 keys leaves none readable", function()
+      local opts = { servers = { A, B }, key_prefix = helpers.unique("dist") }
+      assert.same({}, survivors("MemcachedCache", opts, delete_all))
+    end)
+
+    it("MemcachedCache: set_many with a negative timeout leaves none readable", function()
+      local opts = { servers = { A, B }, key_prefix = helpers.unique("dist") }
+      assert.same({}, survivors("MemcachedCache", opts, expire_all))
+    end)
+
+    it("SASL and Spread pools of two: delete_many and set_many(-1) leave none readable", function()
+      local s1, s2 = start_own(nil, { sasl = true }), start_own(nil, { sasl = true })
+      local conf = sasl_conf()
+      for _, ctor in ipairs { "SASLMemcachedCache", "SpreadSASLMemcachedCache" } do
+        for _, drop in ipairs { delete_all, expire_all } do
+          local opts = { servers = { s1.addr, s2.addr }, username = conf.user,
+                         password = conf.pass, key_prefix = helpers.unique("sdist") }
+          assert.same({}, survivors(ctor, opts, drop), ctor)
+        end
+      end
+      stop_own(s1)
+      stop_own(s2)
     end)
   end)
 end)

@@ -70,14 +70,17 @@ if [ ${#ONLY[@]} -gt 0 ]; then
         esac
     done
 fi
+# The engine's libraries, as the Makefile names them (DEPS_PC), and
+# msgpack-c, which the C tests compare the engine's MessagePack bytes with.
+DEPS_PC="$(sed -n 's/^DEPS_PC *:= *//p' Makefile) msgpack"
 for t in "${c_tests[@]}"; do
     [ -e "$t" ] || continue
     name=$(basename "$t" .c)
     if ! ${CC:-cc} -std=c11 -g -O1 -Wall -Wextra -Werror -Iengine -Ispec/c \
         $( [ "${SANITIZE:-0}" = 1 ] && echo -fsanitize=address,undefined ) \
-        $(pkg-config --cflags hiredis msgpack libmemcached libcrypto) \
+        $(pkg-config --cflags $DEPS_PC) \
         "$t" "$OBJDIR/libcacheengine.a" \
-        $(pkg-config --libs hiredis msgpack libmemcached libcrypto) -lpthread -lm \
+        $(pkg-config --libs $DEPS_PC) -lpthread -lm \
         -o "$STATE/c/$name" 2>"$STATE/c/$name.build"; then
         echo "C test $name does not build:"; cat "$STATE/c/$name.build"
         echo "0 1 0" >>"$COUNTS"; continue

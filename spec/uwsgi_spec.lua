@@ -122,6 +122,18 @@ describe("UWSGICache on a server", function()
     assert.equal("ok", c:get("after"))
   end)
 
+  it("no key aliases another: a key shaped like a mapped one is mapped too", function()
+    local hex = require("cache.core").hex_digest
+    for _, k in ipairs { "", ("z"):rep(2001) } do
+      assert.is_true(c:set(k, "victim"))
+      local lookalike = "#" .. hex("sha256", k)
+      assert.is_nil(c:get(lookalike), #k .. " bytes")
+      assert.is_true(c:set(lookalike, "other"))
+      assert.equal("victim", c:get(k))
+      assert.equal("other", c:get(lookalike))
+    end
+  end)
+
   it("gives false, err for a value over the server's item size", function()
     local ok, err = c:set("big", ("x"):rep(70000))
     assert.is_false(ok)

@@ -29,6 +29,7 @@
 ---@field threshold? integer most entries kept; 0 = no limit (default 500)
 ---@field mode? integer permission bits of the entry files (default tonumber("600", 8))
 ---@field hash_method? "md5"|"sha1"|"sha256"|"sha512" digest naming the files (default "md5")
+---@field timeout? number seconds inc/dec wait for the directory lock (default 1.0; 0 = no limit)
 
 ---Options of the backends with an OpenResty cosocket path.
 ---@class cache.NetworkOptions : cache.BackendOptions
@@ -40,6 +41,13 @@
 ---Options of the Redis family's connections.
 ---@class cache.RedisConnectionOptions : cache.NetworkOptions
 ---@field password? string `AUTH` on every new connection
+---@field username? string Redis 6 ACL user (without a password: `AUTH username ""`)
+---@field ssl? boolean TLS (Sentinel: to the data nodes; Cluster: to every node; default false)
+---@field ssl_ca_certs? string PEM file of the CAs the server's certificate must lead to (default: the system's)
+---@field ssl_certfile? string client certificate (PEM)
+---@field ssl_keyfile? string the client certificate's key (PEM)
+---@field ssl_cert_reqs? "required"|"none" certificate verification (default "required")
+---@field ssl_check_hostname? boolean the host must be in the certificate (default true)
 ---@field key_prefix? string prepended to every key; `clear()` then removes only these
 ---@field connect_timeout? number seconds to connect (default 1.0; 0 = no limit)
 ---@field timeout? number seconds a call may wait without progress (default 1.0; 0 = no limit)
@@ -47,15 +55,16 @@
 ---@class cache.RedisCacheOptions : cache.RedisConnectionOptions
 ---@field host? string the server (default "localhost")
 ---@field port? integer (default 6379)
----@field url? string `redis://[[user]:password@]host[:port][/db]` or `unix://[[user]:password@]/path[?db=N]`
+---@field url? string `redis://[[user]:password@]host[:port][/db]`, `rediss://…` (TLS) or `unix://[[user]:password@]/path[?db=N]`
 ---@field unix_socket? string a unix socket path instead of host/port
----@field username? string Redis 6 ACL user
 ---@field db? integer `SELECT db` on every new connection (default 0)
 
 ---@class cache.RedisSentinelCacheOptions : cache.RedisConnectionOptions
 ---@field sentinels? string|string[]|table[] `{"host:port", ...}`, `{{host, port}, ...}` or `"h:p,h:p"` (default {"127.0.0.1:26379"})
 ---@field master? string the name the sentinels monitor (default "mymaster")
 ---@field sentinel_password? string `AUTH` to the sentinels
+---@field sentinel_username? string the sentinels' ACL user
+---@field sentinel_ssl? boolean TLS to the sentinels, with the same ssl_* options (default false)
 ---@field db? integer (default 0)
 
 ---@class cache.RedisClusterCacheOptions : cache.RedisConnectionOptions
@@ -66,8 +75,8 @@
 ---@field key_prefix? string prepended to every key
 
 ---@class cache.SASLMemcachedCacheOptions : cache.MemcachedCacheOptions
----@field username string SASL user (required)
----@field password string SASL password (required)
+---@field username? string SASL user (with password; neither: no SASL)
+---@field password? string SASL password (with username)
 
 ---@class cache.SpreadSASLMemcachedCacheOptions : cache.SASLMemcachedCacheOptions
 ---@field chunksize? integer bytes per chunk (default 1048576)
@@ -185,11 +194,13 @@ function Backend:close() end
 ---@field CACHE_REDIS_HOST? string (default "localhost")
 ---@field CACHE_REDIS_PORT? integer|string (default 6379)
 ---@field CACHE_REDIS_PASSWORD? string
+---@field CACHE_REDIS_USERNAME? string
 ---@field CACHE_REDIS_DB? integer (default 0)
 ---@field CACHE_REDIS_URL? string
 ---@field CACHE_REDIS_SENTINELS? string|string[]|table[]
 ---@field CACHE_REDIS_SENTINEL_MASTER? string
 ---@field CACHE_REDIS_SENTINEL_PASSWORD? string
+---@field CACHE_REDIS_SENTINEL_USERNAME? string
 ---@field CACHE_REDIS_CLUSTER? string|string[]
 ---@field CACHE_TRANSPORT? "auto"|"cosocket"|"blocking" the network backends' transport
 

@@ -32,6 +32,7 @@
 #include "cache.h"
 #include "codec.h"
 #include "digest.h"
+#include "hostport.h"
 #include "memcached.h"
 #include "memcached_co.h"
 
@@ -62,7 +63,10 @@ void mc_key_make(const mc_backend *b, cache_str key, const char *suffix,
 {
     size_t total = b->prefix_len + key.len + suffix_len;
     int prefix_ok = printable(b->prefix, b->prefix_len);
-    if (total >= 1 && total <= MC_MAX_KEY && prefix_ok &&
+    /* what follows the prefix: a '#' there is the digest form's (digest.h) */
+    int marked = key.len ? cache_key_marked(key.ptr, key.len)
+                         : cache_key_marked(suffix, suffix_len);
+    if (total >= 1 && total <= MC_MAX_KEY && prefix_ok && !marked &&
         printable(key.ptr, key.len) && printable(suffix, suffix_len)) {
         memcpy(out->s, b->prefix, b->prefix_len);
         if (key.len)
@@ -73,25 +77,27 @@ void mc_key_make(const mc_backend *b, cache_str key, const char *suffix,
         out->s[total] = '\0';
         return;
     }
+    /* Keep a readable prefix in front when it fits: "prefix#<64 hex>".
+     * Without it (a prefix unprintable or over 185 bytes) the digest form
+     * still differs from every key sent as it is: those either start with
+     * the prefix, which is then longer than the whole digest form, or there
+     * are none (an unprintable prefix). */
+    size_t head = prefix_ok && b->prefix_len <= MC_MAX_KEY - CACHE_KEY_DIGEST_LEN
+                      ? b->prefix_len
+                      : 0;
     const void *parts[3] = {b->prefix_len ? b->prefix : "",
                             key.len ? key.ptr : "", suffix_len ? suffix : ""};
     size_t lens[3] = {b->prefix_len, key.len, suffix_len};
-    unsigned char d[CACHE_DIGEST_MAX];
-    size_t dl = cache_digest(CACHE_SHA256, 3, parts, lens, d);
-    if (dl != 32) {
-        /* libcrypto failed (out of memory): a fixed, still valid key; the
-         * caller's write lands on it, which is harmless but noted here. */
-        memset(d, 0, sizeof d);
-        dl = 32;
-    }
-    /* Keep a readable prefix in front when it fits: "prefix#<64 hex>". */
-    size_t head = prefix_ok && b->prefix_len <= MC_MAX_KEY - 1 - 2 * dl
-                      ? b->prefix_len
-                      : 0;
     memcpy(out->s, b->prefix, head);
-    out->s[head] = '#';
-    cache_hex(d, dl, out->s + head + 1);
-    out->len = head + 1 + 2 * dl;
+    if (cache_key_digest_form(3, parts, lens, out->s + head) != 0) {
+        /* libcrypto failed (out of memory): an empty key, which libmemcached
+         * refuses (a bad-key error for this call). Any fixed stand-in would
+         * make every key that fails here share one entry. */
+        out->s[0] = '\0';
+        out->len = 0;
+        return;
+    }
+    out->len = head + CACHE_KEY_DIGEST_LEN;
 }
 
 /* ---- errors ----------------------------------------------------------------- */
@@ -126,12 +132,37 @@ static void server_label(const memcached_instance_st *in, char *out, size_t cap)
     in_port_t port = memcached_server_port(in);
     if (!name)
         snprintf(out, cap, "?");
-    else if (name[0] == '/' || port == 0)
-        snprintf(out, cap, "%s", name);
-    else if (strchr(name, ':'))
-        snprintf(out, cap, "[%s]:%u", name, (unsigned)port);
     else
-        snprintf(out, cap, "%s:%u", name, (unsigned)port);
+        cache_hostport_format(out, cap, name, name[0] == '/' ? 0 : port);
+}
+
+/* The server that libmemcached's last error message of m names (it ends
+ * in " host: NAME:PORT" or " socket: PATH" when a server failed), or NULL.
+ * The handle's last error is always of its latest call, where the
+ * server's own error and its last disconnect may be older. */
+static const memcached_instance_st *named_in_last_error(memcached_st *m)
+{
+    if (memcached_last_error(m) == MEMCACHED_SUCCESS)
+        return NULL;
+    const char *msg = memcached_last_error_message(m);
+    uint32_t count = memcached_server_count(m);
+    for (uint32_t i = 0; msg && i < count; i++) {
+        const memcached_instance_st *in = memcached_server_instance_by_position(m, i);
+        const char *name = memcached_server_name(in);
+        if (!name)
+            continue;
+        char tag[1100];
+        in_port_t port = memcached_server_port(in);
+        if (name[0] == '/' || port == 0)
+            snprintf(tag, sizeof tag, " socket: %s", name);
+        else
+            snprintf(tag, sizeof tag, " host: %s:%u", name, (unsigned)port);
+        size_t tl = strlen(tag);
+        for (const char *at = strstr(msg, tag); at; at = strstr(at + 1, tag))
+            if (at[tl] == '\0' || at[tl] == ' ' || at[tl] == ',')
+                return in; /* whole: ":1234" is not ":12345" */
+    }
+    return NULL;
 }
 
 /* The failure as libmemcached handle m saw it. */
@@ -143,6 +174,8 @@ static int fail_on(mc_backend *b, memcached_st *m, const mc_key *k,
         memcached_return_t r2;
         in = memcached_server_by_key(m, k->s, k->len, &r2);
     }
+    if (!in)
+        in = named_in_last_error(m);
     if (!in)
         in = memcached_server_get_last_disconnect(m);
     if (!in && memcached_server_count(m) > 0)
@@ -242,14 +275,6 @@ static int stored_int(const char *p, size_t n, int wrap, int64_t *out)
     return 1;
 }
 
-static int write_int(int64_t i, cache_buf *out, cache_err *err)
-{
-    cache_writer w;
-    cache_writer_init(&w, out);
-    cache_write_int(&w, i);
-    return w.failed ? cache_fail(err, CACHE_ENOMEM, "out of memory") : CACHE_OK;
-}
-
 int mc_decode(const char *p, size_t n, uint32_t flags, cache_buf *out,
               cache_err *err)
 {
@@ -264,7 +289,7 @@ int mc_decode(const char *p, size_t n, uint32_t flags, cache_buf *out,
     }
     if (flags == MC_FLAG_INT) {
         if (stored_int(p, n, 1, &i))
-            return write_int(i, out, err);
+            return cache_encode_int(i, out, err);
         cache_writer w;
         cache_writer_init(&w, out);
         cache_write_str(&w, p, n);
@@ -273,7 +298,7 @@ int mc_decode(const char *p, size_t n, uint32_t flags, cache_buf *out,
     }
     /* A foreign value. */
     if (stored_int(p, n, 0, &i))
-        return write_int(i, out, err);
+        return cache_encode_int(i, out, err);
     size_t start = out->len;
     int rc = cache_external_decode((cache_str){p, n}, out, err);
     if (rc == CACHE_FAIL) {
@@ -285,66 +310,36 @@ int mc_decode(const char *p, size_t n, uint32_t flags, cache_buf *out,
 
 /* ---- options and connection ----------------------------------------------------- */
 
+static int record_server(mc_backend *b, const char *host, in_port_t port,
+                         cache_err *err)
+{
+    mc_server *grown = realloc(b->servers, (b->nservers + 1) * sizeof *grown);
+    if (!grown)
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    b->servers = grown;
+    char *copy = cache_strndup(host, strlen(host));
+    if (!copy)
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    b->servers[b->nservers++] = (mc_server){copy, port};
+    return CACHE_OK;
+}
+
 static int add_one_server(mc_backend *b, const char *s, size_t n,
                           cache_err *err)
 {
-    while (n > 0 && isspace((unsigned char)*s))
-        s++, n--;
-    while (n > 0 && isspace((unsigned char)s[n - 1]))
-        n--;
-    if (n == 0)
-        return cache_fail(err, CACHE_EINVAL, "servers: empty server name");
-    char buf[1100];
-    if (n >= sizeof buf)
-        return cache_fail(err, CACHE_EINVAL, "servers: name too long");
-    memcpy(buf, s, n);
-    buf[n] = '\0';
-    memcached_return_t rc;
-    if (buf[0] == '/') {
-        rc = memcached_server_add_unix_socket(b->m, buf);
-    } else {
-        char *host = buf, *port_s = NULL;
-        if (buf[0] == '[') { /* [v6addr]:port */
-            char *close = strchr(buf, ']');
-            if (!close)
-                return cache_fail(err, CACHE_EINVAL, "servers: bad address '%s'",
-                                  buf);
-            *close = '\0';
-            host = buf + 1;
-            if (close[1] == ':')
-                port_s = close + 2;
-            else if (close[1])
-                return cache_fail(err, CACHE_EINVAL, "servers: bad address '%s'",
-                                  s);
-        } else {
-            char *colon = strchr(buf, ':');
-            if (colon && strchr(colon + 1, ':'))
-                return cache_fail(err, CACHE_EINVAL,
-                                  "servers: write an IPv6 address as [addr]:port");
-            if (colon) {
-                *colon = '\0';
-                port_s = colon + 1;
-            }
-        }
-        long port = MC_DEFAULT_PORT;
-        if (port_s) {
-            char *end;
-            port = strtol(port_s, &end, 10);
-            if (!*port_s || *end || port < 1 || port > 65535)
-                return cache_fail(err, CACHE_EINVAL, "servers: bad port in '%.*s'",
-                                  (int)n, s);
-        }
-        if (!*host)
-            return cache_fail(err, CACHE_EINVAL, "servers: no host in '%.*s'",
-                              (int)n, s);
-        rc = memcached_server_add(b->m, host, (in_port_t)port);
-    }
-    if (rc != MEMCACHED_SUCCESS)
-        return cache_fail(err, CACHE_EINVAL, "servers: cannot add '%.*s': %s",
-                          (int)n, s, memcached_strerror(b->m, rc));
-    if (buf[0] == '/')
+    cache_hostport hp;
+    int rc = cache_hostport_parse(s, n, CACHE_HP_PORT_OPTIONAL | CACHE_HP_UNIX,
+                                  MC_DEFAULT_PORT, &hp, "servers", err);
+    if (rc != CACHE_OK)
+        return rc;
+    if (hp.path) {
         b->incr_unguarded = 0; /* libmemcached does no SASL on unix sockets */
-    return CACHE_OK;
+        rc = record_server(b, hp.path, 0, err);
+    } else {
+        rc = record_server(b, hp.host, (in_port_t)hp.port, err);
+    }
+    cache_hostport_free(&hp);
+    return rc;
 }
 
 /* One list element may hold several servers separated by commas. */
@@ -366,9 +361,9 @@ static int add_servers(mc_backend *b, const char *s, size_t n, cache_err *err)
     return CACHE_OK;
 }
 
-/* username and password: both, or (unless required) neither. */
-static int take_sasl(mc_backend *b, cache_opts *opts, int required,
-                     cache_err *err)
+/* username and password: both, or neither. One alone is refused, as
+ * pylibmc refuses it ("SASL requires both username and password"). */
+static int take_sasl(mc_backend *b, cache_opts *opts, cache_err *err)
 {
     const char *user = NULL, *pass = NULL;
     size_t ul = 0, pl = 0;
@@ -378,29 +373,35 @@ static int take_sasl(mc_backend *b, cache_opts *opts, int required,
     rc = cache_opt_str(opts, "password", &pass, &pl, err);
     if (rc < 0)
         return rc;
-    if (!user && !pass && !required)
+    if (!user && !pass)
         return CACHE_OK;
     if (!user)
-        return cache_fail(err, CACHE_EINVAL, "option 'username' is required");
+        return cache_fail(err, CACHE_EINVAL,
+                          "option 'password' given without 'username' (SASL needs both)");
     if (!pass)
-        return cache_fail(err, CACHE_EINVAL, "option 'password' is required");
+        return cache_fail(err, CACHE_EINVAL,
+                          "option 'username' given without 'password' (SASL needs both)");
     if (memchr(user, '\0', ul) || memchr(pass, '\0', pl))
         return cache_fail(err, CACHE_EINVAL, "username/password: NUL byte");
-    char *u = cache_strndup(user, ul), *p = cache_strndup(pass, pl);
-    memcached_return_t mrc = MEMCACHED_MEMORY_ALLOCATION_FAILURE;
-    if (u && p)
-        mrc = memcached_set_sasl_auth_data(b->m, u, p);
-    b->sasl_user = u; /* for the cosocket path's own SASL */
-    b->sasl_pass = p;
-    if (mrc != MEMCACHED_SUCCESS)
-        return cache_fail(err, CACHE_FAIL, "memcached: cannot set SASL credentials: %s",
-                          memcached_strerror(b->m, mrc));
+    b->user = cache_strndup(user, ul);
+    b->pass = cache_strndup(pass, pl);
+    if (!b->user || !b->pass)
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
     b->incr_unguarded = 1; /* until a unix socket is added */
     return CACHE_OK;
 }
 
-static void set_behaviours(memcached_st *m)
+/* A new libmemcached handle of b's servers and credentials, unconnected.
+ * Every handle b uses comes from here: libmemcached's memcached_clone does
+ * not carry the weighted-ketama setting over, and a handle that builds its
+ * continuum differently sends a key to another server. Every handle gets
+ * the same behaviours, then the same servers in the same order, so every
+ * handle builds the same continuum. */
+static int new_handle(const mc_backend *b, memcached_st **out, cache_err *err)
 {
+    memcached_st *m = memcached_create(NULL);
+    if (!m)
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
     memcached_behavior_set(m, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1);
     /* ketama, weighted, MD5 points: the continuum of libketama and pylibmc */
     memcached_behavior_set(m, MEMCACHED_BEHAVIOR_KETAMA_WEIGHTED, 1);
@@ -415,18 +416,41 @@ static void set_behaviours(memcached_st *m)
     /* One failure disables a server; it is tried again after a second. */
     memcached_behavior_set(m, MEMCACHED_BEHAVIOR_SERVER_FAILURE_LIMIT, 1);
     memcached_behavior_set(m, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 1);
+    memcached_return_t rc = MEMCACHED_SUCCESS;
+    if (b->user) {
+        rc = memcached_set_sasl_auth_data(m, b->user, b->pass);
+        if (rc != MEMCACHED_SUCCESS) {
+            cache_fail(err, CACHE_FAIL, "memcached: cannot set SASL credentials: %s",
+                       memcached_strerror(m, rc));
+            memcached_free(m);
+            return CACHE_FAIL;
+        }
+    }
+    for (size_t i = 0; i < b->nservers; i++) {
+        const mc_server *sv = &b->servers[i];
+        rc = sv->port ? memcached_server_add(m, sv->host, sv->port)
+                      : memcached_server_add_unix_socket(m, sv->host);
+        if (rc != MEMCACHED_SUCCESS) {
+            if (sv->port)
+                cache_fail(err, CACHE_EINVAL, "servers: cannot add '%s' port %u: %s",
+                           sv->host, (unsigned)sv->port, memcached_strerror(m, rc));
+            else
+                cache_fail(err, CACHE_EINVAL, "servers: cannot add '%s': %s",
+                           sv->host, memcached_strerror(m, rc));
+            memcached_free(m);
+            return CACHE_EINVAL;
+        }
+    }
+    *out = m;
+    return CACHE_OK;
 }
 
 int mc_open(mc_backend *b, cache_opts *opts, int sasl, cache_err *err)
 {
-    b->m = memcached_create(NULL);
-    if (!b->m)
-        return cache_fail(err, CACHE_ENOMEM, "out of memory");
     b->pid = getpid();
     int rc;
-    if (sasl && (rc = take_sasl(b, opts, sasl == MC_SASL_REQUIRED, err)) != CACHE_OK)
+    if (sasl && (rc = take_sasl(b, opts, err)) != CACHE_OK)
         return rc;
-    set_behaviours(b->m);
     const char *prefix = NULL;
     size_t plen = 0;
     if ((rc = cache_opt_str(opts, "key_prefix", &prefix, &plen, err)) < 0)
@@ -451,23 +475,34 @@ int mc_open(mc_backend *b, cache_opts *opts, int sasl, cache_err *err)
     } else if ((rc = add_servers(b, "127.0.0.1:11211", 15, err)) != CACHE_OK) {
         return rc;
     }
+    if ((rc = new_handle(b, &b->m, err)) != CACHE_OK)
+        return rc;
     if (!memcached_result_create(b->m, &b->result))
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
     b->result_ready = 1;
     return CACHE_OK;
 }
 
+/* What mc_open took from the options (plain memory). */
+static void free_config(mc_backend *b)
+{
+    for (size_t i = 0; i < b->nservers; i++)
+        free(b->servers[i].host);
+    free(b->servers);
+    b->servers = NULL;
+    b->nservers = 0;
+    free(b->user);
+    free(b->pass);
+    b->user = b->pass = NULL;
+    free(b->prefix);
+    b->prefix = NULL;
+}
+
 void mc_close(mc_backend *b)
 {
-    free(b->sasl_user);
-    if (b->sasl_pass)
-        memset(b->sasl_pass, 0, strlen(b->sasl_pass));
-    free(b->sasl_pass);
-    b->sasl_user = b->sasl_pass = NULL;
     if (b->m && b->pid != getpid()) {
         /* inherited across fork and never used here: see fork_guard */
-        free(b->prefix);
-        b->prefix = NULL;
+        free_config(b);
         return;
     }
     if (b->result_ready)
@@ -481,32 +516,32 @@ void mc_close(mc_backend *b)
     if (b->m)
         memcached_free(b->m);
     b->m = NULL;
-    free(b->prefix);
-    b->prefix = NULL;
+    free_config(b);
 }
 
 /* ---- fork -------------------------------------------------------------------------- */
 
 /* A process forked after the handle connected (an nginx master that made
  * the cache before forking its workers) shares the parent's sockets, so
- * each would read answers meant for the other. The child takes a clone of
- * the handle (same servers, behaviours and credentials, no connections)
- * and leaves the inherited one alone, on purpose: freeing it would send
- * QUIT on the parent's connections. */
+ * each would read answers meant for the other. The child makes a handle of
+ * its own (new_handle: same servers, behaviours and credentials, no
+ * connections) and leaves the inherited one alone, on purpose: freeing it
+ * would send QUIT on the parent's connections. */
 static int fork_guard(mc_backend *b, cache_err *err)
 {
     pid_t pid = getpid();
     if (pid == b->pid)
         return CACHE_OK;
-    memcached_st *fresh = memcached_clone(NULL, b->m);
-    if (!fresh)
-        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    memcached_st *fresh;
+    int rc = new_handle(b, &fresh, err);
+    if (rc != CACHE_OK)
+        return rc;
     if (!memcached_result_create(fresh, &b->result)) {
         memcached_free(fresh);
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
     }
     b->m = fresh;
-    b->del_m = NULL; /* a new one is cloned on first use */
+    b->del_m = NULL; /* a new one is made on first use */
     b->pid = pid;
     return CACHE_OK;
 }
@@ -519,6 +554,20 @@ static int fork_guard(mc_backend *b, cache_err *err)
     } while (0)
 
 /* ---- single-key operations ----------------------------------------------------- */
+
+/* Storing n bytes under k failed with rc: the failure, saying what to do
+ * about an item too large for the server. */
+static int store_failed(mc_backend *b, const mc_key *k, memcached_return_t rc,
+                        size_t n, cache_err *err)
+{
+    mc_fail(b, k, rc, err);
+    if (rc == MEMCACHED_E2BIG && err) {
+        size_t used = strlen(err->msg);
+        snprintf(err->msg + used, sizeof err->msg - used,
+                 " (%zu bytes; start memcached with a larger -I)", n);
+    }
+    return CACHE_FAIL;
+}
 
 int mc_store(mc_backend *b, const mc_key *k, const char *v, size_t n,
              uint32_t flags, double ttl, int only_if_absent, cache_err *err)
@@ -542,14 +591,7 @@ int mc_store(mc_backend *b, const mc_key *k, const char *v, size_t n,
         return CACHE_OK;
     if (only_if_absent && (rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_DATA_EXISTS))
         return CACHE_EXISTS;
-    if (rc == MEMCACHED_E2BIG) {
-        mc_fail(b, k, rc, err);
-        size_t used = strlen(err->msg);
-        snprintf(err->msg + used, sizeof err->msg - used,
-                 " (%zu bytes; start memcached with a larger -I)", n);
-        return CACHE_FAIL;
-    }
-    return mc_fail(b, k, rc, err);
+    return store_failed(b, k, rc, n, err);
 }
 
 int mc_delete(mc_backend *b, const mc_key *k, cache_err *err)
@@ -798,7 +840,7 @@ int mc_store_many(mc_backend *b, size_t n, const mc_key *keys,
     }
     if (quiet)
         memcached_behavior_set(b->m, MEMCACHED_BEHAVIOR_NOREPLY, 0);
-    int any_fail = 0, all_fail = 1;
+    int any_fail = 0;
     for (size_t i = 0; i < n; i++) {
         memcached_return_t rc = rcs[i];
         /* A quiet set is as good as the reply its server gave last. */
@@ -809,16 +851,17 @@ int mc_store_many(mc_backend *b, size_t n, const mc_key *keys,
             rc = rcs[l];
         if (rc == MEMCACHED_SUCCESS) {
             status[i] = CACHE_OK;
-            all_fail = 0;
         } else {
             status[i] = CACHE_FAIL;
             if (!any_fail)
-                mc_fail(b, &keys[i], rc, err);
+                store_failed(b, &keys[i], rc, vals[i].len, err);
             any_fail = 1;
         }
     }
     free(srv), free(last), free(rcs);
-    return all_fail ? CACHE_FAIL : CACHE_OK;
+    /* Any key that failed fails the batch, with the first one's reason;
+     * status[] still tells which keys were stored. */
+    return any_fail ? CACHE_FAIL : CACHE_OK;
 }
 
 static int ignore_hit(void *ctx, size_t i, const char *v, size_t len,
@@ -828,16 +871,16 @@ static int ignore_hit(void *ctx, size_t i, const char *v, size_t len,
     return CACHE_OK;
 }
 
-/* The handle for batches of deletes: a clone of b->m (same servers and
- * credentials, its own connections) with buffered requests always on,
- * because switching BUFFER_REQUESTS closes every connection of a handle,
- * dropping what is still buffered. */
+/* The handle for batches of deletes: one more of new_handle's (same
+ * servers and credentials, its own connections) with buffered requests
+ * always on, because switching BUFFER_REQUESTS closes every connection of
+ * a handle, dropping what is still buffered. */
 static memcached_st *deleter(mc_backend *b)
 {
     if (b->del_m)
         return b->del_m;
-    memcached_st *d = memcached_clone(NULL, b->m);
-    if (!d)
+    memcached_st *d;
+    if (new_handle(b, &d, NULL) != CACHE_OK)
         return NULL;
     if (!memcached_result_create(d, &b->del_result)) {
         memcached_free(d);
@@ -872,12 +915,12 @@ int mc_delete_many_blind(mc_backend *b, size_t n, const mc_key *keys,
      * gone: one round trip for the whole batch. */
     int rc = mget_on(b, d, &b->del_result, n, keys, ignore_hit, NULL, status,
                      err);
-    int all_fail = 1;
+    int any_fail = 0;
     for (size_t i = 0; i < n; i++) {
         if (status[i] == CACHE_MISS && sent[i]) {
             status[i] = CACHE_OK;
-            all_fail = 0;
         } else {
+            any_fail = 1;
             if (status[i] == CACHE_OK && err)
                 cache_fail(err, CACHE_FAIL, "memcached: key still present after delete");
             status[i] = CACHE_FAIL;
@@ -886,7 +929,7 @@ int mc_delete_many_blind(mc_backend *b, size_t n, const mc_key *keys,
     free(sent);
     if (rc < 0 && rc != CACHE_FAIL)
         return rc;
-    return all_fail ? CACHE_FAIL : CACHE_OK;
+    return any_fail ? CACHE_FAIL : CACHE_OK;
 }
 
 /* ---- increments ------------------------------------------------------------------------ */
@@ -1271,5 +1314,5 @@ cache_backend *cache_memcached_create(cache_opts *opts, cache_err *err)
 
 cache_backend *cache_sasl_memcached_create(cache_opts *opts, cache_err *err)
 {
-    return create(opts, MC_SASL_REQUIRED, &sasl_memcached_vt, err);
+    return create(opts, 1, &sasl_memcached_vt, err);
 }

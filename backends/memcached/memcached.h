@@ -38,8 +38,21 @@ typedef struct mc_key {
     char s[MC_MAX_KEY + 1];
 } mc_key;
 
+/* One server of the pool as configured: host and port, or (port 0) the
+ * path of a unix socket. */
+typedef struct mc_server {
+    char *host;
+    in_port_t port;
+} mc_server;
+
 typedef struct mc_backend {
     cache_backend base;
+    /* What every libmemcached handle of this object is made from (see
+     * new_handle in memcached.c), so that all of them place each key on
+     * the same server. */
+    mc_server *servers;
+    size_t nservers;
+    char *user, *pass; /* SASL credentials, or NULL */
     memcached_st *m;
     char *prefix;
     size_t prefix_len;
@@ -57,23 +70,20 @@ typedef struct mc_backend {
     /* batches of deletes (see mc_delete_many_blind), opened on first use */
     memcached_st *del_m;
     memcached_result_st del_result;
-    /* the cosocket path (memcached_co.c): its options, and the SASL
-     * credentials it authenticates fresh connections with */
-    cache_co_opts co;
-    char *sasl_user, *sasl_pass;
+    cache_co_opts co; /* the cosocket path (memcached_co.c) */
 } mc_backend;
 
-/* Opens the connection from the options servers, key_prefix and, unless
- * sasl is MC_SASL_NONE, username and password (both, or with
- * MC_SASL_OPTIONAL neither). CACHE_OK or an error (CACHE_EINVAL for
- * options). */
-enum { MC_SASL_NONE = 0, MC_SASL_REQUIRED = 1, MC_SASL_OPTIONAL = 2 };
+/* Opens the connection from the options servers, key_prefix and, when
+ * sasl is non-zero, username and password: both (SASL), or neither (no
+ * SASL, as pylibmc and Flask-Caching). CACHE_OK or an error (CACHE_EINVAL
+ * for options). */
 int mc_open(mc_backend *b, cache_opts *opts, int sasl, cache_err *err);
 void mc_close(mc_backend *b);
 
 /* The memcached key of prefix + key + suffix: itself when it is 1-250
- * printable ASCII bytes without space, else (a printable prefix, when it
- * is short enough) + "#" + hex sha256 of prefix + key + suffix. */
+ * printable ASCII bytes without space and key + suffix does not start with
+ * '#', else (a printable prefix, when it is short enough) + the digest form
+ * of prefix + key + suffix, "#" + hex sha256 (digest.h): one-to-one. */
 void mc_key_make(const mc_backend *b, cache_str key, const char *suffix,
                  size_t suffix_len, mc_key *out);
 
@@ -124,14 +134,17 @@ int mc_get_one(mc_backend *b, const mc_key *k, mc_hit_fn hit, void *ctx,
 
 /* Pipelined sets: quiet (noreply) sets, except the last key of each server,
  * whose reply comes after the server has processed all of them, and values
- * larger than 256 KiB, which are sent with a reply. status[i] per key. */
+ * larger than 256 KiB, which are sent with a reply. status[i] per key; the
+ * return is CACHE_OK when every key was stored, else a failure with the
+ * first failed key's reason in err. */
 int mc_store_many(mc_backend *b, size_t n, const mc_key *keys,
                   const cache_str *vals, const uint32_t *flags, double ttl,
                   int *status, cache_err *err);
 /* Pipelined deletes: buffered deletes (on a second handle of the same
  * servers), then one multi-get of the same keys that collects the replies
  * and proves each key gone. status[i] is CACHE_OK
- * when the key is absent afterwards, CACHE_FAIL otherwise. */
+ * when the key is absent afterwards, CACHE_FAIL otherwise; the return is
+ * CACHE_OK when every key is gone, else a failure. */
 int mc_delete_many_blind(mc_backend *b, size_t n, const mc_key *keys,
                          int *status, cache_err *err);
 

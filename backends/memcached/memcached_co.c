@@ -270,9 +270,9 @@ static void pool_name(const mc_backend *b, const server *s, char *out,
                       size_t size)
 {
     char auth[17] = "-";
-    if (b->sasl_pass) {
-        const void *parts[1] = {b->sasl_pass};
-        size_t lens[1] = {strlen(b->sasl_pass)};
+    if (b->pass) {
+        const void *parts[1] = {b->pass};
+        size_t lens[1] = {strlen(b->pass)};
         unsigned char d[CACHE_DIGEST_MAX];
         char hex[2 * CACHE_DIGEST_MAX + 1];
         if (cache_digest(CACHE_SHA256, 1, parts, lens, d)) {
@@ -282,22 +282,22 @@ static void pool_name(const mc_backend *b, const server *s, char *out,
         }
     }
     snprintf(out, size, "cache %s user=%s auth=%s", s->label,
-             b->sasl_user ? b->sasl_user : "-", auth);
+             b->user ? b->user : "-", auth);
 }
 
 /* SASL PLAIN, as libmemcached authenticates a TCP connection it opens. */
 static int sasl_bytes(const mc_backend *b, const server *s, cache_co_io *io)
 {
-    if (!b->sasl_user || !b->sasl_pass || s->port == 0)
+    if (!b->user || !b->pass || s->port == 0)
         return 0;
-    size_t ul = strlen(b->sasl_user), pl = strlen(b->sasl_pass);
+    size_t ul = strlen(b->user), pl = strlen(b->pass);
     char *v = malloc(ul + pl + 2);
     if (!v)
         return -1;
     v[0] = '\0';
-    memcpy(v + 1, b->sasl_user, ul);
+    memcpy(v + 1, b->user, ul);
     v[1 + ul] = '\0';
-    memcpy(v + 2 + ul, b->sasl_pass, pl);
+    memcpy(v + 2 + ul, b->pass, pl);
     int rc = put_req(&io->setup, OP_SASL_AUTH, "PLAIN", 5, NULL, 0, v,
                      ul + pl + 2, 0, 0);
     memset(v, 0, ul + pl + 2);

@@ -20,8 +20,9 @@
  *   a cluster refuses multi-key commands across slots), or FLUSHDB on every
  *   master without a prefix.
  *
- * Options: cluster = "host:port,host:port" or a list (required), password,
- * key_prefix, connect_timeout = 1.0, timeout = 1.0. A cluster has no db.
+ * Options: cluster = "host:port,host:port" or a list (required), username,
+ * password, key_prefix, connect_timeout = 1.0, timeout = 1.0; ssl and the
+ * ssl_* options (TLS to every node). A cluster has no db.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -50,7 +51,8 @@ typedef struct cluster_backend {
     size_t nnodes, cap;
     unsigned short owner[REDIS_SLOTS]; /* node index + 1; 0 = unknown */
     int map_ok;
-    char *password;
+    char *username, *password;
+    redis_tls *tls; /* NULL: plain text */
     double connect_timeout, timeout;
     redis_req req, req2, asking;
     cache_buf scratch; /* a value's external form */
@@ -102,9 +104,11 @@ static int node_index(cluster_backend *cb, const char *host, int port,
         .kind = "redis cluster node",
         .host = host,
         .port = port,
+        .username = cb->username,
         .password = cb->password,
         .connect_timeout = cb->connect_timeout,
         .timeout = cb->timeout,
+        .tls = cb->tls,
     };
     if (redis_conn_init(&n->conn, &cfg, err) != CACHE_OK) {
         redis_req_free(&n->req);
@@ -652,9 +656,11 @@ static void cluster_destroy(cache_backend *b)
     for (size_t i = 0; i < cb->nnodes; i++)
         node_free(cb->nodes[i]);
     free(cb->nodes);
+    free(cb->username);
     if (cb->password)
         memset(cb->password, 0, strlen(cb->password));
     free(cb->password);
+    redis_tls_unref(cb->tls);
     free(cb->proto.prefix);
     redis_req_free(&cb->req);
     redis_req_free(&cb->req2);
@@ -713,11 +719,19 @@ cache_backend *cache_redis_cluster_create(cache_opts *opts, cache_err *err)
         cache_fail(err, CACHE_ENOMEM, "out of memory");
         goto fail;
     }
-    if (redis_take_str(opts, "password", &cb->password, err) != CACHE_OK ||
+    redis_tls_opts tls;
+    redis_tls_opts_init(&tls);
+    int rc = redis_take_tls_opts(opts, &tls, err);
+    if (rc == CACHE_OK)
+        rc = redis_tls_setup(&tls, 0, &cb->tls, err);
+    redis_tls_opts_free(&tls);
+    if (rc != CACHE_OK ||
+        redis_take_str(opts, "username", &cb->username, err) != CACHE_OK ||
+        redis_take_str(opts, "password", &cb->password, err) != CACHE_OK ||
         redis_each_address(opts, "cluster", 1, add_seed, cb, err) != CACHE_OK ||
-        cache_co_take_opts(opts, &cb->co, err) != CACHE_OK)
+        cache_co_take_opts(opts, &cb->co, err) != CACHE_OK ||
+        redis_co_attach(&cb->base, &cb->co, cb->tls != NULL, err) != CACHE_OK)
         goto fail;
-    cb->base.co = &cb->co;
     return &cb->base;
 fail:
     cluster_destroy(&cb->base);

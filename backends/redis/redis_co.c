@@ -377,3 +377,19 @@ int redis_recv_on(const cache_backend *b, redis_conn *c, redis_req *q,
         return CACHE_OK;
     return cache_co_block(co);
 }
+
+int redis_co_attach(cache_backend *b, const cache_co_opts *co, int tls,
+                    cache_err *err)
+{
+    if (!tls) {
+        b->co = co;
+        return CACHE_OK;
+    }
+    b->co = NULL;
+    if (co->transport == CACHE_TRANSPORT_COSOCKET)
+        return cache_fail(err, CACHE_EINVAL,
+                          "option 'transport': 'cosocket' is not available "
+                          "with TLS (the ssl options): use 'auto' or "
+                          "'blocking'");
+    return CACHE_OK;
+}

@@ -32,4 +32,10 @@ int redis_send_on(const cache_backend *b, redis_conn *c, redis_req *q,
 int redis_recv_on(const cache_backend *b, redis_conn *c, redis_req *q,
                   cache_err *err);
 
+/* Gives backend b its cosocket path (b->co = co), unless tls: the driver
+ * speaks plain TCP, so a backend with TLS keeps the blocking transport
+ * everywhere ("cosocket" asked with TLS is refused: CACHE_EINVAL). */
+int redis_co_attach(cache_backend *b, const cache_co_opts *co, int tls,
+                    cache_err *err);
+
 #endif

@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "codec.h"
+#include "hostport.h"
 #include "redis_common.h"
 
 /* ---- the shared part -------------------------------------------------------- */
@@ -354,24 +355,105 @@ int redis_take_str(cache_opts *o, const char *name, char **out,
     return *out ? CACHE_OK : cache_fail(err, CACHE_ENOMEM, "out of memory");
 }
 
-/* ---- addresses ------------------------------------------------------------------ */
+/* ---- TLS options ------------------------------------------------------------------ */
 
-/* A decimal port 1-65535 from text. */
-static int parse_port(const char *s, size_t n, int *port)
+void redis_tls_opts_init(redis_tls_opts *t)
 {
-    if (n == 0 || n > 5)
-        return -1;
-    int v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v < 1 || v > 65535)
-        return -1;
-    *port = v;
-    return 0;
+    memset(t, 0, sizeof *t);
+    t->ssl = t->verify = t->check_hostname = -1;
 }
+
+void redis_tls_opts_free(redis_tls_opts *t)
+{
+    free(t->ca_certs);
+    free(t->certfile);
+    free(t->keyfile);
+    redis_tls_opts_init(t);
+}
+
+/* ssl_cert_reqs: "required" -> 1, "none" -> 0 (redis-py's names). */
+static int parse_cert_reqs(const char *s, size_t n, int *verify,
+                           cache_err *err)
+{
+    if (n == 8 && memcmp(s, "required", 8) == 0)
+        *verify = 1;
+    else if (n == 4 && memcmp(s, "none", 4) == 0)
+        *verify = 0;
+    else
+        return cache_fail(err, CACHE_EINVAL,
+                          "option 'ssl_cert_reqs': 'required' or 'none' "
+                          "expected, got '%.*s'",
+                          (int)(n < 40 ? n : 40), s);
+    return CACHE_OK;
+}
+
+int redis_take_tls_opts(cache_opts *o, redis_tls_opts *t, cache_err *err)
+{
+    int rc, b;
+    const char *s;
+    size_t n;
+    if ((rc = cache_opt_bool(o, "ssl", &b, err)) < 0)
+        return rc;
+    if (rc)
+        t->ssl = b;
+    if ((rc = cache_opt_bool(o, "ssl_check_hostname", &b, err)) < 0)
+        return rc;
+    if (rc)
+        t->check_hostname = b;
+    if ((rc = cache_opt_str(o, "ssl_cert_reqs", &s, &n, err)) < 0)
+        return rc;
+    if (rc && (rc = parse_cert_reqs(s, n, &t->verify, err)) != CACHE_OK)
+        return rc;
+    if ((rc = redis_take_str(o, "ssl_ca_certs", &t->ca_certs, err)) != CACHE_OK ||
+        (rc = redis_take_str(o, "ssl_certfile", &t->certfile, err)) != CACHE_OK ||
+        (rc = redis_take_str(o, "ssl_keyfile", &t->keyfile, err)) != CACHE_OK)
+        return rc;
+    return CACHE_OK;
+}
+
+static void take_text(char **to, char **from)
+{
+    if (*from) {
+        free(*to);
+        *to = *from;
+        *from = NULL;
+    }
+}
+
+void redis_tls_opts_merge(redis_tls_opts *to, redis_tls_opts *from)
+{
+    if (from->ssl >= 0)
+        to->ssl = from->ssl;
+    if (from->verify >= 0)
+        to->verify = from->verify;
+    if (from->check_hostname >= 0)
+        to->check_hostname = from->check_hostname;
+    take_text(&to->ca_certs, &from->ca_certs);
+    take_text(&to->certfile, &from->certfile);
+    take_text(&to->keyfile, &from->keyfile);
+}
+
+int redis_tls_setup(const redis_tls_opts *t, int also, redis_tls **out,
+                    cache_err *err)
+{
+    *out = NULL;
+    if (t->ssl == 1 || also)
+        return redis_tls_new(t, out, err);
+    const char *given = t->ca_certs         ? "ssl_ca_certs"
+                        : t->certfile       ? "ssl_certfile"
+                        : t->keyfile        ? "ssl_keyfile"
+                        : t->verify >= 0    ? "ssl_cert_reqs"
+                        : t->check_hostname >= 0 ? "ssl_check_hostname"
+                                            : NULL;
+    if (given)
+        return cache_fail(err, CACHE_EINVAL,
+                          "option '%s': TLS is not on (ssl = true, or a "
+                          "rediss:// url)",
+                          given);
+    return CACHE_OK;
+}
+
+/* ---- addresses ------------------------------------------------------------------ */
 
 static void trim(const char **s, size_t *n)
 {
@@ -379,40 +461,6 @@ static void trim(const char **s, size_t *n)
         (*s)++, (*n)--;
     while (*n && isspace((unsigned char)(*s)[*n - 1]))
         (*n)--;
-}
-
-int redis_parse_hostport(const char *s, size_t n, char **host, int *port,
-                         const char *what, cache_err *err)
-{
-    trim(&s, &n);
-    const char *h = s, *colon;
-    size_t hn;
-    if (n && s[0] == '[') { /* [v6]:port */
-        const char *close = memchr(s, ']', n);
-        if (!close || close + 1 >= s + n || close[1] != ':')
-            goto bad;
-        h = s + 1;
-        hn = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = NULL;
-        for (size_t i = n; i > 0; i--)
-            if (s[i - 1] == ':') {
-                colon = s + i - 1;
-                break;
-            }
-        if (!colon)
-            goto bad;
-        hn = (size_t)(colon - s);
-    }
-    if (hn == 0 || memchr(h, '\0', hn) ||
-        parse_port(colon + 1, (size_t)(s + n - colon - 1), port) < 0)
-        goto bad;
-    *host = cache_strndup(h, hn);
-    return *host ? CACHE_OK : cache_fail(err, CACHE_ENOMEM, "out of memory");
-bad:
-    return cache_fail(err, CACHE_EINVAL, "%s: '%.*s' is not host:port", what,
-                      (int)(n < 100 ? n : 100), s);
 }
 
 int redis_each_address(cache_opts *o, const char *name, int required,
@@ -436,13 +484,12 @@ int redis_each_address(cache_opts *o, const char *name, int required,
             size_t n = (size_t)(stop - s);
             trim(&p, &n);
             if (n) {
-                char *host;
-                int port, rc = redis_parse_hostport(p, n, &host, &port, what,
-                                                    err);
+                cache_hostport hp;
+                int rc = cache_hostport_parse(p, n, 0, 0, &hp, what, err);
                 if (rc != CACHE_OK)
                     return rc;
-                rc = fn(ctx, host, port, err);
-                free(host);
+                rc = fn(ctx, hp.host, hp.port, err);
+                cache_hostport_free(&hp);
                 if (rc != CACHE_OK)
                     return rc;
                 count++;
@@ -511,6 +558,7 @@ void redis_url_free(redis_url *u)
         memset(u->password, 0, strlen(u->password));
     free(u->password);
     u->host = u->path = u->username = u->password = NULL;
+    redis_tls_opts_free(&u->tls);
 }
 
 static int url_bad(cache_err *err, const char *why)
@@ -558,37 +606,66 @@ static int url_userinfo(const char *s, size_t n, redis_url *u, cache_err *err)
 }
 
 /* "host", "host:port", "[v6]", "[v6]:port"; an empty host keeps the
- * default. */
+ * default, and so does a missing port. */
 static int url_hostport(const char *s, size_t n, redis_url *u, cache_err *err)
 {
-    const char *h = s, *port = NULL;
-    size_t hn = n;
-    if (n && s[0] == '[') {
-        const char *close = memchr(s, ']', n);
-        if (!close)
-            return url_bad(err, "unclosed '[' in the host");
-        h = s + 1;
-        hn = (size_t)(close - h);
-        if (close + 1 < s + n) {
-            if (close[1] != ':')
-                return url_bad(err, "junk after ']'");
-            port = close + 2;
-        }
-    } else {
-        const char *colon = memchr(s, ':', n);
-        if (colon) {
-            hn = (size_t)(colon - s);
-            port = colon + 1;
-        }
-    }
-    if (port && parse_port(port, (size_t)(s + n - port), &u->port) < 0)
-        return url_bad(err, "the port must be a number from 1 to 65535");
-    if (hn)
-        return url_text(h, hn, &u->host, "host", err);
-    return CACHE_OK;
+    cache_hostport hp;
+    int rc = cache_hostport_parse(s, n,
+                                  CACHE_HP_PORT_OPTIONAL | CACHE_HP_EMPTY_HOST,
+                                  u->port, &hp, "option 'url'", err);
+    if (rc != CACHE_OK)
+        return rc;
+    u->port = hp.port;
+    if (hp.host)
+        rc = url_text(hp.host, strlen(hp.host), &u->host, "host", err);
+    cache_hostport_free(&hp);
+    return rc;
 }
 
-/* db=N, password=..., username=... separated by '&'. */
+/* A yes/no parameter: true/false, yes/no, 1/0 (any case). */
+static int url_bool(const char *s, size_t n, int *out, const char *name,
+                    cache_err *err)
+{
+    static const char *const yes[] = {"true", "yes", "1"};
+    static const char *const no[] = {"false", "no", "0"};
+    for (size_t i = 0; i < 3; i++) {
+        if (n == strlen(yes[i]) && strncasecmp(s, yes[i], n) == 0) {
+            *out = 1;
+            return CACHE_OK;
+        }
+        if (n == strlen(no[i]) && strncasecmp(s, no[i], n) == 0) {
+            *out = 0;
+            return CACHE_OK;
+        }
+    }
+    return cache_fail(err, CACHE_EINVAL,
+                      "option 'url': parameter '%s': true or false expected",
+                      name);
+}
+
+/* The ssl_* parameters redis-py reads from a URL; 0 when name is none. */
+static int url_tls_param(const char *name, size_t kn, const char *v,
+                         size_t vn, redis_url *u, int *rc, cache_err *err)
+{
+#define IS(lit) (kn == sizeof lit - 1 && memcmp(name, lit, kn) == 0)
+    if (IS("ssl_ca_certs"))
+        *rc = url_text(v, vn, &u->tls.ca_certs, "ssl_ca_certs", err);
+    else if (IS("ssl_certfile"))
+        *rc = url_text(v, vn, &u->tls.certfile, "ssl_certfile", err);
+    else if (IS("ssl_keyfile"))
+        *rc = url_text(v, vn, &u->tls.keyfile, "ssl_keyfile", err);
+    else if (IS("ssl_cert_reqs"))
+        *rc = parse_cert_reqs(v, vn, &u->tls.verify, err);
+    else if (IS("ssl_check_hostname"))
+        *rc = url_bool(v, vn, &u->tls.check_hostname, "ssl_check_hostname",
+                       err);
+    else
+        return 0;
+#undef IS
+    return 1;
+}
+
+/* db=N, password=..., username=..., ssl_*=... separated by '&'. */
 static int url_query(const char *s, size_t n, redis_url *u, cache_err *err)
 {
     const char *end = s + n;
@@ -607,6 +684,8 @@ static int url_query(const char *s, size_t n, redis_url *u, cache_err *err)
                 rc = url_text(eq + 1, vn, &u->password, "password", err);
             else if (kn == 8 && memcmp(s, "username", 8) == 0)
                 rc = url_text(eq + 1, vn, &u->username, "user name", err);
+            else if (url_tls_param(s, kn, eq + 1, vn, u, &rc, err))
+                ; /* rc set */
             else
                 rc = cache_fail(err, CACHE_EINVAL,
                                 "option 'url': unknown parameter '%.*s'",
@@ -629,18 +708,17 @@ static int url_parse_parts(const char *url, size_t len, redis_url *u,
             break;
         }
     if (!sep)
-        return url_bad(err, "expected redis://host[:port][/db] or unix://path");
+        return url_bad(err, "expected redis[s]://host[:port][/db] or unix://path");
     size_t sn = (size_t)(sep - url);
-    int is_unix;
+    int is_unix = 0;
     if (sn == 5 && strncasecmp(url, "redis", 5) == 0)
         is_unix = 0;
     else if (sn == 4 && strncasecmp(url, "unix", 4) == 0)
         is_unix = 1;
     else if (sn == 6 && strncasecmp(url, "rediss", 6) == 0)
-        return url_bad(err, "rediss:// (TLS) is not supported: hiredis 0.14 "
-                            "has no TLS");
+        u->tls.ssl = 1;
     else
-        return url_bad(err, "the scheme must be redis:// or unix://");
+        return url_bad(err, "the scheme must be redis://, rediss:// or unix://");
     const char *s = sep + 3, *end = url + len;
     const char *q = memchr(s, '?', (size_t)(end - s));
     const char *body_end = q ? q : end;
@@ -683,6 +761,7 @@ int redis_url_parse(const char *url, size_t len, redis_url *u, cache_err *err)
     memset(u, 0, sizeof *u);
     u->port = -1;
     u->db = -1;
+    redis_tls_opts_init(&u->tls);
     int rc = url_parse_parts(url, len, u, err);
     if (rc != CACHE_OK)
         redis_url_free(u);

@@ -13,6 +13,7 @@
 #include "cache.h"
 #include "redis_net.h"
 #include "redis_proto.h"
+#include "redis_tls.h"
 
 typedef struct redis_single redis_single;
 
@@ -75,12 +76,27 @@ int redis_take_common_opts(cache_opts *o, redis_common_opts *out,
 int redis_take_str(cache_opts *o, const char *name, char **out,
                    cache_err *err);
 
+/* ---- TLS options ----------------------------------------------------------- */
+
+/* Nothing given: ssl, verify and check_hostname -1, files NULL. */
+void redis_tls_opts_init(redis_tls_opts *t);
+void redis_tls_opts_free(redis_tls_opts *t);
+
+/* ssl, ssl_ca_certs, ssl_certfile, ssl_keyfile, ssl_cert_reqs ("required"
+ * or "none") and ssl_check_hostname, as given, into t. */
+int redis_take_tls_opts(cache_opts *o, redis_tls_opts *t, cache_err *err);
+
+/* What from gives moves into to (a URL's parts win over options). */
+void redis_tls_opts_merge(redis_tls_opts *to, redis_tls_opts *from);
+
+/* The TLS context t describes, or NULL in *out when neither t->ssl nor
+ * `also` (sentinel_ssl) asks for TLS. ssl_* options given without TLS
+ * raise: ignoring them would mean plain text where TLS was meant. */
+int redis_tls_setup(const redis_tls_opts *t, int also, redis_tls **out,
+                    cache_err *err);
+
 /* ---- addresses --------------------------------------------------------------- */
 
-/* "host:port" or "[v6]:port" -> host (allocated) and port. CACHE_EINVAL with
- * a message naming what (e.g. "option 'sentinels'") when malformed. */
-int redis_parse_hostport(const char *s, size_t n, char **host, int *port,
-                         const char *what, cache_err *err);
 
 /* A list option whose items are "host:port" or several of them separated by
  * commas; calls fn for each address. An option that is given must name at
@@ -91,18 +107,23 @@ int redis_each_address(cache_opts *o, const char *name, int required,
                                  cache_err *err),
                        void *ctx, cache_err *err);
 
-/* What a redis:// or unix:// URL says; absent parts are NULL / -1. */
+/* What a redis://, rediss:// or unix:// URL says; absent parts are NULL /
+ * -1. */
 typedef struct redis_url {
     char *host;
     int port; /* -1 when absent */
     char *path;
     char *username, *password;
     int64_t db; /* -1 when absent */
+    redis_tls_opts tls; /* rediss://: tls.ssl = 1; ssl_* parameters */
 } redis_url;
 
-/* redis://[[user]:password@]host[:port][/db][?db=N&password=..]
+/* redis[s]://[[user]:password@]host[:port][/db][?db=N&password=..]
  * unix://[[user]:password@]/path[?db=N&password=..]
- * User, password and path are %-decoded. CACHE_EINVAL when malformed. */
+ * Parameters: db, username, password, and (as redis-py) ssl_ca_certs,
+ * ssl_certfile, ssl_keyfile, ssl_cert_reqs, ssl_check_hostname.
+ * User, password, path and text parameters are %-decoded. CACHE_EINVAL
+ * when malformed. */
 int redis_url_parse(const char *url, size_t len, redis_url *u,
                     cache_err *err);
 void redis_url_free(redis_url *u);

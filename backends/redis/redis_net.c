@@ -1,7 +1,8 @@
 /*
  * redis_net.c - the blocking transport of the Redis backends (see
- * redis_net.h): non-blocking sockets driven by poll() against deadlines, so
- * that no call waits past its timeouts whatever the server does.
+ * redis_net.h): sockets bounded by deadlines or socket timeouts, so that no
+ * call waits past its timeouts whatever the server does; plain text or TLS
+ * (redis_tls.c) behind the same two I/O calls.
  */
 #define _DEFAULT_SOURCE
 #include <errno.h>
@@ -20,6 +21,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "hostport.h"
 #include "redis_net.h"
 
 /* ---- configuration ------------------------------------------------------- */
@@ -43,25 +45,28 @@ int redis_conn_init(redis_conn *c, const redis_conn_config *cfg,
     c->path = dup_or_null(cfg->path);
     c->username = dup_or_null(cfg->username);
     c->password = dup_or_null(cfg->password);
+    c->tls = redis_tls_ref(cfg->tls);
     if ((cfg->path && !c->path) || (!cfg->path && !c->host) ||
         (cfg->username && !c->username) || (cfg->password && !c->password)) {
         redis_conn_free(c);
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
     }
     const char *kind = cfg->kind ? cfg->kind : "redis";
-    if (c->path)
+    if (c->path) {
         snprintf(c->label, sizeof c->label, "%s unix:%s", kind, c->path);
-    else if (strchr(c->host, ':'))
-        snprintf(c->label, sizeof c->label, "%s [%s]:%d", kind, c->host,
-                 c->port);
-    else
-        snprintf(c->label, sizeof c->label, "%s %s:%d", kind, c->host,
-                 c->port);
+    } else {
+        int n = snprintf(c->label, sizeof c->label, "%s ", kind);
+        if (n > 0 && (size_t)n < sizeof c->label)
+            cache_hostport_format(c->label + n, sizeof c->label - (size_t)n,
+                                  c->host, c->port);
+    }
     return CACHE_OK;
 }
 
 void redis_conn_close(redis_conn *c)
 {
+    redis_tls_sess_free(c->sess); /* writes nothing: see redis_tls.h */
+    c->sess = NULL;
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
@@ -81,6 +86,8 @@ void redis_conn_free(redis_conn *c)
         memset(c->password, 0, strlen(c->password));
     free(c->password);
     c->host = c->path = c->username = c->password = NULL;
+    redis_tls_unref(c->tls);
+    c->tls = NULL;
 }
 
 int redis_conn_connected(const redis_conn *c)
@@ -136,16 +143,49 @@ static int conn_fail_errno(redis_conn *c, redis_req *q, cache_err *err,
     return conn_fail(c, q, err, what);
 }
 
+/* ---- moving bytes ------------------------------------------------------------ */
+
+/* send() and recv(), or their TLS equivalents: bytes moved, 0 (recv: the
+ * server closed), or -1 with errno; on EAGAIN *want is what to poll for
+ * (a TLS session may need to read in order to write, or the reverse). */
+static ssize_t io_send(redis_conn *c, const char *p, size_t n, short *want)
+{
+    *want = POLLOUT;
+    if (c->sess)
+        return redis_tls_write(c->sess, p, n, want);
+    return send(c->fd, p, n, MSG_NOSIGNAL);
+}
+
+static ssize_t io_recv(redis_conn *c, char *p, size_t n, short *want)
+{
+    *want = POLLIN;
+    if (c->sess)
+        return redis_tls_read(c->sess, p, n, want);
+    return recv(c->fd, p, n, 0);
+}
+
+/* A failed io_send / io_recv: a TLS error says what TLS said. */
+static int io_fail(redis_conn *c, redis_req *q, cache_err *err,
+                   const char *doing, int e)
+{
+    if (e == EPROTO && c->sess) {
+        char what[200];
+        snprintf(what, sizeof what, "%s: TLS: %s", doing,
+                 redis_tls_error(c->sess));
+        return conn_fail(c, q, err, what);
+    }
+    return conn_fail_errno(c, q, err, doing, e);
+}
+
 /* ---- connecting ------------------------------------------------------------- */
 
 /* Once connected, the socket blocks, each read and write bounded by the
  * socket's own timeouts (SO_RCVTIMEO / SO_SNDTIMEO = timeout): a request
- * then costs one send and one recv. Non-blocking, it cost a recv that found
- * nothing yet, a poll and a second recv whenever the reply was not already
- * there - always, with client and server on one CPU - which was 6% of a
- * loopback GET. The semantics stay those of the poll loop: a call fails
- * after `timeout` seconds without progress (EAGAIN then means exactly
- * that). 1 when set (0: the socket stays non-blocking, polled as before). */
+ * then costs one send and one recv, where a non-blocking socket would add a
+ * poll and a second recv whenever the reply is not there yet. The semantics
+ * are those of a poll loop: a call fails after `timeout` seconds without
+ * progress (EAGAIN then means exactly that). 1 when set (0: the socket stays
+ * non-blocking, and is polled). */
 static int make_blocking(int fd, double timeout)
 {
     if (timeout > 0) {
@@ -247,8 +287,11 @@ static int setup_session(redis_conn *c, cache_err *err)
     redis_req_reset(q);
     char db[24];
     int rc = CACHE_OK;
-    if (c->password && c->username)
-        rc = redis_req_addz(q, err, 3, "AUTH", c->username, c->password);
+    /* A user without a password: AUTH user "" (an ACL user with nopass
+     * accepts any password), as redis-py does. */
+    if (c->username)
+        rc = redis_req_addz(q, err, 3, "AUTH", c->username,
+                            c->password ? c->password : "");
     else if (c->password)
         rc = redis_req_addz(q, err, 2, "AUTH", c->password);
     if (rc == CACHE_OK && c->db != 0) {
@@ -265,7 +308,8 @@ static int setup_session(redis_conn *c, cache_err *err)
     for (size_t i = 0; i < q->nreplies; i++) {
         const redisReply *r = q->replies[i];
         if (r->type != REDIS_REPLY_STATUS) {
-            const char *what = i == 0 && c->password ? "AUTH" : "SELECT";
+            const char *what =
+                i == 0 && (c->password || c->username) ? "AUTH" : "SELECT";
             char msg[200];
             snprintf(msg, sizeof msg, "%s failed: %.*s", what,
                      r->type == REDIS_REPLY_ERROR ? (int)(r->len < 150 ? r->len : 150) : 15,
@@ -276,6 +320,37 @@ static int setup_session(redis_conn *c, cache_err *err)
     }
     redis_req_reset(q);
     return CACHE_OK;
+}
+
+/* The TLS handshake on the fresh non-blocking socket, before deadline
+ * (limit seconds from the start, for the message). A failure closes the
+ * connection: nothing is ever sent in plain text. */
+static int tls_handshake(redis_conn *c, double deadline, double limit,
+                         cache_err *err)
+{
+    c->sess = redis_tls_sess_new(c->tls, c->fd, c->host);
+    if (!c->sess) {
+        redis_conn_close(c);
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    }
+    for (;;) {
+        short want = POLLIN;
+        char why[200];
+        int r = redis_tls_handshake(c->sess, &want, why, sizeof why);
+        if (r > 0)
+            return CACHE_OK;
+        if (r < 0)
+            return conn_fail(c, NULL, err, why);
+        int ready = wait_fd(c->fd, want, deadline);
+        if (ready == 0) {
+            snprintf(why, sizeof why,
+                     "TLS handshake timed out after %gs (does the server "
+                     "speak TLS on this port?)", limit);
+            return conn_fail(c, NULL, err, why);
+        }
+        if (ready < 0)
+            return conn_fail_errno(c, NULL, err, "TLS handshake", errno);
+    }
 }
 
 /* This process's id, kept in memory: getpid() is a system call (glibc no
@@ -343,6 +418,17 @@ int redis_conn_open(redis_conn *c, cache_err *err)
     }
     c->fd = fd;
     c->pid = self_pid();
+    if (c->tls) {
+        /* no connect_timeout: the handshake is still bounded, by timeout */
+        double limit = c->connect_timeout;
+        if (deadline == 0 && c->timeout > 0) {
+            limit = c->timeout;
+            deadline = cache_monotonic_now() + limit;
+        }
+        int rc = tls_handshake(c, deadline, limit, err);
+        if (rc != CACHE_OK)
+            return rc;
+    }
     c->blocking = make_blocking(fd, c->timeout);
     return setup_session(c, err);
 }
@@ -360,8 +446,9 @@ int redis_conn_send(redis_conn *c, redis_req *q, cache_err *err)
         return rc;
     size_t done = 0;
     while (done < q->bytes.len) {
-        ssize_t n = send(c->fd, q->bytes.data + done, q->bytes.len - done,
-                         MSG_NOSIGNAL);
+        short want;
+        ssize_t n = io_send(c, q->bytes.data + done, q->bytes.len - done,
+                            &want);
         if (n > 0) {
             done += (size_t)n;
             continue;
@@ -370,7 +457,7 @@ int redis_conn_send(redis_conn *c, redis_req *q, cache_err *err)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             /* blocking: the send timeout already ran out */
-            int ready = c->blocking ? 0 : wait_fd(c->fd, POLLOUT, redis_conn_deadline(c));
+            int ready = c->blocking ? 0 : wait_fd(c->fd, want, redis_conn_deadline(c));
             if (ready > 0)
                 continue;
             if (ready == 0) {
@@ -381,7 +468,7 @@ int redis_conn_send(redis_conn *c, redis_req *q, cache_err *err)
             }
         }
         c->closed_early = errno == EPIPE || errno == ECONNRESET;
-        return conn_fail_errno(c, q, err, "write", errno);
+        return io_fail(c, q, err, "write", errno);
     }
     return CACHE_OK;
 }
@@ -404,7 +491,8 @@ int redis_conn_recv(redis_conn *c, redis_req *q, cache_err *err)
             q->replies[q->nreplies++] = reply;
             continue;
         }
-        ssize_t n = recv(c->fd, chunk, sizeof chunk, 0);
+        short want;
+        ssize_t n = io_recv(c, chunk, sizeof chunk, &want);
         if (n > 0) {
             c->got_bytes = 1;
             if (redisReaderFeed(c->reader, chunk, (size_t)n) != REDIS_OK)
@@ -420,7 +508,7 @@ int redis_conn_recv(redis_conn *c, redis_req *q, cache_err *err)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             /* blocking: the receive timeout already ran out */
-            int ready = c->blocking ? 0 : wait_fd(c->fd, POLLIN, redis_conn_deadline(c));
+            int ready = c->blocking ? 0 : wait_fd(c->fd, want, redis_conn_deadline(c));
             if (ready > 0)
                 continue;
             if (ready == 0) {
@@ -430,11 +518,12 @@ int redis_conn_recv(redis_conn *c, redis_req *q, cache_err *err)
                 return conn_fail(c, q, err, what);
             }
         }
-        return conn_fail_errno(c, q, err, "read", errno);
+        return io_fail(c, q, err, "read", errno);
     }
     /* Bytes beyond what was asked for: the server and we disagree on where
      * replies start, and any later reply could be misread. */
-    if (redis_reader_has_leftover(c->reader))
+    if (redis_reader_has_leftover(c->reader) ||
+        (c->sess && redis_tls_pending(c->sess) > 0))
         return conn_fail(c, q, err, "unexpected data after the replies");
     return CACHE_OK;
 }

@@ -4,7 +4,8 @@
  * by redis_proto.h and reads its replies, within timeouts.
  *
  * - connect within connect_timeout (each address of the host in turn), then
- *   TCP_NODELAY and keepalive; AUTH [username] password and SELECT db are
+ *   TCP_NODELAY and keepalive; with TLS, the handshake (redis_tls.h) within
+ *   the same connect_timeout; AUTH [username] password and SELECT db are
  *   sent right after connecting, in one round trip;
  * - timeout bounds every wait on the socket: a request fails when the server
  *   accepts no bytes, or sends none, for that long (as redis-py's
@@ -18,8 +19,9 @@
  *   reply byte (the server restarted or dropped it while idle) gets the
  *   request once more on a fresh connection.
  *
- * Everything here is plain POSIX sockets and poll(); the replies are parsed
- * by redis_proto.c, so another transport (OpenResty cosockets) can replace
+ * Everything here is plain POSIX sockets and poll(), the bytes going through
+ * a TLS session when the connection has one; the replies are parsed by
+ * redis_proto.c, so another transport (OpenResty cosockets) can replace
  * this file without touching the protocol.
  */
 #ifndef CACHE_BACKENDS_REDIS_NET_H
@@ -29,6 +31,7 @@
 
 #include "cache.h"
 #include "redis_proto.h"
+#include "redis_tls.h"
 
 typedef struct redis_conn {
     /* where */
@@ -36,11 +39,13 @@ typedef struct redis_conn {
     int port;
     char *path; /* unix socket */
     /* session setup */
-    char *username, *password; /* AUTH when password is set */
+    char *username, *password; /* AUTH when either is set */
     int64_t db;                /* SELECT when not 0 */
     double connect_timeout, timeout;
+    redis_tls *tls;            /* NULL: plain text */
     /* state */
     int fd; /* -1 when not connected */
+    redis_tls_sess *sess; /* with tls, once connected */
     pid_t pid; /* the process that connected (see fork in redis_net.c) */
     int blocking; /* blocking I/O bounded by SO_RCVTIMEO / SO_SNDTIMEO */
     int got_bytes;    /* this exchange received reply bytes */
@@ -58,9 +63,11 @@ typedef struct redis_conn_config {
     const char *username, *password;
     int64_t db;
     double connect_timeout, timeout;
+    redis_tls *tls; /* TLS with this context (NULL: plain); not with path */
 } redis_conn_config;
 
-/* Copies the configuration; connects lazily. CACHE_OK or CACHE_ENOMEM. */
+/* Copies the configuration (and takes a reference to tls); connects
+ * lazily. CACHE_OK or CACHE_ENOMEM. */
 int redis_conn_init(redis_conn *c, const redis_conn_config *cfg,
                     cache_err *err);
 void redis_conn_close(redis_conn *c); /* disconnects; keeps the config */

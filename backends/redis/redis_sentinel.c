@@ -14,9 +14,11 @@
  * read right after a write sees it.
  *
  * Options: sentinels = {"host:port", ...} (or "h:p,h:p"; when absent
- * 127.0.0.1:26379; given, it must name one at least), master = "mymaster", password (the data nodes'),
+ * 127.0.0.1:26379; given, it must name one at least), master = "mymaster",
+ * username and password (the data nodes'), sentinel_username and
  * sentinel_password, db = 0, key_prefix, connect_timeout = 1.0,
- * timeout = 1.0.
+ * timeout = 1.0; ssl (TLS to the data nodes) and sentinel_ssl (to the
+ * sentinels), both with the same ssl_* options.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -34,7 +36,9 @@ typedef struct sentinel_backend {
     redis_conn *sentinels;
     size_t nsentinels, cap;
     char *master_name;
-    char *password, *sentinel_password;
+    char *username, *password, *sentinel_username, *sentinel_password;
+    redis_tls *tls;     /* the ssl_* options, when any TLS is on */
+    int master_ssl;     /* TLS to the data nodes (ssl) */
     int64_t db;
     double connect_timeout, timeout;
     redis_req ask;   /* the question to the sentinels */
@@ -85,10 +89,12 @@ static int use_master(sentinel_backend *sb, const char *host, int port,
         .kind = "redis master",
         .host = host,
         .port = port,
+        .username = sb->username,
         .password = sb->password,
         .db = sb->db,
         .connect_timeout = sb->connect_timeout,
         .timeout = sb->timeout,
+        .tls = sb->master_ssl ? sb->tls : NULL,
     };
     int rc = redis_conn_init(&sb->master, &cfg, err);
     if (rc != CACHE_OK)
@@ -203,12 +209,15 @@ static void sentinel_destroy(cache_backend *b)
         redis_conn_free(&sb->sentinels[i]);
     free(sb->sentinels);
     free(sb->master_name);
+    free(sb->username);
+    free(sb->sentinel_username);
     if (sb->password)
         memset(sb->password, 0, strlen(sb->password));
     free(sb->password);
     if (sb->sentinel_password)
         memset(sb->sentinel_password, 0, strlen(sb->sentinel_password));
     free(sb->sentinel_password);
+    redis_tls_unref(sb->tls);
     redis_req_free(&sb->ask);
     redis_single_free(&sb->s);
     free(sb);
@@ -229,9 +238,16 @@ static const cache_vtable sentinel_vtable = {
     .destroy = sentinel_destroy,
 };
 
+/* The sentinels get TLS when sentinel_ssl asked for it. */
+typedef struct sentinel_add {
+    sentinel_backend *sb;
+    redis_tls *tls;
+} sentinel_add;
+
 static int add_sentinel(void *ctx, const char *host, int port, cache_err *err)
 {
-    sentinel_backend *sb = ctx;
+    sentinel_add *a = ctx;
+    sentinel_backend *sb = a->sb;
     if (sb->nsentinels == sb->cap) {
         size_t cap = sb->cap ? 2 * sb->cap : 4;
         redis_conn *n = realloc(sb->sentinels, cap * sizeof *n);
@@ -244,9 +260,11 @@ static int add_sentinel(void *ctx, const char *host, int port, cache_err *err)
         .kind = "sentinel",
         .host = host,
         .port = port,
+        .username = sb->sentinel_username,
         .password = sb->sentinel_password,
         .connect_timeout = sb->connect_timeout,
         .timeout = sb->timeout,
+        .tls = a->tls,
     };
     int rc = redis_conn_init(&sb->sentinels[sb->nsentinels], &cfg, err);
     if (rc == CACHE_OK)
@@ -261,9 +279,24 @@ static int read_options(sentinel_backend *sb, cache_opts *o,
     sb->connect_timeout = common->connect_timeout;
     sb->timeout = common->timeout;
     if ((rc = redis_take_str(o, "master", &sb->master_name, err)) != CACHE_OK ||
+        (rc = redis_take_str(o, "username", &sb->username, err)) != CACHE_OK ||
         (rc = redis_take_str(o, "password", &sb->password, err)) != CACHE_OK ||
+        (rc = redis_take_str(o, "sentinel_username", &sb->sentinel_username,
+                             err)) != CACHE_OK ||
         (rc = redis_take_str(o, "sentinel_password", &sb->sentinel_password,
                              err)) != CACHE_OK)
+        return rc;
+    redis_tls_opts tls;
+    redis_tls_opts_init(&tls);
+    int sentinel_ssl = 0;
+    rc = redis_take_tls_opts(o, &tls, err);
+    if (rc == CACHE_OK && cache_opt_bool(o, "sentinel_ssl", &sentinel_ssl, err) < 0)
+        rc = CACHE_EINVAL;
+    if (rc == CACHE_OK)
+        rc = redis_tls_setup(&tls, sentinel_ssl, &sb->tls, err);
+    sb->master_ssl = tls.ssl == 1;
+    redis_tls_opts_free(&tls);
+    if (rc != CACHE_OK)
         return rc;
     if (cache_opt_int(o, "db", 0, 1000000, &sb->db, err) < 0)
         return CACHE_EINVAL;
@@ -271,9 +304,10 @@ static int read_options(sentinel_backend *sb, cache_opts *o,
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
     if (!sb->master_name[0])
         return cache_fail(err, CACHE_EINVAL, "option 'master': empty");
-    rc = redis_each_address(o, "sentinels", 0, add_sentinel, sb, err);
+    sentinel_add add = {sb, sentinel_ssl ? sb->tls : NULL};
+    rc = redis_each_address(o, "sentinels", 0, add_sentinel, &add, err);
     if (rc == CACHE_OK && sb->nsentinels == 0) /* absent: cachelib's default */
-        rc = add_sentinel(sb, "127.0.0.1", 26379, err);
+        rc = add_sentinel(&add, "127.0.0.1", 26379, err);
     return rc;
 }
 
@@ -295,9 +329,9 @@ cache_backend *cache_redis_sentinel_create(cache_opts *opts, cache_err *err)
     }
     sb->s.base.vt = &sentinel_vtable;
     sb->s.exchange = exchange;
-    sb->s.base.co = &sb->co;
     if (read_options(sb, opts, &common, err) != CACHE_OK ||
-        cache_co_take_opts(opts, &sb->co, err) != CACHE_OK) {
+        cache_co_take_opts(opts, &sb->co, err) != CACHE_OK ||
+        redis_co_attach(&sb->s.base, &sb->co, sb->tls != NULL, err) != CACHE_OK) {
         sentinel_destroy(&sb->s.base);
         return NULL;
     }

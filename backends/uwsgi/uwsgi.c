@@ -28,6 +28,7 @@
 #include <netinet/in.h>
 
 #include "cache.h"
+#include "hostport.h"
 #include "uwsgi_co.h"
 #include "uwsgi_proto.h"
 
@@ -48,37 +49,6 @@ typedef struct uw_backend {
 } uw_backend;
 
 /* ---- options ------------------------------------------------------------ */
-
-/* Splits "host:port" or "[v6]:port" into fresh strings. */
-static int parse_hostport(const char *a, char **host, char **port)
-{
-    const char *colon;
-    const char *h = a;
-    size_t hlen;
-    if (*a == '[') {
-        const char *end = strchr(a, ']');
-        if (!end || end[1] != ':')
-            return -1;
-        h = a + 1;
-        hlen = (size_t)(end - h);
-        colon = end + 1;
-    } else {
-        colon = strrchr(a, ':');
-        if (!colon)
-            return -1;
-        hlen = (size_t)(colon - a);
-    }
-    const char *p = colon + 1;
-    size_t plen = strlen(p);
-    if (hlen == 0 || plen == 0 || plen > 5 || strspn(p, "0123456789") != plen)
-        return -1;
-    long pn = strtol(p, NULL, 10);
-    if (pn < 1 || pn > 65535)
-        return -1;
-    *host = cache_strndup(h, hlen);
-    *port = cache_strndup(p, plen);
-    return (*host && *port) ? 0 : -2;
-}
 
 /* "name@address": the name up to the first '@' (as uWSGI splits it), the
  * address a unix socket path (starting with '/' or '.') or host:port. */
@@ -104,25 +74,26 @@ static int parse_spec(uw_backend *c, const char *s, size_t n, cache_err *err)
     if (!c->spec || !c->name)
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
     const char *addr = at + 1;
-    if (*addr == '/' || *addr == '.') {
-        size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
-        if (strlen(addr) > max)
-            return cache_fail(err, CACHE_EINVAL,
-                              "option 'cache': the unix socket path of %zu "
-                              "bytes is too long (max %zu)",
-                              strlen(addr), max);
-        c->path = cache_strndup(addr, strlen(addr));
-        return c->path ? CACHE_OK
-                       : cache_fail(err, CACHE_ENOMEM, "out of memory");
-    }
-    int rc = parse_hostport(addr, &c->host, &c->port);
-    if (rc == -2)
-        return cache_fail(err, CACHE_ENOMEM, "out of memory");
-    if (rc)
+    cache_hostport hp;
+    int rc = cache_hostport_parse(addr, strlen(addr), CACHE_HP_UNIX, 0, &hp,
+                                  "option 'cache'", err);
+    if (rc == CACHE_ENOMEM ||
+        (rc != CACHE_OK && cache_hostport_is_path(addr, strlen(addr))))
+        return rc;
+    if (rc != CACHE_OK)
         return cache_fail(err, CACHE_EINVAL,
                           "option 'cache': '%s': the address after '@' "
                           "must be host:port or /path/to.sock",
                           c->spec);
+    c->path = hp.path;
+    c->host = hp.host;
+    if (c->host) {
+        char port[8];
+        snprintf(port, sizeof port, "%d", hp.port);
+        c->port = cache_strndup(port, strlen(port));
+        if (!c->port)
+            return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    }
     return CACHE_OK;
 }
 

@@ -27,17 +27,15 @@ const char *uwsgi_cmd_name(uwsgi_cmd cmd)
 int uwsgi_proto_map_key(cache_str key, char buf[UWSGI_DIGEST_KEY_LEN + 1],
                         cache_str *mapped)
 {
-    if (key.len >= 1 && key.len <= UWSGI_KEY_MAX) {
+    if (key.len >= 1 && key.len <= UWSGI_KEY_MAX &&
+        !cache_key_marked(key.ptr, key.len)) {
         *mapped = key;
         return 0;
     }
-    unsigned char md[CACHE_DIGEST_MAX];
     const void *parts[1] = {key.ptr ? key.ptr : ""};
     size_t lens[1] = {key.len};
-    if (cache_digest(CACHE_SHA256, 1, parts, lens, md) != 32)
+    if (cache_key_digest_form(1, parts, lens, buf) != 0)
         return -1;
-    buf[0] = '#';
-    cache_hex(md, 32, buf + 1);
     mapped->ptr = buf;
     mapped->len = UWSGI_DIGEST_KEY_LEN;
     return 0;

@@ -38,6 +38,7 @@
 #include <stdint.h>
 
 #include "cache.h"
+#include "digest.h"
 
 #define UWSGI_MODIFIER1 111
 #define UWSGI_MODIFIER2 17
@@ -50,8 +51,8 @@
 #define UWSGI_KEY_MAX 2000
 #define UWSGI_NAME_MAX 1000
 
-/* "#" + 64 hex digits of SHA-256. */
-#define UWSGI_DIGEST_KEY_LEN 65
+/* The digest form of a key (digest.h): "#" + 64 hex digits of SHA-256. */
+#define UWSGI_DIGEST_KEY_LEN CACHE_KEY_DIGEST_LEN
 
 /* A reply claiming more bytes than this is refused as corrupt (uWSGI's own
  * item limit is the cache's blocksize, 64 KiB by default; bitmap caches can
@@ -74,10 +75,11 @@ typedef enum {
 const char *uwsgi_cmd_name(uwsgi_cmd cmd);
 
 /* The key uWSGI is sent for a user key: the key itself when it has 1 to
- * UWSGI_KEY_MAX bytes, else "#" followed by the lower-case hex SHA-256 of
- * the key (deterministic, so every client maps a key the same way). The
- * result points either at key or at buf. Returns 0, or -1 if the digest
- * could not be computed. */
+ * UWSGI_KEY_MAX bytes and does not start with '#', else its digest form,
+ * "#" followed by the lower-case hex SHA-256 of the key (digest.h:
+ * deterministic, so every client maps a key the same way, and one-to-one).
+ * The result points either at key or at buf. Returns 0, or -1 if the
+ * digest could not be computed. */
 int uwsgi_proto_map_key(cache_str key, char buf[UWSGI_DIGEST_KEY_LEN + 1],
                         cache_str *mapped);
 

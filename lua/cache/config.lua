@@ -5,6 +5,8 @@
 -- Flask-Caching's short names, or a factory function) and the options its
 -- constructor gets, the way Flask-Caching's backend factories derive them
 -- (behaviour.md §4.2, §4.3).
+local core = require "cache.core"
+
 local C = {}
 
 -- Errors point at the user's code: the first frame that is neither C nor
@@ -42,7 +44,15 @@ C.short_names = {
 local classes = {}
 for _, class in pairs(C.short_names) do classes[class] = true end
 
-C.hash_methods = { md5 = true, sha1 = true, sha256 = true, sha512 = true }
+-- The digests hash_method names, from the engine's one table: a set, and
+-- the names in order for messages.
+C.hash_methods = core.hash_methods
+do
+  local names = {}
+  for name in pairs(C.hash_methods) do names[#names + 1] = name end
+  table.sort(names)
+  C.hash_method_names = table.concat(names, ", ")
+end
 
 -- Every key cache.new accepts, with the type its value must have.
 local known = {
@@ -64,11 +74,13 @@ local known = {
   CACHE_REDIS_HOST = "string",
   CACHE_REDIS_PORT = "number|string",
   CACHE_REDIS_PASSWORD = "string",
+  CACHE_REDIS_USERNAME = "string",
   CACHE_REDIS_DB = "number",
   CACHE_REDIS_URL = "string",
   CACHE_REDIS_SENTINELS = "table|string",
   CACHE_REDIS_SENTINEL_MASTER = "string",
   CACHE_REDIS_SENTINEL_PASSWORD = "string",
+  CACHE_REDIS_SENTINEL_USERNAME = "string",
   CACHE_REDIS_CLUSTER = "table|string",
   CACHE_TRANSPORT = "string",
 }
@@ -148,6 +160,8 @@ function derive.RedisCache(cfg, o)
     o.port = tonumber(cfg.CACHE_REDIS_PORT) or 6379
     o.db = cfg.CACHE_REDIS_DB or 0
     if truthy_string(cfg.CACHE_REDIS_PASSWORD) then o.password = cfg.CACHE_REDIS_PASSWORD end
+    -- ACL user: read like the password (a URL carries its own)
+    if truthy_string(cfg.CACHE_REDIS_USERNAME) then o.username = cfg.CACHE_REDIS_USERNAME end
   end
   key_prefix(cfg, o)
 end
@@ -157,8 +171,12 @@ function derive.RedisSentinelCache(cfg, o)
   o.master = cfg.CACHE_REDIS_SENTINEL_MASTER or "mymaster"
   o.db = cfg.CACHE_REDIS_DB or 0
   if truthy_string(cfg.CACHE_REDIS_PASSWORD) then o.password = cfg.CACHE_REDIS_PASSWORD end
+  if truthy_string(cfg.CACHE_REDIS_USERNAME) then o.username = cfg.CACHE_REDIS_USERNAME end
   if truthy_string(cfg.CACHE_REDIS_SENTINEL_PASSWORD) then
     o.sentinel_password = cfg.CACHE_REDIS_SENTINEL_PASSWORD
+  end
+  if truthy_string(cfg.CACHE_REDIS_SENTINEL_USERNAME) then
+    o.sentinel_username = cfg.CACHE_REDIS_SENTINEL_USERNAME
   end
   key_prefix(cfg, o)
 end
@@ -166,6 +184,7 @@ end
 function derive.RedisClusterCache(cfg, o)
   if cfg.CACHE_REDIS_CLUSTER ~= nil then o.cluster = cfg.CACHE_REDIS_CLUSTER end
   if truthy_string(cfg.CACHE_REDIS_PASSWORD) then o.password = cfg.CACHE_REDIS_PASSWORD end
+  if truthy_string(cfg.CACHE_REDIS_USERNAME) then o.username = cfg.CACHE_REDIS_USERNAME end
   key_prefix(cfg, o)
 end
 
@@ -212,7 +231,7 @@ function C.resolve(config)
   end
   local hm = cfg.CACHE_HASH_METHOD
   if type(hm) == "string" and not C.hash_methods[hm] then
-    raise(("cache.new: CACHE_HASH_METHOD: unknown digest '%s' (md5, sha1, sha256, sha512, or a function)"):format(hm))
+    raise(("cache.new: CACHE_HASH_METHOD: unknown digest '%s' (%s, or a function)"):format(hm, C.hash_method_names))
   end
 
   -- Flask-Caching: {default_timeout, ignore errors} updated with CACHE_OPTIONS,

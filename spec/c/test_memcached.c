@@ -97,6 +97,20 @@ static void keys_invalid_are_hashed(void)
     mc_key_make(&b, S("a b"), NULL, 0, &k1);
     mc_key_make(&b, S("a b"), NULL, 0, &k2);
     CHECK(k1.len == k2.len && memcmp(k1.s, k2.s, k1.len) == 0);
+    /* one-to-one: a key that looks like a mapped one ('#' after the
+     * prefix) is mapped too, and differs from the key it imitates */
+    char lookalike[70];
+    memcpy(lookalike, k1.s + 4, 65);
+    lookalike[65] = '\0';
+    mc_key_make(&b, S(lookalike), NULL, 0, &k2);
+    CHECK(k2.len == 69 && memcmp(k2.s, "app:#", 5) == 0);
+    CHECK(memcmp(k1.s, k2.s, 69) != 0);
+    mc_key_make(&none, S("#x"), NULL, 0, &k2);
+    CHECK(k2.len == 65 && k2.s[0] == '#');
+    mc_key_make(&b, S("#"), ".0", 2, &k2);
+    CHECK(k2.len == 69);
+    mc_key_make(&b, S("x#y"), ".0", 2, &k2); /* '#' elsewhere: kept */
+    CHECK(k2.len == 9 && memcmp(k2.s, "app:x#y.0", 9) == 0);
 }
 
 static void expiry_rules(void)
@@ -184,10 +198,11 @@ static void stored_form(void)
 
 /* ---- against a server ----------------------------------------------------------- */
 
-/* CACHE_TEST_MEMCACHED, or else a memcached of this test's own on a free
- * port (spec/run.sh runs the C tests before it starts the servers). */
-static pid_t own_pid;
-static char own_addr[32];
+/* CACHE_TEST_MEMCACHED (and CACHE_TEST_MEMCACHED2 for a pool of two), or
+ * else memcached servers of this test's own on free ports (spec/run.sh runs
+ * the C tests before it starts the servers). */
+static pid_t own_pid[2];
+static char own_addr[2][32];
 
 static int can_connect(int port)
 {
@@ -218,13 +233,14 @@ static int free_port(void)
     return port;
 }
 
-static const char *server_addr(void)
+/* Server number slot (0 or 1): the environment's, or one started here. */
+static const char *server_n(int slot, const char *env_name)
 {
-    const char *env = getenv("CACHE_TEST_MEMCACHED");
+    const char *env = getenv(env_name);
     if (env)
         return env;
-    if (own_addr[0])
-        return own_addr;
+    if (own_addr[slot][0])
+        return own_addr[slot];
     int port = free_port();
     if (port == 0)
         return NULL;
@@ -244,14 +260,14 @@ static const char *server_addr(void)
     }
     if (pid < 0)
         return NULL;
-    own_pid = pid;
+    own_pid[slot] = pid;
     for (int i = 0; i < 100; i++) { /* at most 5 s */
         if (can_connect(port)) {
-            snprintf(own_addr, sizeof own_addr, "127.0.0.1:%d", port);
-            return own_addr;
+            snprintf(own_addr[slot], sizeof own_addr[slot], "127.0.0.1:%d", port);
+            return own_addr[slot];
         }
         if (waitpid(pid, NULL, WNOHANG) == pid) {
-            own_pid = 0;
+            own_pid[slot] = 0;
             return NULL; /* not installed, or the port was taken */
         }
         struct timespec ts = {0, 50 * 1000 * 1000};
@@ -260,13 +276,17 @@ static const char *server_addr(void)
     return NULL;
 }
 
+static const char *server_addr(void) { return server_n(0, "CACHE_TEST_MEMCACHED"); }
+static const char *server2_addr(void) { return server_n(1, "CACHE_TEST_MEMCACHED2"); }
+
 static void stop_own(void)
 {
-    if (own_pid > 0) {
-        kill(own_pid, SIGTERM);
-        waitpid(own_pid, NULL, 0);
-        own_pid = 0;
-    }
+    for (int i = 0; i < 2; i++)
+        if (own_pid[i] > 0) {
+            kill(own_pid[i], SIGTERM);
+            waitpid(own_pid[i], NULL, 0);
+            own_pid[i] = 0;
+        }
 }
 
 static cache_backend *open_mc(const char *server, const char *prefix)
@@ -362,6 +382,82 @@ static void server_fork(void)
     cache_close(b);
 }
 
+/* keys name0 .. name19 set to 0 .. 19 through b: how many failed */
+static int put20(cache_backend *b, const char *name)
+{
+    cache_err err = {0, ""};
+    cache_buf v;
+    cache_buf_init(&v);
+    int bad = 0;
+    for (int i = 0; i < 20; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "%s%d", name, i);
+        int_codec(i, &v);
+        if (cache_set(b, S(key), (cache_str){v.data, v.len}, 0, &err) != CACHE_OK)
+            bad++;
+    }
+    cache_buf_free(&v);
+    return bad;
+}
+
+/* how many of name0 .. name19 b does not read back as 0 .. 19 */
+static int missing20(cache_backend *b, const char *name)
+{
+    cache_err err = {0, ""};
+    cache_buf out;
+    cache_buf_init(&out);
+    int missing = 0;
+    for (int i = 0; i < 20; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "%s%d", name, i);
+        out.len = 0;
+        int64_t got = -1;
+        if (cache_get(b, S(key), &out, &err) != CACHE_OK ||
+            !cache_value_as_int((cache_str){out.data, out.len}, &got) || got != i)
+            missing++;
+    }
+    cache_buf_free(&out);
+    return missing;
+}
+
+/* A pool of two used before fork(): the child's own handle must place
+ * every key on the server the parent's does, both ways. */
+static void server_pool_fork(void)
+{
+    char servers[80], prefix[64];
+    snprintf(servers, sizeof servers, "%s,%s", server_addr(), server2_addr());
+    snprintf(prefix, sizeof prefix, "poolfork:%ld:", (long)cache_wall_now());
+    cache_backend *b = open_mc(servers, prefix);
+    CHECK(b != NULL);
+    if (!b)
+        return;
+    CHECK(put20(b, "parent") == 0); /* connected before fork */
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int missed = missing20(b, "parent");
+        if (missed)
+            printf("  child: %d of 20 parent keys missed\n", missed);
+        int bad = put20(b, "child");
+        cache_close(b);
+        fflush(stdout);
+        _exit(missed || bad ? 1 : 0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    int unseen = missing20(b, "child");
+    cache_backend *fresh = open_mc(servers, prefix);
+    int unseen_fresh = fresh ? missing20(fresh, "child") : 20;
+    if (unseen || unseen_fresh)
+        printf("  child keys unseen: %d by the parent, %d by a new object\n",
+               unseen, unseen_fresh);
+    CHECK(unseen == 0 && unseen_fresh == 0);
+    if (fresh)
+        cache_close(fresh);
+    cache_close(b);
+}
+
 static void server_down(void)
 {
     /* port 1 on loopback: nothing listens, the connection is refused */
@@ -390,6 +486,10 @@ int main(void)
     if (server_addr()) {
         RUN(server_roundtrip);
         RUN(server_fork);
+        if (server2_addr())
+            RUN(server_pool_fork);
+        else
+            SKIP(server_pool_fork, "no second memcached");
     } else {
         SKIP(server_roundtrip, "no memcached (CACHE_TEST_MEMCACHED unset, none could be started)");
         SKIP(server_fork, "no memcached");

@@ -132,6 +132,15 @@ static void key_mapping(void)
     CHECK(uwsgi_proto_map_key(SN(k, UWSGI_KEY_MAX + 1), buf, &m) == 0);
     CHECK(memcmp(first, m.ptr, 65) == 0); /* deterministic */
     free(k);
+    /* A key starting with '#' is mapped too, so the digest form of the
+     * empty key, sent as a key, does not reach the empty key's entry. */
+    char lookalike[66];
+    CHECK(uwsgi_proto_map_key(SN("", 0), buf, &m) == 0);
+    memcpy(lookalike, m.ptr, 65);
+    CHECK(uwsgi_proto_map_key(SN(lookalike, 65), buf, &m) == 0);
+    CHECK(m.len == 65 && m.ptr == buf && memcmp(m.ptr, lookalike, 65) != 0);
+    CHECK(uwsgi_proto_map_key(S("#"), buf, &m) == 0 && m.ptr == buf);
+    CHECK(uwsgi_proto_map_key(S("a#"), buf, &m) == 0 && m.len == 2);
 }
 
 static void expires_rounding(void)
