@@ -144,7 +144,7 @@ stats() { # reads numbers on stdin, prints min / median / p99 / max
         printf "min %.1f us, median %.1f us, p99 %.1f us, max %.0f us (%d gets)\n",
                a[1], a[int((NR + 1) / 2)], a[p], a[NR], NR }'
 }
-echo "one get inside a handler, i.e. how long it holds the worker (timed in the handler):"
+echo "one get inside a handler, timed in the handler (blocking transports: how long it holds the worker; cosockets: the worker serves others meanwhile):"
 for b in simple filesystem redis memcached uwsgi; do
     case ",$TIMED," in *",$b,"*) ;; *) printf '  %-11s not available\n' "$b"; continue ;; esac
     curl -s -o /dev/null "$BASE/backend/set?b=$b&k=bench-small&size=5"
@@ -166,7 +166,7 @@ stall() { # backend, pids...
     kill -CONT "$@"; STOPPED=""
     printf '  %-11s one get took %.0f ms\n' "$b" "$(awk -v t="$t" 'BEGIN {print t/1000}')"
 }
-echo "server not answering (SIGSTOP), one get:"
+echo "server not answering (SIGSTOP), one get (through cosockets where the backend has them):"
 stall redis "$REDIS_PID"
 stall memcached $MC_PIDS
 stall uwsgi $UWSGI_PIDS
