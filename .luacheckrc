@@ -10,6 +10,7 @@ exclude_files = { "build", "spec/support/luarocks-trees", ".luarocks", "lua_modu
 files["spec"] = { std = "+busted", unused_args = false, max_line_length = 150 }
 -- Code run inside nginx: lua-nginx-module's ngx (and ndk).
 files["examples/openresty"] = { std = "+ngx_lua" }
-files["spec/support/openresty"] = { std = "+ngx_lua" }
+files["spec/support/cosocket_app.lua"] = { std = "+busted+ngx_lua", unused_args = false, max_line_length = 150 }
+files["lua/cache/cosocket.lua"] = { std = "+ngx_lua" }
 -- ---@meta definitions: stub functions whose arguments only document.
 files["types"] = { unused_args = false, unused = false, max_line_length = false }

@@ -94,6 +94,20 @@ static handle *check_self(lua_State *L)
     return h;
 }
 
+/* The open backend of the cache object at idx, or NULL (bindings/co.c).
+ * Never raises. */
+cache_backend *cache_lua_backend(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) != LUA_TTABLE)
+        return NULL;
+    idx = lua_absindex(L, idx);
+    lua_pushlightuserdata(L, &handle_key);
+    lua_rawget(L, idx);
+    handle *h = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return h ? h->b : NULL;
+}
+
 /* ---- arguments ------------------------------------------------------------- */
 
 static int arg_error(lua_State *L, int arg, const char *name, const char *want)
@@ -907,5 +921,6 @@ int luaopen_cache_core(lua_State *L)
     lua_setfield(L, module, "hash_methods");
 
     cache_bind_keys(L);
+    cache_bind_co(L);
     return 1;
 }

@@ -111,8 +111,12 @@ char *cache_strndup(const char *s, size_t n);
 
 /* Fills n bytes: the kernel's random bytes, or (no getrandom and no
  * /dev/urandom) a mix of clock, pid and an atomic counter that still
- * differs between calls. Thread-safe; never blocks, never fails. */
+ * differs between calls. Thread-safe; never blocks, never fails. While an
+ * operation runs on the cosocket path, the bytes its earlier runs drew
+ * (co.h: every run must ask the same). */
 void cache_random_bytes(void *out, size_t n);
+/* The same, always fresh. */
+void cache_random_fresh(void *out, size_t n);
 
 /* ---- timeouts ------------------------------------------------------------
  * A ttl handed to a backend is relative seconds, already resolved by the
@@ -181,6 +185,9 @@ struct cache_backend {
     double default_timeout; /* option default_timeout (common to all) */
     int ignore_errors;      /* option ignore_errors: delete_many goes on
                                past failures (common to all) */
+    /* The options of its cosocket path (co.h), or NULL: the backend has
+     * none (the binding then always calls it directly). */
+    const struct cache_co_opts *co;
 };
 
 /* A backend constructor: validates and takes its options, returns the new

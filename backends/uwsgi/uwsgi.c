@@ -30,6 +30,7 @@
 #include "cache.h"
 #include "codec.h"
 #include "hostport.h"
+#include "uwsgi_co.h"
 #include "uwsgi_proto.h"
 
 #ifndef MSG_NOSIGNAL
@@ -45,6 +46,7 @@ typedef struct uw_backend {
     char *host;     /* TCP host (no brackets) and port, or NULL */
     char *port;
     double timeout; /* seconds, for connect and for the exchange */
+    cache_co_opts co; /* its cosocket path (uwsgi_co.c) */
 } uw_backend;
 
 /* ---- options ------------------------------------------------------------ */
@@ -302,6 +304,13 @@ static void await_close(int fd, double deadline)
 static int roundtrip(uw_backend *c, const cache_buf *req, cache_buf *reply,
                      cache_err *err)
 {
+    cache_co *co = cache_co_of(&c->base);
+    if (co) {
+        char label[CACHE_ERRMSG_MAX / 2];
+        snprintf(label, sizeof label, "UWSGICache %s", c->spec);
+        return uwsgi_co_roundtrip(co, c->host, c->port ? atoi(c->port) : 0,
+                                  c->path, label, c->timeout, req, reply, err);
+    }
     double deadline = cache_monotonic_now() + c->timeout;
     int fd = c->path ? connect_unix(c, deadline, err)
                      : connect_tcp(c, deadline, err);
@@ -622,6 +631,9 @@ cache_backend *cache_uwsgi_create(cache_opts *opts, cache_err *err)
     if (cache_opt_str(opts, "cache", &spec, &spec_len, err) < 0 ||
         cache_opt_num(opts, "timeout", 0.001, 86400, &timeout, err) < 0)
         return NULL;
+    cache_co_opts co;
+    if (cache_co_take_opts(opts, &co, err) != CACHE_OK)
+        return NULL;
     uw_backend *c = calloc(1, sizeof *c);
     if (!c) {
         cache_fail(err, CACHE_ENOMEM, "out of memory");
@@ -629,6 +641,8 @@ cache_backend *cache_uwsgi_create(cache_opts *opts, cache_err *err)
     }
     c->base.vt = &uw_vtable;
     c->timeout = timeout;
+    c->co = co;
+    c->base.co = &c->co;
     if (parse_spec(c, spec, spec_len, err) != CACHE_OK) {
         uw_destroy(&c->base);
         return NULL;

@@ -82,6 +82,7 @@ local known = {
   CACHE_REDIS_SENTINEL_PASSWORD = "string",
   CACHE_REDIS_SENTINEL_USERNAME = "string",
   CACHE_REDIS_CLUSTER = "table|string",
+  CACHE_TRANSPORT = "string",
 }
 
 -- Flask-Caching keys this port deliberately does not offer, and why.
@@ -248,6 +249,9 @@ function C.resolve(config)
     raise(("cache.new: unknown CACHE_TYPE '%s'"):format(ctype))
   end
   derive[class](cfg, options)
+  -- the network backends' option transport ("auto", "cosocket", "blocking");
+  -- a backend without one rejects it by name
+  if cfg.CACHE_TRANSPORT ~= nil then options.transport = cfg.CACHE_TRANSPORT end
   return cfg, class, options
 end
 
