@@ -151,9 +151,9 @@ local function methods_for(mode)
           return rethrow(name, pcall(fn, self, ...))
         end
         local class = tostring(self):match("^(%w+)") or "cache"
-        local phase = where == "plain Lua (no ngx)" and where or ("the " .. where .. " phase")
+        local in_phase = where == "plain Lua (no ngx)" and where or ("the " .. where .. " phase")
         return refuse(name, ("%s: transport 'cosocket' is not available in %s (nginx allows cosockets"
-          .. " in rewrite, access, content, timer and ssl_* phases)"):format(class, phase), ...)
+          .. " in rewrite, access, content, timer and ssl_* phases)"):format(class, in_phase), ...)
       end
       stats.cosocket = stats.cosocket + 1
       local op = co_new(self)
