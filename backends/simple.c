@@ -704,13 +704,10 @@ static int incr_existing(simple_cache *c, entry **link, int64_t delta,
                          int64_t *result, cache_buf *buf, cache_err *err)
 {
     entry *old = *link;
-    int64_t cur, sum;
-    if (!cache_value_as_int(entry_value(old), &cur))
-        return cache_fail(err, CACHE_ENOTINT, "value is not an integer");
-    if (__builtin_add_overflow(cur, delta, &sum))
-        return cache_fail(err, CACHE_ENOTINT, "integer overflow");
+    cache_str cur = entry_value(old);
+    int64_t sum;
     buf->len = 0;
-    int rc = cache_encode_int(sum, buf, err);
+    int rc = cache_value_add(&cur, delta, buf, &sum, err);
     if (rc != CACHE_OK)
         return rc;
     entry *e = old;

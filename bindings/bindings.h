@@ -48,12 +48,17 @@ cache_backend *cache_lua_object(lua_State *L, int idx, int get_name,
  * the calls a finalizer makes meanwhile cannot reach. */
 void cache_lua_push_read(lua_State *L, cache_handle *h);
 
+/* The open backend of the cache object at idx, or NULL. Never raises. */
+cache_backend *cache_lua_backend(lua_State *L, int idx);
+
+/* Adds the cosocket functions (bindings/co.c) to the module table on top
+ * of the stack. */
+int cache_bind_co(lua_State *L);
+
 /* Adds the key functions (bindings/memo.c) to the module table on top of
  * the stack. */
 int cache_bind_keys(lua_State *L);
 
-/* The open backend of the object at idx, or NULL (never raises). */
-cache_backend *cache_lua_backend_of(lua_State *L, int idx);
 /* The handle of the open backend object at idx; raises on anything else.
  * Then, as core.c's methods do: cache_lua_ready_read (may run Lua code),
  * cache_lua_live right before the engine call, and after it

@@ -96,6 +96,19 @@ static handle *check_self(lua_State *L)
 
 static int m_tostring(lua_State *L);
 static int object_newindex(lua_State *L);
+/* The open backend of the cache object at idx, or NULL (bindings/co.c).
+ * Never raises. */
+cache_backend *cache_lua_backend(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) != LUA_TTABLE)
+        return NULL;
+    idx = lua_absindex(L, idx);
+    lua_pushlightuserdata(L, &handle_key);
+    lua_rawget(L, idx);
+    handle *h = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return h ? h->b : NULL;
+}
 
 /* ---- arguments ------------------------------------------------------------- */
 
@@ -849,18 +862,6 @@ void cache_lua_wrap_handle(lua_State *L)
     lua_replace(L, hidx);
 }
 
-cache_backend *cache_lua_backend_of(lua_State *L, int idx)
-{
-    if (lua_type(L, idx) != LUA_TTABLE)
-        return NULL;
-    idx = lua_absindex(L, idx);
-    lua_pushlightuserdata(L, &handle_key);
-    lua_rawget(L, idx);
-    handle *h = lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    return h ? h->b : NULL;
-}
-
 cache_handle *cache_lua_handle(lua_State *L, int idx)
 {
     idx = lua_absindex(L, idx);
@@ -1021,5 +1022,6 @@ int luaopen_cache_core(lua_State *L)
     cache_bind_keys(L);
     cache_bind_fetch(L);
     cache_bind_shdict(L);
+    cache_bind_co(L);
     return 1;
 }

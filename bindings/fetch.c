@@ -230,7 +230,7 @@ static int l_fetch_note(lua_State *L)
 /* is_backend(v): whether v is an open backend object of this module. */
 static int l_is_backend(lua_State *L)
 {
-    lua_pushboolean(L, cache_lua_backend_of(L, 1) != NULL);
+    lua_pushboolean(L, cache_lua_backend(L, 1) != NULL);
     return 1;
 }
 

@@ -118,8 +118,12 @@ char *cache_strndup(const char *s, size_t n);
 
 /* Fills n bytes: the kernel's random bytes, or (no getrandom and no
  * /dev/urandom) a mix of clock, pid and an atomic counter that still
- * differs between calls. Thread-safe; never blocks, never fails. */
+ * differs between calls. Thread-safe; never blocks, never fails. While an
+ * operation runs on the cosocket path, the bytes its earlier runs drew
+ * (co.h: every run must ask the same). */
 void cache_random_bytes(void *out, size_t n);
+/* The same, always fresh. */
+void cache_random_fresh(void *out, size_t n);
 
 /* ---- timeouts ------------------------------------------------------------
  * A ttl handed to a backend is relative seconds, already resolved by the
@@ -167,9 +171,12 @@ typedef struct cache_vtable {
     int (*has)(cache_backend *, cache_str key, cache_err *);
     int (*clear)(cache_backend *, cache_err *);
 
-    /* Optional. Atomically add delta to an integer entry; a missing entry
+    /* Optional. Add delta to an integer entry (atomically where the backend
+     * can, see README per backend); a missing entry
      * starts at 0 and is stored with new_ttl; an existing one keeps its
-     * expiry. NULL: the engine falls back to get + decode + set. */
+     * expiry. NULL: the engine falls back to get + decode + set, which
+     * writes an existing entry back with new_ttl too (it cannot read an
+     * expiry), so a backend whose entries expire provides it. */
     int (*incr)(cache_backend *, cache_str key, int64_t delta, double new_ttl,
                 int64_t *result, cache_err *);
 
@@ -225,6 +232,9 @@ struct cache_backend {
     int refs;               /* owners: cache_open gives 1, cache_retain adds
                                one, cache_close drops one; the last destroys */
     cache_stats stats;
+    /* The options of its cosocket path (co.h), or NULL: the backend has
+     * none (the binding then always calls it directly). */
+    const struct cache_co_opts *co;
 };
 
 /* A backend constructor: validates and takes its options, returns the new

@@ -448,6 +448,17 @@ int cache_value_as_int(cache_str value, int64_t *out)
     return 1;
 }
 
+int cache_value_add(const cache_str *cur, int64_t delta, cache_buf *out,
+                    int64_t *sum, cache_err *err)
+{
+    int64_t base = 0;
+    if (cur && !cache_value_as_int(*cur, &base))
+        return cache_fail(err, CACHE_ENOTINT, "value is not an integer");
+    if (__builtin_add_overflow(base, delta, sum))
+        return cache_fail(err, CACHE_ENOTINT, "integer overflow");
+    return cache_encode_int(*sum, out, err);
+}
+
 int cache_external_encode(cache_str value, cache_buf *out)
 {
     int64_t i;

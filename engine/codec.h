@@ -105,6 +105,12 @@ int cache_external_decode(cache_str external, cache_buf *out, cache_err *err);
 
 /* If encoded value bytes are exactly one integer, stores it and returns 1. */
 int cache_value_as_int(cache_str value, int64_t *out);
+/* The value an increment writes: the integer in cur plus delta (cur NULL:
+ * a missing entry, counted as 0), appended to out as codec bytes, the sum in
+ * *sum. CACHE_OK; CACHE_ENOTINT when cur is not exactly one integer or the
+ * sum leaves int64; CACHE_ENOMEM. */
+int cache_value_add(const cache_str *cur, int64_t delta, cache_buf *out,
+                    int64_t *sum, cache_err *err);
 /* Parses strict decimal text ("-12", no spaces, no '+', within int64). */
 int cache_parse_int(const char *s, size_t n, int64_t *out);
 

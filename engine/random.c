@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "co.h"
 
 static size_t from_kernel(unsigned char *buf, size_t n)
 {
@@ -56,6 +57,14 @@ static uint64_t mix64(uint64_t z)
 }
 
 void cache_random_bytes(void *out, size_t n)
+{
+    /* on the cosocket path every run of an operation draws the same */
+    if (cache_co_random(out, n) == 1)
+        return;
+    cache_random_fresh(out, n);
+}
+
+void cache_random_fresh(void *out, size_t n)
 {
     static atomic_uint_fast64_t counter;
     unsigned char *buf = out;

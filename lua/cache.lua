@@ -26,10 +26,39 @@ for name in pairs(core.backend_types()) do
   M[name] = core[name]
 end
 
+--- Encodes a value the way backends store it (MessagePack bytes).
+M.encode = core.encode
+--- Decodes such bytes: the value and true, or nil and why.
+M.decode = core.decode
+
+-- Whether a Lua module can be found on package.path (Lua 5.1 has no
+-- package.searchpath: walk the templates by hand).
+local function module_exists(name)
+  if package.searchpath then
+    return package.searchpath(name, package.path) ~= nil
+  end
+  local file = name:gsub("%.", "/")
+  for template in package.path:gmatch("[^;]+") do
+    local f = io.open((template:gsub("%?", file)), "r")
+    if f then
+      f:close()
+      return true
+    end
+  end
+  return false
+end
+
+-- The OpenResty transport: network objects do their I/O with cosockets
+-- where nginx allows them (lua/cache/cosocket.lua).
+if module_exists("cache.cosocket") then
+  require("cache.cosocket").install(M)
+end
+
 --- cache.SharedDictCache{ dict = "name", ... } (OpenResty): the dict is
 -- looked up in ngx.shared here and its zone handed to the C backend
 -- (backends/shdict.c). With a key_prefix the object gets a clear of its
--- own, in Lua, as only Lua can list a zone's keys.
+-- own, in Lua, as only Lua can list a zone's keys. (After the transport's
+-- install, which wraps every constructor: this one has no network.)
 local shdict_ctor = core.SharedDictCache
 if shdict_ctor then
   function M.SharedDictCache(opts)
@@ -58,28 +87,6 @@ if shdict_ctor then
     end
     return obj
   end
-end
-
---- Encodes a value the way backends store it (MessagePack bytes).
-M.encode = core.encode
---- Decodes such bytes: the value and true, or nil and why.
-M.decode = core.decode
-
--- Whether a Lua module can be found on package.path (Lua 5.1 has no
--- package.searchpath: walk the templates by hand).
-local function module_exists(name)
-  if package.searchpath then
-    return package.searchpath(name, package.path) ~= nil
-  end
-  local file = name:gsub("%.", "/")
-  for template in package.path:gmatch("[^;]+") do
-    local f = io.open((template:gsub("%?", file)), "r")
-    if f then
-      f:close()
-      return true
-    end
-  end
-  return false
 end
 
 if module_exists("cache.decorators") then

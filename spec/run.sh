@@ -102,7 +102,18 @@ export LUA_CPATH="$ROOT/$MODDIR/?.so;;"
 [ ${#lua_specs[@]} -gt 0 ] && $LUA_BIN /usr/bin/busted --lua="$LUA_BIN" -o "$ROOT/spec/support/output.lua" \
     --pattern=_spec "${lua_specs[@]}" || true
 
-# 4. The total.
+# 4. Lint: luacheck over the Lua sources with the committed .luacheckrc
+# (one test; a full run only, not a narrowed one).
+if [ ${#ONLY[@]} -eq 0 ]; then
+    echo "== luacheck"
+    if luacheck -q --no-color . >"$STATE/luacheck.out" 2>&1; then
+        echo "0 warnings"; echo "1 0 0" >>"$COUNTS"
+    else
+        cat "$STATE/luacheck.out"; echo "0 1 0" >>"$COUNTS"
+    fi
+fi
+
+# 5. The total.
 read -r passed failed skipped < <(awk '{p+=$1; f+=$2; s+=$3} END {print p+0, f+0, s+0}' "$COUNTS")
 [ -s "$COUNTS" ] || failed=1
 echo "$passed passed, $failed failed, $skipped skipped"

@@ -181,33 +181,29 @@ static int fs_clear(cache_backend *b, cache_err *err)
 static int incr_locked(fs_cache *fs, const char *name, int64_t delta,
                        double new_ttl, int64_t *result, cache_err *err)
 {
-    cache_buf cur;
+    cache_buf cur, next;
     cache_buf_init(&cur);
-    int64_t exp, base = 0;
+    cache_buf_init(&next);
+    int64_t exp;
     int st = fs_read_entry(fs, name, &cur, &exp, err);
     int rc = st < 0 ? st : CACHE_OK;
-    if (st == ENT_LIVE &&
-        !cache_value_as_int((cache_str){cur.data, cur.len}, &base))
-        rc = cache_fail(err, CACHE_ENOTINT, "value is not an integer");
     if (rc == CACHE_OK && st != ENT_LIVE &&
         fs_expiry_of_ttl(new_ttl, &exp) != 0)
         rc = cache_fail(err, CACHE_EINVAL, "timeout is not a number");
     int64_t sum = 0;
-    if (rc == CACHE_OK && __builtin_add_overflow(base, delta, &sum))
-        rc = cache_fail(err, CACHE_ENOTINT, "integer overflow");
-    if (rc == CACHE_OK) {
-        cur.len = 0;
-        rc = cache_encode_int(sum, &cur, err);
-    }
+    cache_str have = {cur.data, cur.len};
+    if (rc == CACHE_OK) /* a live entry keeps its expiry; else 0 + delta */
+        rc = cache_value_add(st == ENT_LIVE ? &have : NULL, delta, &next,
+                             &sum, err);
     if (rc == CACHE_OK) {
         int created;
-        rc = fs_write_entry(fs, name, (cache_str){cur.data, cur.len}, exp,
-                            PLACE_REPLACE,
-                            &created, err);
+        rc = fs_write_entry(fs, name, (cache_str){next.data, next.len}, exp,
+                            PLACE_REPLACE, &created, err);
         if (rc == CACHE_OK && created)
             fs_note_new_entry(fs, name);
     }
     cache_buf_free(&cur);
+    cache_buf_free(&next);
     if (rc == CACHE_OK)
         *result = sum;
     return rc;

@@ -34,6 +34,7 @@
 #include "digest.h"
 #include "hostport.h"
 #include "memcached.h"
+#include "memcached_co.h"
 
 #define MC_DEFAULT_PORT 11211
 #define MC_THIRTY_DAYS 2592000.0
@@ -183,6 +184,12 @@ static int fail_on(mc_backend *b, memcached_st *m, const mc_key *k,
     if (in)
         server_label(in, where, sizeof where);
     char why[160];
+    if (mcco_of(b)) { /* the cosocket path: not the handle's state */
+        if (rc == MCCO_PENDING)
+            return CACHE_PENDING;
+        clean_message(mcco_why(b, rc), why, sizeof why);
+        return cache_fail(err, CACHE_FAIL, "memcached %s: %s", where, why);
+    }
     if (memcached_last_error(m) != MEMCACHED_SUCCESS)
         clean_message(memcached_last_error_message(m), why, sizeof why);
     else
@@ -448,6 +455,9 @@ int mc_open(mc_backend *b, cache_opts *opts, int sasl, cache_err *err)
     size_t plen = 0;
     if ((rc = cache_opt_str(opts, "key_prefix", &prefix, &plen, err)) < 0)
         return rc;
+    if ((rc = cache_co_take_opts(opts, &b->co, err)) != CACHE_OK)
+        return rc;
+    b->base.co = &b->co;
     b->prefix = cache_strndup(prefix ? prefix : "", plen);
     b->prefix_len = plen;
     if (!b->prefix)
@@ -574,8 +584,9 @@ int mc_store(mc_backend *b, const mc_key *k, const char *v, size_t n,
         return rc == CACHE_MISS ? CACHE_OK : rc;
     }
     memcached_return_t rc =
-        only_if_absent ? memcached_add(b->m, k->s, k->len, v, n, exp, flags)
-                       : memcached_set(b->m, k->s, k->len, v, n, exp, flags);
+        mcco_of(b) ? mcco_store(b, k, v, n, exp, flags, only_if_absent, 0)
+        : only_if_absent ? memcached_add(b->m, k->s, k->len, v, n, exp, flags)
+                         : memcached_set(b->m, k->s, k->len, v, n, exp, flags);
     if (rc == MEMCACHED_SUCCESS)
         return CACHE_OK;
     if (only_if_absent && (rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_DATA_EXISTS))
@@ -586,7 +597,8 @@ int mc_store(mc_backend *b, const mc_key *k, const char *v, size_t n,
 int mc_delete(mc_backend *b, const mc_key *k, cache_err *err)
 {
     FORK_GUARD(b, err);
-    memcached_return_t rc = memcached_delete(b->m, k->s, k->len, 0);
+    memcached_return_t rc = mcco_of(b) ? mcco_delete(b, k)
+                                       : memcached_delete(b->m, k->s, k->len, 0);
     if (rc == MEMCACHED_SUCCESS)
         return CACHE_OK;
     if (rc == MEMCACHED_NOTFOUND)
@@ -600,7 +612,8 @@ int mc_delete(mc_backend *b, const mc_key *k, cache_err *err)
 int mc_exists(mc_backend *b, const mc_key *k, cache_err *err)
 {
     FORK_GUARD(b, err);
-    memcached_return_t rc = memcached_exist(b->m, k->s, k->len);
+    memcached_return_t rc = mcco_of(b) ? mcco_exist(b, k)
+                                       : memcached_exist(b->m, k->s, k->len);
     if (rc == MEMCACHED_SUCCESS)
         return CACHE_OK;
     if (rc == MEMCACHED_NOTFOUND)
@@ -614,6 +627,10 @@ int mc_exists(mc_backend *b, const mc_key *k, cache_err *err)
 int mc_flush(mc_backend *b, cache_err *err)
 {
     FORK_GUARD(b, err);
+    if (mcco_of(b)) {
+        memcached_return_t crc = mcco_flush(b);
+        return crc == MEMCACHED_SUCCESS ? CACHE_OK : mc_fail(b, NULL, crc, err);
+    }
     memcached_return_t rc = memcached_flush(b->m, 0);
     if (rc == MEMCACHED_SUCCESS)
         rc = memcached_last_error(b->m);
@@ -732,6 +749,8 @@ int mc_mget(mc_backend *b, size_t n, const mc_key *keys, mc_hit_fn hit,
             void *ctx, int *status, cache_err *err)
 {
     FORK_GUARD(b, err);
+    if (mcco_of(b))
+        return mcco_mget(b, n, keys, hit, ctx, status, err);
     return mget_on(b, b->m, &b->result, n, keys, hit, ctx, status, err);
 }
 
@@ -745,6 +764,18 @@ int mc_get_one(mc_backend *b, const mc_key *k, mc_hit_fn hit, void *ctx,
     size_t len = 0;
     uint32_t flags = 0;
     memcached_return_t rc;
+    if (mcco_of(b)) {
+        cache_buf got;
+        cache_buf_init(&got);
+        uint64_t cas;
+        rc = mcco_get(b, k, &got, &flags, &cas);
+        int st = rc == MEMCACHED_SUCCESS
+                     ? hit(ctx, 0, got.data ? got.data : "", got.len, flags)
+                     : rc == MEMCACHED_NOTFOUND ? CACHE_MISS
+                                                : mc_fail(b, k, rc, err);
+        cache_buf_free(&got);
+        return st == CACHE_ENOMEM ? cache_fail(err, CACHE_ENOMEM, "out of memory") : st;
+    }
     char *v = memcached_get(b->m, k->s, k->len, &len, &flags, &rc);
     if (rc == MEMCACHED_SUCCESS) {
         int st = hit(ctx, 0, v ? v : "", v ? len : 0, flags);
@@ -778,6 +809,8 @@ int mc_store_many(mc_backend *b, size_t n, const mc_key *keys,
         int rc = mc_delete_many_blind(b, n, keys, status, err);
         return rc;
     }
+    if (mcco_of(b))
+        return mcco_store_many(b, n, keys, vals, flags, exp, status, err);
     uint32_t servers = memcached_server_count(b->m);
     uint32_t *srv = malloc(n * sizeof *srv);
     size_t *last = malloc((servers ? servers : 1) * sizeof *last);
@@ -864,6 +897,8 @@ int mc_delete_many_blind(mc_backend *b, size_t n, const mc_key *keys,
     FORK_GUARD(b, err);
     if (n == 0)
         return CACHE_OK;
+    if (mcco_of(b))
+        return mcco_delete_many(b, n, keys, status, err);
     memcached_st *d = deleter(b);
     int *sent = malloc(n * sizeof *sent);
     if (!d || !sent) {
@@ -902,6 +937,8 @@ int mc_delete_many_blind(mc_backend *b, size_t n, const mc_key *keys,
 static memcached_return_t server_incr(mc_backend *b, const mc_key *k,
                                       uint64_t offset, uint64_t *value)
 {
+    if (mcco_of(b))
+        return mcco_incr(b, k, offset, value);
     return memcached_increment_by_key(b->m, k->s, k->len, k->s, k->len, offset,
                                       value);
 }
@@ -940,7 +977,7 @@ static int gets_hit(void *ctx, size_t i, const char *v, size_t len,
     gets_ctx *g = ctx;
     (void)i;
     g->flags = flags;
-    g->cas = memcached_result_cas(&g->b->result);
+    g->cas = mcco_of(g->b) ? mcco_last_cas() : memcached_result_cas(&g->b->result);
     return cache_buf_append(g->out, v, len) ? CACHE_ENOMEM : CACHE_OK;
 }
 
@@ -996,8 +1033,10 @@ static int incr_refused(mc_backend *b, const mc_key *k, memcached_return_t rc,
     time_t exp;
     if (mc_expiry(new_ttl, &exp))
         exp = 0;
-    memcached_return_t crc = memcached_cas(b->m, k->s, k->len, text, (size_t)tn,
-                                           exp, MC_FLAG_INT, g.cas);
+    memcached_return_t crc =
+        mcco_of(b) ? mcco_store(b, k, text, (size_t)tn, exp, MC_FLAG_INT, 0, g.cas)
+                   : memcached_cas(b->m, k->s, k->len, text, (size_t)tn, exp,
+                                   MC_FLAG_INT, g.cas);
     if (crc == MEMCACHED_SUCCESS) {
         *result = sum;
         return CACHE_OK;
@@ -1044,7 +1083,9 @@ int mc_incr(mc_backend *b, const mc_key *k, int64_t delta, double new_ttl,
                 return e;
             rc = MEMCACHED_NOTSTORED;
         } else {
-            rc = memcached_add(b->m, k->s, k->len, text, (size_t)tn, exp, MC_FLAG_INT);
+            rc = mcco_of(b) ? mcco_store(b, k, text, (size_t)tn, exp, MC_FLAG_INT, 1, 0)
+                            : memcached_add(b->m, k->s, k->len, text, (size_t)tn,
+                                            exp, MC_FLAG_INT);
         }
         if (rc == MEMCACHED_SUCCESS) {
             *result = delta;

@@ -83,6 +83,7 @@ local known = {
   CACHE_REDIS_SENTINEL_PASSWORD = "string",
   CACHE_REDIS_SENTINEL_USERNAME = "string",
   CACHE_REDIS_CLUSTER = "table|string",
+  CACHE_TRANSPORT = "string",
   CACHE_SHARED_DICT = "string",
   -- fetch's defaults (cache/fetch.lua checks their values)
   CACHE_FETCH_NEG_TIMEOUT = "number",
@@ -263,6 +264,9 @@ function C.resolve(config)
     raise(("cache.new: unknown CACHE_TYPE '%s'"):format(ctype))
   end
   derive[class](cfg, options)
+  -- the network backends' option transport ("auto", "cosocket", "blocking");
+  -- a backend without one rejects it by name
+  if cfg.CACHE_TRANSPORT ~= nil then options.transport = cfg.CACHE_TRANSPORT end
   return cfg, class, options
 end
 

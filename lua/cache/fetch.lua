@@ -16,11 +16,29 @@ local type, pcall, error, tostring, getmetatable, setmetatable, rawget, pairs, s
   type, pcall, error, tostring, getmetatable, setmetatable, rawget, pairs, select
 local min = math.min
 
-local read, store, lock, unlock, note =
-  core.fetch_read, core.fetch_store, core.fetch_lock, core.fetch_unlock, core.fetch_note
+local note = core.fetch_note
+
+-- The steps that reach the backend. Inside nginx they run on the object's
+-- transport (cache.cosocket: cosockets where the phase allows them, as its
+-- methods do); elsewhere they are the C functions themselves.
+local read, store, lock, unlock = core.fetch_read, core.fetch_store, core.fetch_lock, core.fetch_unlock
 -- fetch_read, after checking the key and the callback (raising at the line
 -- that called c:fetch)
 local first_read = core.fetch_call
+local ngx_lua = rawget(_G, "ngx")
+if type(ngx_lua) == "table" and type(ngx_lua.get_phase) == "function" then
+  local ok, cosocket = pcall(require, "cache.cosocket")
+  if ok and cosocket.call then
+    local call = cosocket.call
+    local c_read, c_store, c_lock, c_unlock, c_first =
+      core.fetch_read, core.fetch_store, core.fetch_lock, core.fetch_unlock, core.fetch_call
+    read = function(b, ...) return call(b, c_read, ...) end
+    store = function(b, ...) return call(b, c_store, ...) end
+    lock = function(b, ...) return call(b, c_lock, ...) end
+    unlock = function(b, ...) return call(b, c_unlock, ...) end
+    first_read = function(b, ...) return call(b, c_first, ...) end
+  end
+end
 local monotonic, block_sleep = core.monotonic, core.sleep
 
 -- cache_fetch_note_kind (engine/fetch.h)

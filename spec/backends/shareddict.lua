@@ -1,6 +1,6 @@
 -- SharedDictCache for the shared contract: only inside nginx, where
--- spec/shareddict_spec.lua runs the contract (spec/support/ngx_runner.lua)
--- on the lua_shared_dict "contract" of examples/openresty/nginx.conf, each
+-- spec/shareddict_spec.lua runs the contract (spec/support/fetch_app.lua)
+-- on the lua_shared_dict "contract" of spec/support/fetch_nginx.conf, each
 -- object under a key prefix of its own (clear then removes only its keys).
 local cache = require "cache"
 local helpers = require "support.helpers"

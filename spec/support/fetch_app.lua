@@ -1,16 +1,20 @@
---- fetch_app: handlers for spec/shareddict_spec.lua and bench/openresty.sh
--- (fetch, TieredCache and SharedDictCache inside nginx). openresty.sh
--- copies this folder's .lua files next to examples/openresty/app.lua and
--- includes its .conf files (fetch.http.conf at http level, fetch.server.conf
--- in the server).
+--- fetch_app: the nginx side of spec/shareddict_spec.lua (fetch, TieredCache
+-- and SharedDictCache inside handlers; spec/support/fetch_nginx.conf routes
+-- to it). openresty.sh copies spec/support/*.lua to support/ and
+-- spec/backends/*.lua to backends/ beside it.
 --
 -- Per worker: a Cache on SharedDictCache "fetch_dict", one on Redis (when
--- CACHE_TEST_REDIS_PORT is set), a TieredCache (l1 SimpleCache, l2
--- SharedDictCache, invalidated through the dict "tiered_ipc") and the
--- benchmark's objects, made on first use.
+-- CACHE_TEST_REDIS_PORT is set) and a TieredCache (l1 SimpleCache, l2
+-- SharedDictCache, invalidated through the dict "tiered_ipc"), made on
+-- first use.
 local cache = require "cache"
+local minispec = require "support.minispec"
+local contract = require "support.contract"
+local checks = require "support.shareddict_checks"
+local helpers = require "support.helpers"
 
 local M = {}
+local APP_DIR = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 local st
 
 local function worker()
@@ -27,11 +31,6 @@ local function worker()
   st.tiered = cache.TieredCache { l1 = cache.SimpleCache {},
                                   l2 = cache.SharedDictCache { dict = "fetch_dict", key_prefix = "t:" },
                                   l1_timeout = 60, ipc = "tiered_ipc" }
-  st.bench_tiered = cache.TieredCache { l1 = cache.SimpleCache {},
-                                        l2 = cache.SharedDictCache { dict = "fetch_dict", key_prefix = "b:" },
-                                        l1_timeout = 3600, ipc = false }
-  st.bench_shd = cache.SharedDictCache { dict = "fetch_dict", key_prefix = "bs:" }
-  assert(st.bench_shd:set("hello", "hello world", 0))
   return st
 end
 
@@ -40,29 +39,30 @@ local function reply(...)
   ngx.say(...)
 end
 
---- GET /spec/run?file=contract_spec.lua&only=SharedDictCache: a spec file
--- of spec/ (or spec/support/ngx/) run in this worker by ngx_spec, keeping
--- the top-level describe blocks whose names contain one of `only`.
-function M.spec(root)
-  if not package.path:find(root .. "/spec/?.lua", 1, true) then
-    package.path = root .. "/spec/?.lua;" .. package.path
-  end
-  -- nginx's cached time moves only when the worker yields: sleeping must
-  -- yield, or expiry in the zone would never be seen
-  require("support.helpers").sleep = function(s) ngx.sleep(s) end
-  local file = ngx.var.arg_file or ""
-  if not file:match("^[%w_/]+%.lua$") or file:find("..", 1, true) then
-    ngx.status = 400
-    return reply("bad file")
-  end
-  local only
-  if ngx.var.arg_only then
-    only = {}
-    for name in ngx.var.arg_only:gmatch("[^,]+") do only[#only + 1] = name end
-  end
-  local r = require("ngx_spec").run(root .. "/spec/" .. file, only)
-  reply(("passed=%d failed=%d pending=%d"):format(r.passed, r.failed, r.pending))
-  for _, f in ipairs(r.failures) do ngx.say(f) end
+-- Runs define(T) with minispec, as busted would, and says how it went.
+local function run(define)
+  local res = minispec.run(function(T)
+    -- nginx's cached time moves only when the worker yields: sleeping must
+    -- yield, or expiry in the zone would never be seen
+    T.helpers = { sleep = ngx.sleep, pack = helpers.pack }
+    define(T)
+  end, require "luassert")
+  ngx.say(("passed=%d failed=%d"):format(res.passed, res.failed))
+  for _, line in ipairs(res.failures) do ngx.say(line) end
+end
+
+--- GET /spec/contract: spec/support/contract.lua on spec/backends/shareddict.lua.
+function M.contract()
+  local f = dofile(APP_DIR .. "/backends/shareddict.lua")
+  f.caps = f.caps or {}
+  local ok, why = f.available()
+  if not ok then return ngx.say("unavailable: ", why) end
+  run(function(T) contract(f, T) end)
+end
+
+--- GET /spec/checks: spec/support/shareddict_checks.lua.
+function M.checks()
+  run(checks)
 end
 
 --- /sd/inc?k=KEY: increments KEY in the SharedDictCache (every worker's).
@@ -90,8 +90,13 @@ function M.stampede()
   local c = worker()[ngx.var.arg_b]
   if not c then ngx.status = 501 return reply("no backend " .. tostring(ngx.var.arg_b)) end
   local key = ngx.var.arg_k
+  -- the calls fetch made on the cosocket transport (Redis: all of them)
+  local co = require("cache.cosocket").stats
+  local before = co.cosocket
+  ngx.header["X-Cosocket"] = 0
   local v, err, level = c:fetch(key, ngx.var.arg_lock == "0" and unlocked or locked, counted_value,
                                 key, (tonumber(ngx.var.arg_ms) or 200) / 1000)
+  ngx.header["X-Cosocket"] = co.cosocket - before
   reply(tostring(v), " ", tostring(err or level))
 end
 
@@ -137,17 +142,6 @@ end
 function M.tiered_fetch()
   local v, err, level = worker().tiered:fetch(ngx.var.arg_k, nil, function() return "computed" end)
   reply(tostring(v), " ", tostring(err or level))
-end
-
--- The benchmark pair of bench/openresty.sh, beside /bench/bare: the same
--- body from a TieredCache's l1 through fetch, and from a SharedDictCache.
-local function hello() return "hello world" end
-function M.bench_fetch_l1()
-  ngx.say((worker().bench_tiered:fetch("hello", nil, hello)))
-end
-
-function M.bench_shdict()
-  ngx.say((worker().bench_shd:get("hello")))
 end
 
 return M
