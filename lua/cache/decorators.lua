@@ -18,7 +18,7 @@ local M -- the cache module, set by install (cache.log and
         -- cache.request_provider are read from it at each use)
 
 local unpack = table.unpack or unpack
-local select, type, tostring, rawget, pcall, error = select, type, tostring, rawget, pcall, error
+local select, type, tostring, rawget, pcall = select, type, tostring, rawget, pcall
 local getinfo, getlocal, getmetatable = debug.getinfo, debug.getlocal, debug.getmetatable
 
 local D = {}
