@@ -563,6 +563,39 @@ describe("memcached backends", function()
     end)
   end)
 
+  describe("batches", function()
+    -- As SimpleCache, FileSystemCache, Redis and uWSGI: the first occurrence
+    -- of a key deletes it, a later one finds nothing, so the key is listed
+    -- once and not everything was deleted.
+    it("delete_many with a repeated key lists it once and is not all deleted", function()
+      local made = { MemcachedCache = function(prefix)
+        return cache.MemcachedCache { servers = { A, B }, key_prefix = prefix }
+      end }
+      if SASL then
+        for _, ctor in ipairs { "SASLMemcachedCache", "SpreadSASLMemcachedCache" } do
+          made[ctor] = function(prefix)
+            return cache[ctor] { servers = SASL, username = USER, password = PASS, key_prefix = prefix }
+          end
+        end
+      end
+      local wrong = {}
+      for name, make in pairs(made) do
+        local c = make(helpers.unique("dup"))
+        for _, keys in ipairs { { "t", "t" }, { "t", "t", "t" }, { "x", "t", "t" },
+                                { "t", "x", "t", "y", "t" } } do
+          assert.is_true(c:set("t", 1), name)
+          local all, deleted = c:delete_many(unpack(keys))
+          if all ~= false or #deleted ~= 1 or deleted[1] ~= "t" or c:has("t") then
+            wrong[#wrong + 1] = ("%s delete_many(%s) -> %s, {%s}"):format(name,
+              table.concat(keys, ", "), tostring(all), table.concat(deleted, ", "))
+          end
+        end
+      end
+      table.sort(wrong)
+      assert.same({}, wrong)
+    end)
+  end)
+
   describe("timeouts", function()
     it("sends more than 30 days as an absolute time, fractions rounded up", function()
       local c, prefix = new()

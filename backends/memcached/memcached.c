@@ -703,6 +703,26 @@ static size_t find_first(const key_ref *refs, size_t n_refs, const char *s,
     return lo;
 }
 
+int mc_first_only(size_t n, const mc_key *keys, int *status, cache_err *err)
+{
+    if (n < 2)
+        return CACHE_OK;
+    key_ref *refs = malloc(n * sizeof *refs);
+    if (!refs)
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        refs[i] = (key_ref){&keys[i], i};
+    /* equal keys sort together, in the order they were given */
+    qsort(refs, n, sizeof *refs, ref_cmp);
+    for (size_t j = 1; j < n; j++)
+        if (key_cmp(refs[j].k->s, refs[j].k->len, refs[j - 1].k->s,
+                    refs[j - 1].k->len) == 0 &&
+            status[refs[j].i] == CACHE_OK)
+            status[refs[j].i] = CACHE_MISS;
+    free(refs);
+    return CACHE_OK;
+}
+
 static int server_failed(memcached_st *m, const mc_key *k)
 {
     memcached_return_t r2;
@@ -1256,7 +1276,7 @@ static int mcb_del_many(cache_backend *base, size_t n, const cache_str *keys,
     /* Which keys exist (a delete's own answer is lost in the pipeline), then
      * delete those. */
     rc = mc_mget(b, n, ks, ignore_hit, NULL, status, err);
-    if (rc < 0)
+    if (rc < 0 || (rc = mc_first_only(n, ks, status, err)) < 0)
         goto out;
     size_t m = 0;
     for (size_t i = 0; i < n; i++)

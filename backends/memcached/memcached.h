@@ -130,6 +130,11 @@ int mc_mget(mc_backend *b, size_t n, const mc_key *keys, mc_hit_fn hit,
 int mc_get_one(mc_backend *b, const mc_key *k, mc_hit_fn hit, void *ctx,
                cache_err *err);
 
+/* A key given again in one batch: every occurrence after the first whose
+ * status[] is CACHE_OK becomes CACHE_MISS, as the first occurrence deletes
+ * the key and a later one finds nothing. CACHE_OK, or CACHE_ENOMEM. */
+int mc_first_only(size_t n, const mc_key *keys, int *status, cache_err *err);
+
 /* Pipelined sets: quiet (noreply) sets, except the last key of each server,
  * whose reply comes after the server has processed all of them, and values
  * larger than 256 KiB, which are sent with a reply. status[i] per key; the

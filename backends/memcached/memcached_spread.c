@@ -398,6 +398,8 @@ static int sp_del_many(cache_backend *base, size_t n, const cache_str *keys,
     for (size_t i = 0; i < n; i++)
         chunk_key(s, keys[i], 0, &heads[i]);
     int rc = mc_mget(&s->mc, n, heads, ignore_hit, NULL, status, err);
+    if (rc >= 0)
+        rc = mc_first_only(n, heads, status, err);
     free(heads);
     if (rc < 0)
         return rc;
