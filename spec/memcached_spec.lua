@@ -698,6 +698,39 @@ describe("memcached backends", function()
       assert.equal(math.mininteger, c:get("small"))
     end)
 
+    -- memcached before 1.6.22 looks for a '-' past the end of a value of
+    -- 2^63 or more (a negative integer here) and may then refuse to
+    -- increment it: after values full of '-' were freed, the chunks reused
+    -- for counters hold '-' behind their text, and every such incr is
+    -- refused. An overflow must leave the stored value as it was all the same.
+    it("an overflowing inc/dec leaves the value as it was, over many tries on a pool of two", function()
+      if not math.maxinteger then return end -- LuaJIT: no 64-bit integers
+      local s1, s2 = start_own(), start_own()
+      local c = cache.MemcachedCache { servers = { s1.addr, s2.addr }, key_prefix = helpers.unique("ovf") }
+      local n = 200
+      for i = 1, n do assert.is_true(c:set("p" .. i, ("-"):rep(16 + i % 40))) end
+      for i = 1, n do assert.is_true(c:delete("p" .. i)) end
+      local wrapped = {}
+      local function check(k, want, v, err)
+        if v ~= nil or err ~= "integer overflow" or c:get(k) ~= want then
+          wrapped[#wrapped + 1] = ("%s: %s, %s, then %s"):format(k, tostring(v), tostring(err),
+            tostring(c:get(k)))
+        end
+      end
+      for i = 1, n do
+        local k = "n" .. i
+        assert.is_true(c:set(k, math.maxinteger))
+        check(k, math.maxinteger, c:inc(k, 1))
+        check(k, math.maxinteger, c:dec(k, -math.maxinteger))
+        assert.is_true(c:set(k, math.mininteger))
+        check(k, math.mininteger, c:dec(k, 1))
+        check(k, math.mininteger, c:inc(k, math.mininteger))
+      end
+      assert.equal(0, #wrapped, ("%d wrong, the first %s"):format(#wrapped, wrapped[1]))
+      stop_own(s1)
+      stop_own(s2)
+    end)
+
     it("loses no increment between concurrent clients", function()
       local prefix = helpers.unique("conc")
       local script = os.tmpname()

@@ -9,7 +9,10 @@
  *   auto.cc) when the server answers "authentication required", which a
  *   SASL server does to a connection that did not authenticate. incr is
  *   therefore only sent on a connection that just answered another command
- *   (see mc_incr), unless every connection authenticates as it opens.
+ *   (see mc_incr).
+ * - memcached before 1.6.22 may refuse incr on a value of 2^63 or more (it
+ *   looks for a '-' past the end of the value's text, into whatever the
+ *   memory holds); mc_incr neither relies on incr nor on undoing one.
  * - A quiet delete (DELETEQ) of a missing key leaves a reply libmemcached
  *   does not expect; it is then read as the answer to the next command and
  *   every later answer is off by one. Quiet sets are safe (libmemcached
@@ -39,8 +42,10 @@
 /* Values above this size are sent with a reply even inside a batch, so that
  * "too large for the server" is reported for the right key. */
 #define MC_QUIET_MAX (256 * 1024)
-/* How often inc retries when the key keeps changing under it. */
+/* How often inc retries when the key keeps changing under it, and what a
+ * try returns to ask for that. */
 #define MC_INCR_ATTEMPTS 16
+#define MC_AGAIN 1
 
 /* ---- keys ------------------------------------------------------------------- */
 
@@ -379,7 +384,6 @@ static int add_one_server(mc_backend *b, const char *s, size_t n,
                               (int)n, s);
         return record_server(b, host, (in_port_t)port, err);
     }
-    b->incr_unguarded = 0; /* libmemcached does no SASL on unix sockets */
     return record_server(b, buf, 0, err);
 }
 
@@ -428,7 +432,6 @@ static int take_sasl(mc_backend *b, cache_opts *opts, cache_err *err)
     b->pass = cache_strndup(pass, pl);
     if (!b->user || !b->pass)
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
-    b->incr_unguarded = 1; /* until a unix socket is added */
     return CACHE_OK;
 }
 
@@ -979,159 +982,205 @@ static int64_t as_signed(uint64_t v)
     return v > (uint64_t)INT64_MAX ? -(int64_t)(~v) - 1 : (int64_t)v;
 }
 
-/* incr answered r. The server adds modulo 2^64, so int64 overflow shows as
- * old + delta overflowing; it is undone (incr on the same, just proven
- * connection) and reported. */
-static int incr_done(mc_backend *b, const mc_key *k, int64_t delta, uint64_t r,
-                     int64_t *result, cache_err *err)
+/* memcached refused to add to the value (libmemcached reports the server's
+ * "non-numeric value" as a read failure). */
+static int refused(memcached_return_t rc)
 {
-    int64_t before = as_signed(r - (uint64_t)delta), sum;
-    if (__builtin_add_overflow(before, delta, &sum)) {
-        uint64_t back;
-        server_incr(b, k, (uint64_t)0 - (uint64_t)delta, &back);
-        return cache_fail(err, CACHE_ENOTINT, "integer overflow");
-    }
-    *result = as_signed(r);
+    return rc == MEMCACHED_UNKNOWN_READ_FAILURE || rc == MEMCACHED_CLIENT_ERROR ||
+           rc == MEMCACHED_PROTOCOL_ERROR;
+}
+
+/* A value read for an increment, with what a compare-and-swap needs. */
+typedef struct counter {
+    mc_backend *b;
+    cache_err *err;
+    cache_buf text;
+    uint32_t flags;
+    uint64_t cas;
+} counter;
+
+static int counter_hit(void *ctx, size_t i, const char *v, size_t len,
+                       uint32_t flags)
+{
+    counter *c = ctx;
+    (void)i;
+    c->flags = flags;
+    c->cas = memcached_result_cas(&c->b->result); /* mc_mget fetches there */
+    if (cache_buf_append(&c->text, v, len))
+        return cache_fail(c->err, CACHE_ENOMEM, "out of memory");
     return CACHE_OK;
 }
 
-typedef struct gets_ctx {
-    cache_buf *out;
-    uint32_t flags;
-    uint64_t cas;
-    mc_backend *b;
-} gets_ctx;
-
-static int gets_hit(void *ctx, size_t i, const char *v, size_t len,
-                    uint32_t flags)
-{
-    gets_ctx *g = ctx;
-    (void)i;
-    g->flags = flags;
-    g->cas = memcached_result_cas(&g->b->result);
-    return cache_buf_append(g->out, v, len) ? CACHE_ENOMEM : CACHE_OK;
-}
-
-/* incr failed with rc. memcached refuses to increment a value that is not
- * unsigned decimal text and libmemcached reports it as a read failure: read
- * the value to tell "not an integer" from a negative integer another client
- * wrote as "-n", which is rewritten here with compare-and-swap (its expiry
- * then becomes new_ttl: memcached cannot tell a client the old one).
- * Returns CACHE_OK / a failure, or 1 to try again from the start. */
-static int incr_refused(mc_backend *b, const mc_key *k, memcached_return_t rc,
-                        int64_t delta, double new_ttl, int64_t *result,
+/* Reads k into c: CACHE_OK, CACHE_MISS, or a failure. */
+static int read_counter(mc_backend *b, const mc_key *k, counter *c,
                         cache_err *err)
 {
-    if (rc != MEMCACHED_UNKNOWN_READ_FAILURE && rc != MEMCACHED_CLIENT_ERROR &&
-        rc != MEMCACHED_PROTOCOL_ERROR)
-        return mc_fail(b, k, rc, err);
-    cache_buf cur;
-    cache_buf_init(&cur);
-    gets_ctx g = {&cur, 0, 0, b};
+    c->text.len = 0;
     int st;
-    int grc = mc_mget(b, 1, k, gets_hit, &g, &st, err);
-    if (grc < 0 || st < 0) {
-        cache_buf_free(&cur);
-        return grc < 0 ? grc : st;
-    }
-    if (st == CACHE_MISS) {
-        cache_buf_free(&cur);
+    int rc = mc_mget(b, 1, k, counter_hit, c, &st, err);
+    return rc < 0 ? rc : st;
+}
+
+/* The integer c holds: 1 and *v, or 0 when it holds no integer. */
+static int counter_value(const counter *c, int64_t *v)
+{
+    const char *p = c->text.data ? c->text.data : "";
+    size_t n = c->text.len;
+    if (c->flags == MC_FLAG_CODEC || c->flags == MC_FLAG_SPREAD_HEAD ||
+        c->flags == MC_FLAG_SPREAD_PART)
+        return 0;
+    if (stored_int(p, n, c->flags == MC_FLAG_INT, v))
         return 1;
-    }
-    int64_t v, sum;
-    int is_int = stored_int(cur.data ? cur.data : "", cur.len,
-                            g.flags == MC_FLAG_INT, &v) &&
-                 g.flags != MC_FLAG_CODEC && g.flags != MC_FLAG_SPREAD_HEAD &&
-                 g.flags != MC_FLAG_SPREAD_PART;
-    if (!is_int && g.flags != MC_FLAG_CODEC && g.flags != MC_FLAG_INT &&
-        cur.len > 0 && cur.data[0] == CACHE_MARKER) {
-        /* the engine's external form ('!' + codec bytes) of an integer? */
-        cache_buf dec;
-        cache_buf_init(&dec);
-        if (cache_external_decode((cache_str){cur.data, cur.len}, &dec, NULL) ==
-                CACHE_OK &&
-            cache_value_as_int((cache_str){dec.data, dec.len}, &v))
-            is_int = 1;
-        cache_buf_free(&dec);
-    }
-    cache_buf_free(&cur);
-    if (!is_int)
-        return cache_fail(err, CACHE_ENOTINT, "value is not an integer");
-    if (__builtin_add_overflow(v, delta, &sum))
-        return cache_fail(err, CACHE_ENOTINT, "integer overflow");
+    if (c->flags == MC_FLAG_INT || n == 0 || p[0] != CACHE_MARKER)
+        return 0;
+    /* another client's value in the engine's external form ('!' + codec
+     * bytes): an integer too when it decodes to one */
+    cache_buf dec;
+    cache_buf_init(&dec);
+    int is_int = cache_external_decode((cache_str){p, n}, &dec, NULL) == CACHE_OK &&
+                 cache_value_as_int((cache_str){dec.data, dec.len}, v);
+    cache_buf_free(&dec);
+    return is_int;
+}
+
+/* Writes bits (an integer's two's complement) as the counter k over the
+ * value c read, if nothing changed it since: CACHE_OK, MC_AGAIN, or a
+ * failure. memcached cannot tell a client an entry's expiry, so the entry
+ * gets new_ttl. */
+static int counter_swap(mc_backend *b, const mc_key *k, const counter *c,
+                        uint64_t bits, double new_ttl, cache_err *err)
+{
     char text[24];
-    int tn = snprintf(text, sizeof text, "%" PRIu64, (uint64_t)sum);
+    int tn = snprintf(text, sizeof text, "%" PRIu64, bits);
     time_t exp;
     if (mc_expiry(new_ttl, &exp))
         exp = 0;
-    memcached_return_t crc = memcached_cas(b->m, k->s, k->len, text, (size_t)tn,
-                                           exp, MC_FLAG_INT, g.cas);
-    if (crc == MEMCACHED_SUCCESS) {
-        *result = sum;
+    memcached_return_t rc = memcached_cas(b->m, k->s, k->len, text, (size_t)tn,
+                                          exp, MC_FLAG_INT, c->cas);
+    if (rc == MEMCACHED_SUCCESS)
         return CACHE_OK;
-    }
-    if (crc == MEMCACHED_DATA_EXISTS || crc == MEMCACHED_NOTFOUND)
-        return 1;
-    return mc_fail(b, k, crc, err);
+    if (rc == MEMCACHED_DATA_EXISTS || rc == MEMCACHED_NOTFOUND)
+        return MC_AGAIN;
+    return mc_fail(b, k, rc, err);
 }
 
-/* Atomic on the server: incr adds delta modulo 2^64 to the stored two's
- * complement, which is exact signed arithmetic, keeps the entry's expiry,
- * and never loses a concurrent update. A missing key is created by add
- * with delta itself; losing that race to another client just means incr
- * again. */
-int mc_incr(mc_backend *b, const mc_key *k, int64_t delta, double new_ttl,
-            int64_t *result, cache_err *err)
+/* Takes back an increment by delta that overflowed because another client
+ * changed the value between the read and the incr: incr by -delta, or,
+ * when memcached refuses that (see mc_incr), compare-and-swap. Only a
+ * server failing right here leaves the wrapped value. */
+static int take_back(mc_backend *b, const mc_key *k, int64_t delta,
+                     double new_ttl, counter *c, cache_err *err)
 {
-    FORK_GUARD(b, err);
-    uint64_t offset = (uint64_t)delta, r;
-    memcached_return_t rc;
-    if (b->incr_unguarded) {
-        rc = server_incr(b, k, offset, &r);
-        if (rc == MEMCACHED_SUCCESS)
-            return incr_done(b, k, delta, r, result, err);
-        if (rc != MEMCACHED_NOTFOUND) {
-            int t = incr_refused(b, k, rc, delta, new_ttl, result, err);
-            if (t != 1)
-                return t;
-        }
-    }
-    char text[24];
-    int tn = snprintf(text, sizeof text, "%" PRIu64, offset);
+    uint64_t back;
+    memcached_return_t rc = server_incr(b, k, (uint64_t)0 - (uint64_t)delta, &back);
+    if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND)
+        return CACHE_OK;
+    if (!refused(rc))
+        return mc_fail(b, k, rc, err);
     for (int attempt = 0; attempt < MC_INCR_ATTEMPTS; attempt++) {
-        time_t exp;
-        if (mc_expiry(new_ttl, &exp)) {
-            /* Created already expired: report it, store nothing, unless the
-             * key exists, which then keeps counting. */
-            int e = mc_exists(b, k, err);
-            if (e == CACHE_MISS) {
-                *result = delta;
-                return CACHE_OK;
-            }
-            if (e < 0)
-                return e;
-            rc = MEMCACHED_NOTSTORED;
-        } else {
-            rc = memcached_add(b->m, k->s, k->len, text, (size_t)tn, exp, MC_FLAG_INT);
+        int64_t now;
+        int st = read_counter(b, k, c, err);
+        if (st != CACHE_OK)
+            return st == CACHE_MISS ? CACHE_OK : st;
+        if (!counter_value(c, &now))
+            return CACHE_OK; /* replaced by a value that is no integer */
+        st = counter_swap(b, k, c, (uint64_t)now - (uint64_t)delta, new_ttl, err);
+        if (st != MC_AGAIN)
+            return st;
+    }
+    return cache_fail(err, CACHE_FAIL,
+                      "memcached: integer overflow not taken back, the key kept changing");
+}
+
+/* One try of mc_incr: CACHE_OK, a failure, or MC_AGAIN when the key
+ * changed between the read and the write. */
+static int incr_once(mc_backend *b, const mc_key *k, int64_t delta,
+                     double new_ttl, counter *c, int64_t *result, cache_err *err)
+{
+    int st = read_counter(b, k, c, err);
+    if (st < 0)
+        return st;
+    time_t exp;
+    int born_expired = mc_expiry(new_ttl, &exp);
+    if (st == CACHE_MISS) {
+        if (born_expired) { /* created already expired: report it, store nothing */
+            *result = delta;
+            return CACHE_OK;
         }
+        char text[24];
+        int tn = snprintf(text, sizeof text, "%" PRIu64, (uint64_t)delta);
+        memcached_return_t rc =
+            memcached_add(b->m, k->s, k->len, text, (size_t)tn, exp, MC_FLAG_INT);
         if (rc == MEMCACHED_SUCCESS) {
             *result = delta;
             return CACHE_OK;
         }
-        if (rc != MEMCACHED_NOTSTORED && rc != MEMCACHED_DATA_EXISTS)
-            return mc_fail(b, k, rc, err);
-        /* The server has just answered this connection without asking for
-         * authentication, so incr cannot meet libmemcached's assert. */
-        rc = server_incr(b, k, offset, &r);
-        if (rc == MEMCACHED_SUCCESS)
-            return incr_done(b, k, delta, r, result, err);
-        if (rc == MEMCACHED_NOTFOUND)
-            continue; /* deleted in between: add again */
-        int t = incr_refused(b, k, rc, delta, new_ttl, result, err);
-        if (t != 1)
-            return t;
+        if (rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_DATA_EXISTS)
+            return MC_AGAIN;
+        return mc_fail(b, k, rc, err);
     }
-    return cache_fail(err, CACHE_FAIL, "memcached: inc gave up, the key kept changing");
+    int64_t v, sum;
+    if (!counter_value(c, &v))
+        return cache_fail(err, CACHE_ENOTINT, "value is not an integer");
+    if (__builtin_add_overflow(v, delta, &sum))
+        return cache_fail(err, CACHE_ENOTINT, "integer overflow");
+    /* memcached's incr where it can: decimal digits, which stay an integer
+     * here after the sum (another client's flags read decimal text only up
+     * to 2^63 - 1). */
+    const char *p = c->text.data;
+    if (p && p[0] >= '0' && p[0] <= '9' && (c->flags == MC_FLAG_INT || sum >= 0)) {
+        uint64_t r;
+        memcached_return_t rc = server_incr(b, k, (uint64_t)delta, &r);
+        if (rc == MEMCACHED_SUCCESS) {
+            /* r - delta is the value read, unless another client changed
+             * it in between, which may make this increment overflow */
+            int64_t before = as_signed(r - (uint64_t)delta);
+            if (!__builtin_add_overflow(before, delta, &sum)) {
+                *result = sum;
+                return CACHE_OK;
+            }
+            int t = take_back(b, k, delta, new_ttl, c, err);
+            return t < 0 ? t : cache_fail(err, CACHE_ENOTINT, "integer overflow");
+        }
+        if (rc == MEMCACHED_NOTFOUND)
+            return MC_AGAIN;
+        if (!refused(rc))
+            return mc_fail(b, k, rc, err);
+    }
+    /* "-n" (another client's negative), the '!' form, or a value memcached
+     * refused: the sum written over the value read */
+    st = counter_swap(b, k, c, (uint64_t)sum, new_ttl, err);
+    if (st == CACHE_OK)
+        *result = sum;
+    return st;
+}
+
+/* Read, then change: the sum is checked in C before anything is written,
+ * so an overflow leaves the value as it was. The change is memcached's
+ * incr, which adds delta modulo 2^64 to the stored two's complement (exact
+ * signed arithmetic), keeps the entry's expiry and loses no concurrent
+ * update. memcached before 1.6.22 may refuse to add to a value of 2^63 or
+ * more (it looks for a '-' past the end of the value's text), so a
+ * negative counter is then rewritten by compare-and-swap instead. A
+ * missing key is created by add; losing that race to another client just
+ * means reading again.
+ *
+ * incr is sent only after the read answered on the same connection: a
+ * connection that did not authenticate to a SASL server fails the read,
+ * and libmemcached abort()s in incr on an authentication error. */
+int mc_incr(mc_backend *b, const mc_key *k, int64_t delta, double new_ttl,
+            int64_t *result, cache_err *err)
+{
+    FORK_GUARD(b, err);
+    counter c = {b, err, {0}, 0, 0};
+    cache_buf_init(&c.text);
+    int rc = MC_AGAIN;
+    for (int attempt = 0; attempt < MC_INCR_ATTEMPTS && rc == MC_AGAIN; attempt++)
+        rc = incr_once(b, k, delta, new_ttl, &c, result, err);
+    cache_buf_free(&c.text);
+    if (rc == MC_AGAIN)
+        return cache_fail(err, CACHE_FAIL, "memcached: inc gave up, the key kept changing");
+    return rc;
 }
 
 /* ---- the MemcachedCache / SASLMemcachedCache vtable ----------------------------------------- */

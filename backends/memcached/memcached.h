@@ -55,11 +55,6 @@ typedef struct mc_backend {
     memcached_st *m;
     char *prefix;
     size_t prefix_len;
-    /* 1 when every connection is SASL-authenticated by libmemcached as it
-     * opens (credentials given, TCP servers only): incr may then be sent
-     * first. Otherwise an add must prove the connection first, because
-     * libmemcached abort()s in incr/decr on an authentication error. */
-    int incr_unguarded;
     /* Why the last server failed, kept so that "disabled until retry" can
      * say what disabled it (e.g. an authentication failure). */
     char last_cause[100];
