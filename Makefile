@@ -22,7 +22,7 @@ else
   LUA_BIN  := $(LUA)
 endif
 
-DEPS_PC   := hiredis msgpack libmemcached libssl libcrypto
+DEPS_PC   := hiredis libmemcached libssl libcrypto
 WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 OPT       ?= -O2
 CFLAGS    ?= $(OPT) -g

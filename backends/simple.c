@@ -57,7 +57,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "cache.h"
@@ -217,19 +216,6 @@ static uint64_t siphash13(const uint64_t k[2], const void *data, size_t n)
     SIPROUND(v0, v1, v2, v3);
     SIPROUND(v0, v1, v2, v3);
     return v0 ^ v1 ^ v2 ^ v3;
-}
-
-/* A seed from the kernel; if that fails, clock and address bits are still
- * better than a constant. */
-static void make_seed(uint64_t seed[2], const void *salt)
-{
-    if (getrandom(seed, 2 * sizeof seed[0], GRND_NONBLOCK) ==
-        (ssize_t)(2 * sizeof seed[0]))
-        return;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    seed[0] = ((uint64_t)ts.tv_sec * 1000000007ULL) ^ (uint64_t)ts.tv_nsec;
-    seed[1] = (uint64_t)(uintptr_t)salt ^ (seed[0] << 17) ^ 0x9e3779b97f4a7c15ULL;
 }
 
 static uint32_t hash_of(const simple_cache *c, cache_str key)
@@ -710,30 +696,16 @@ static int simple_clear(cache_backend *b, cache_err *err)
     return CACHE_OK;
 }
 
-/* The codec bytes of integer i in out (emptied first). */
-static int encode_int(int64_t i, cache_buf *out, cache_err *err)
-{
-    cache_writer w;
-    out->len = 0;
-    cache_writer_init(&w, out);
-    cache_write_int(&w, i);
-    if (w.failed)
-        return cache_fail(err, CACHE_ENOMEM, "out of memory");
-    return CACHE_OK;
-}
-
 /* incr of a live entry: rewrite its value in place (same encoded length) or
  * swap in a new entry at the same places; the expiry stays. */
 static int incr_existing(simple_cache *c, entry **link, int64_t delta,
                          int64_t *result, cache_buf *buf, cache_err *err)
 {
     entry *old = *link;
-    int64_t cur, sum;
-    if (!cache_value_as_int(entry_value(old), &cur))
-        return cache_fail(err, CACHE_ENOTINT, "value is not an integer");
-    if (__builtin_add_overflow(cur, delta, &sum))
-        return cache_fail(err, CACHE_ENOTINT, "integer overflow");
-    int rc = encode_int(sum, buf, err);
+    cache_str cur = entry_value(old);
+    int64_t sum;
+    buf->len = 0;
+    int rc = cache_value_add(&cur, delta, buf, &sum, err);
     if (rc != CACHE_OK)
         return rc;
     entry *e = old;
@@ -770,7 +742,8 @@ static int simple_incr(cache_backend *b, cache_str key, int64_t delta,
         rc = incr_existing(c, link, delta, result, &buf, err);
     } else {
         /* missing or expired: 0 + delta, stored with new_ttl */
-        rc = encode_int(delta, &buf, err);
+        buf.len = 0;
+        rc = cache_encode_int(delta, &buf, err);
         if (rc == CACHE_OK)
             rc = store(c, link, key, hash, (cache_str){buf.data, buf.len},
                        new_ttl, now, err);
@@ -889,6 +862,6 @@ cache_backend *cache_simple_create(cache_opts *opts, cache_err *err)
     c->nbuckets = INITIAL_BUCKETS;
     c->ngbuckets = INITIAL_GROUP_BUCKETS;
     ring_init(&c->lru);
-    make_seed(c->seed, c);
+    cache_random_bytes(c->seed, sizeof c->seed);
     return &c->base;
 }

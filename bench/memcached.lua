@@ -41,7 +41,8 @@ rows:run("MemcachedCache get_many(100) keys", "raw text get x100 keys", 1000 * S
   function() c:get_many(unpack(batch)) end, 100)
 -- without a baseline: the batches and inc
 rows:run("MemcachedCache set_many(100) keys", nil, 500 * SCALE, function() c:set_many(map, 0) end, 100)
-rows:run("MemcachedCache delete_many(100) absent keys", nil, 200 * SCALE, function() c:delete_many(unpack(batch)) end, 100)
+rows:run("MemcachedCache delete_many(100) absent keys", nil, 200 * SCALE,
+  function() c:delete_many(unpack(batch)) end, 100)
 rows:run("MemcachedCache inc", nil, N // 2, function() c:inc("counter") end)
 
 -- the same rows once more against bare libmemcached

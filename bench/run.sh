@@ -134,8 +134,9 @@ if ! skipped openresty; then
                     match($0, /p99 [0-9.]+ us/); p = substr($0, RSTART + 4, RLENGTH - 7)
                     printf "openresty|OpenResty: one %s get inside a handler, %s|%.0f|%.0f|%.0f||\n", be, sz, (m > 0 ? 1e6 / m : 0), m * 1000, p * 1000
                 }' "$WORK/ngx.out" >>"$ROWS"
-            grep -E '^nginx |medians:' "$WORK/ngx.out" | sed 's/^ */OpenResty: /' >>"$NOTES"
-            sed -n '/not answering/,$p' "$WORK/ngx.out" | sed 's/^ */OpenResty, /' >>"$NOTES"
+            grep -E '^nginx |medians:|delayed:|^stall|^Redis |cosocket get =' "$WORK/ngx.out" | sed 's/^ */OpenResty: /' >>"$NOTES"
+            sed -n '/not answering/,/^[^ ]/p' "$WORK/ngx.out" | grep '^ ' | sed 's/^ */OpenResty, /' >>"$NOTES"
+            grep '^TARGET|' "$WORK/ngx.out" | cut -d'|' -f2- >"$WORK/ngx.targets"
         else
             note "openresty skipped: $(tail -n 2 "$WORK/ngx.err" | tr '\n' ' ')"
         fi
@@ -205,6 +206,16 @@ target "Redis TLS get >= 0.8x plain get" "RedisCache TLS get (vs plain)" ratio "
 target "Redis TLS set >= 0.8x plain set" "RedisCache TLS set (vs plain)" ratio ">=" 0.8
 target "memcached get >= 0.9x raw protocol loop" "MemcachedCache get" ratio ">=" 0.9
 target "memcached set >= 0.9x raw protocol loop" "MemcachedCache set" ratio ">=" 0.9
+# issue 13's goals, measured by bench/openresty.sh: label|value|op|limit
+if [ -s "$WORK/ngx.targets" ]; then
+    while IFS='|' read -r label v op limit; do
+        if awk -v v="$v" -v l="$limit" -v op="$op" 'BEGIN { exit !(op == ">=" ? v >= l : v <= l) }'; then
+            printf '  %-58s %-12s met\n' "$label" "$v"
+        else
+            printf '  %-58s %-12s NOT MET\n' "$label" "$v"
+        fi
+    done <"$WORK/ngx.targets"
+fi
 if [ -s "$WORK/memory" ]; then
     IFS='|' read -r _ per payload limit _ <"$WORK/memory"
     if awk -v v="$per" -v l="$limit" 'BEGIN { exit !(v <= l) }'; then s=met; else s="NOT MET"; fi

@@ -48,6 +48,13 @@ cache_backend *cache_lua_object(lua_State *L, int idx, int get_name,
  * makes meanwhile cannot reach. */
 void cache_lua_push_read(lua_State *L, cache_handle *h);
 
+/* The open backend of the cache object at idx, or NULL. Never raises. */
+cache_backend *cache_lua_backend(lua_State *L, int idx);
+
+/* Adds the cosocket functions (bindings/co.c) to the module table on top
+ * of the stack. */
+int cache_bind_co(lua_State *L);
+
 /* Adds the key functions (bindings/memo.c) to the module table on top of
  * the stack. */
 int cache_bind_keys(lua_State *L);

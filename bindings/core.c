@@ -28,6 +28,8 @@
 #include "bindings.h"
 #include "cache.h"
 #include "codec.h"
+#include "digest.h"
+#include "hostport.h"
 
 #define HANDLE_MT "cache.core.handle"
 #define BUFSET_MT "cache.core.bufset"
@@ -90,6 +92,20 @@ static handle *check_self(lua_State *L)
         luaL_error(L, "bad self: not a cache object");
     live(L, h);
     return h;
+}
+
+/* The open backend of the cache object at idx, or NULL (bindings/co.c).
+ * Never raises. */
+cache_backend *cache_lua_backend(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) != LUA_TTABLE)
+        return NULL;
+    idx = lua_absindex(L, idx);
+    lua_pushlightuserdata(L, &handle_key);
+    lua_rawget(L, idx);
+    handle *h = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return h ? h->b : NULL;
 }
 
 /* ---- arguments ------------------------------------------------------------- */
@@ -602,7 +618,7 @@ static void keep(lua_State *L, int anchor)
 }
 
 /* One option value to the engine's typed form. Lists may hold strings,
- * numbers and {host, port} pairs (written "host:port"). Errors name the
+ * numbers and {host, port} pairs (written "host:port", "[v6]:port"). Errors name the
  * class cls, as the engine's do. */
 static void convert_list(lua_State *L, const char *cls, int idx, cache_opt *o,
                          int anchor)
@@ -620,7 +636,11 @@ static void convert_list(lua_State *L, const char *cls, int idx, cache_opt *o,
             if (!lua_isstring(L, -2) || !lua_isstring(L, -1))
                 luaL_error(L, "%s: option '%s': item %d must be a string or {host, port}",
                            cls, o->name, (int)i + 1);
-            lua_pushfstring(L, "%s:%s", lua_tostring(L, -2), lua_tostring(L, -1));
+            lua_pushfstring(L,
+                            cache_host_needs_brackets(lua_tostring(L, -2))
+                                ? "[%s]:%s"
+                                : "%s:%s",
+                            lua_tostring(L, -2), lua_tostring(L, -1));
             lua_replace(L, -4);
             lua_pop(L, 2);
         } else if (lua_type(L, -1) == LUA_TNUMBER) {
@@ -891,6 +911,16 @@ int luaopen_cache_core(lua_State *L)
     }
     lua_settop(L, module);
 
+    /* the digest names hash_method takes, as a set: the Lua side reads
+     * them here instead of keeping its own list */
+    lua_createtable(L, 0, (int)cache_digest_count());
+    for (size_t i = 0; i < cache_digest_count(); i++) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, cache_digest_name((cache_digest_kind)i));
+    }
+    lua_setfield(L, module, "hash_methods");
+
     cache_bind_keys(L);
+    cache_bind_co(L);
     return 1;
 }

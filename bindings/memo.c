@@ -43,9 +43,11 @@ static cache_digest_kind check_hash(lua_State *L, int arg)
 {
     cache_digest_kind kind;
     const char *name = luaL_checkstring(L, arg);
-    if (cache_digest_lookup(name, &kind) < 0)
-        luaL_error(L, "hash_method: unknown digest '%s' (md5, sha1, sha256, sha512)",
-                   name);
+    if (cache_digest_lookup(name, &kind) < 0) {
+        char names[64];
+        cache_digest_list(names, sizeof names);
+        luaL_error(L, "hash_method: unknown digest '%s' (%s)", name, names);
+    }
     return kind;
 }
 
@@ -254,57 +256,9 @@ static int scalar_args(lua_State *L, int first, int *last)
 
 /* ---- the memo text of scalar arguments, written directly ----------------------- */
 
-/* The codec writes through msgpack-c's packer, one callback per item; for
- * the few scalars of a memoize call that setup costs more than the bytes.
- * These write the same bytes msgpack-c's packer writes (spec/c/test_memo_keys.c
- * and spec/keys_stability_spec.lua hold the keys to them). */
-static unsigned char *put_be(unsigned char *p, uint64_t v, int bytes)
-{
-    for (int i = bytes - 1; i >= 0; i--)
-        *p++ = (unsigned char)(v >> (8 * i));
-    return p;
-}
-
-static unsigned char *put_int(unsigned char *p, int64_t d)
-{
-    if (d < -(1LL << 5)) {
-        if (d < -(1LL << 31))
-            *p++ = 0xd3, p = put_be(p, (uint64_t)d, 8);
-        else if (d < -(1LL << 15))
-            *p++ = 0xd2, p = put_be(p, (uint64_t)d, 4);
-        else if (d < -(1LL << 7))
-            *p++ = 0xd1, p = put_be(p, (uint64_t)d, 2);
-        else
-            *p++ = 0xd0, *p++ = (unsigned char)d;
-    } else if (d < (1LL << 7)) {
-        *p++ = (unsigned char)d;
-    } else if (d < (1LL << 8)) {
-        *p++ = 0xcc, *p++ = (unsigned char)d;
-    } else if (d < (1LL << 16)) {
-        *p++ = 0xcd, p = put_be(p, (uint64_t)d, 2);
-    } else if (d < (1LL << 32)) {
-        *p++ = 0xce, p = put_be(p, (uint64_t)d, 4);
-    } else {
-        *p++ = 0xcf, p = put_be(p, (uint64_t)d, 8);
-    }
-    return p;
-}
-
-static unsigned char *put_head(unsigned char *p, size_t n, unsigned fix,
-                               size_t fixmax, unsigned c8, unsigned c16,
-                               unsigned c32)
-{
-    if (n < fixmax)
-        *p++ = (unsigned char)(fix | n);
-    else if (c8 && n < 256)
-        *p++ = (unsigned char)c8, *p++ = (unsigned char)n;
-    else if (n < 65536)
-        *p++ = (unsigned char)c16, p = put_be(p, n, 2);
-    else
-        *p++ = (unsigned char)c32, p = put_be(p, n, 4);
-    return p;
-}
-
+/* The few scalars of a memoize call are written with the codec's item
+ * writers into one reservation (spec/c/test_memo_keys.c and
+ * spec/keys_stability_spec.lua hold the keys to their bytes). */
 /* Replaces t with name_bytes followed by the arguments first..last (all
  * scalars) as one codec array. -1 on no memory. */
 static int scalar_text(lua_State *L, const cache_buf *name, int first, int last,
@@ -312,7 +266,7 @@ static int scalar_text(lua_State *L, const cache_buf *name, int first, int last,
 {
     size_t need = name->len + 5;
     for (int i = first; i <= last; i++) {
-        size_t n = 9;
+        size_t n = CACHE_MP_ITEM_MAX;
         if (lua_type(L, i) == LUA_TSTRING)
             lua_tolstring(L, i, &n), n += 5;
         need += n;
@@ -323,33 +277,27 @@ static int scalar_text(lua_State *L, const cache_buf *name, int first, int last,
     unsigned char *p = (unsigned char *)t->data;
     memcpy(p, name->data, name->len);
     p += name->len;
-    p = put_head(p, last >= first ? (size_t)(last - first + 1) : 0, 0x90, 16, 0,
-                 0xdc, 0xdd);
+    p = cache_mp_array_head(p, last >= first ? (size_t)(last - first + 1) : 0);
     for (int i = first; i <= last; i++) {
         switch (lua_type(L, i)) {
         case LUA_TNIL:
-            *p++ = 0xc0;
+            p = cache_mp_nil(p);
             break;
         case LUA_TBOOLEAN:
-            *p++ = lua_toboolean(L, i) ? 0xc3 : 0xc2;
+            p = cache_mp_bool(p, lua_toboolean(L, i));
             break;
         case LUA_TNUMBER: {
             int64_t v;
-            if (cache_lua_isint(L, i, &v)) {
-                p = put_int(p, v);
-            } else {
-                double d = (double)lua_tonumber(L, i);
-                uint64_t bits;
-                memcpy(&bits, &d, 8);
-                *p++ = 0xcb;
-                p = put_be(p, bits, 8);
-            }
+            if (cache_lua_isint(L, i, &v))
+                p = cache_mp_int(p, v);
+            else
+                p = cache_mp_float(p, (double)lua_tonumber(L, i));
             break;
         }
         default: { /* a string: scalar_args let nothing else through */
             size_t n;
             const char *str = lua_tolstring(L, i, &n);
-            p = put_head(p, n, 0xa0, 32, 0xd9, 0xda, 0xdb);
+            p = cache_mp_str_head(p, n);
             memcpy(p, str, n);
             p += n;
             break;

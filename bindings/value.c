@@ -125,35 +125,11 @@ static void encode_number(walk *k, int idx)
         cache_write_float(k->w, (double)lua_tonumber(k->L, idx));
 }
 
-/* Strings are written here rather than through cache_write_str: the same
- * bytes as msgpack-c's packer (str header, then the body), without its two
- * callbacks and buffer appends per string - most stored values are strings. */
 static void encode_string(walk *k, int idx)
 {
     size_t n;
     const char *s = lua_tolstring(k->L, idx, &n);
-    cache_buf *b = k->w->out;
-    if (n > UINT32_MAX || cache_buf_reserve(b, n + 5) < 0) {
-        cache_write_str(k->w, s, n); /* reports the failure its own way */
-        return;
-    }
-    unsigned char *p = (unsigned char *)b->data + b->len;
-    if (n < 32) {
-        *p++ = (unsigned char)(0xa0 | n);
-    } else if (n < 256) {
-        *p++ = 0xd9;
-        *p++ = (unsigned char)n;
-    } else if (n < 65536) {
-        *p++ = 0xda;
-        *p++ = (unsigned char)(n >> 8);
-        *p++ = (unsigned char)n;
-    } else {
-        *p++ = 0xdb;
-        for (int shift = 24; shift >= 0; shift -= 8)
-            *p++ = (unsigned char)(n >> shift);
-    }
-    memcpy(p, s, n);
-    b->len = (size_t)(p + n - (unsigned char *)b->data);
+    cache_write_str(k->w, s, n);
 }
 
 /* Key mode: a value that names itself through a metamethod enters as that

@@ -109,6 +109,15 @@ int cache_opts_check_unused(const cache_opts *o, const char *backend,
 
 char *cache_strndup(const char *s, size_t n);
 
+/* Fills n bytes: the kernel's random bytes, or (no getrandom and no
+ * /dev/urandom) a mix of clock, pid and an atomic counter that still
+ * differs between calls. Thread-safe; never blocks, never fails. While an
+ * operation runs on the cosocket path, the bytes its earlier runs drew
+ * (co.h: every run must ask the same). */
+void cache_random_bytes(void *out, size_t n);
+/* The same, always fresh. */
+void cache_random_fresh(void *out, size_t n);
+
 /* ---- timeouts ------------------------------------------------------------
  * A ttl handed to a backend is relative seconds, already resolved by the
  * binding (nil -> default_timeout):
@@ -146,9 +155,12 @@ typedef struct cache_vtable {
     int (*has)(cache_backend *, cache_str key, cache_err *);
     int (*clear)(cache_backend *, cache_err *);
 
-    /* Optional. Atomically add delta to an integer entry; a missing entry
+    /* Optional. Add delta to an integer entry (atomically where the backend
+     * can, see README per backend); a missing entry
      * starts at 0 and is stored with new_ttl; an existing one keeps its
-     * expiry. NULL: the engine falls back to get + decode + set. */
+     * expiry. NULL: the engine falls back to get + decode + set, which
+     * writes an existing entry back with new_ttl too (it cannot read an
+     * expiry), so a backend whose entries expire provides it. */
     int (*incr)(cache_backend *, cache_str key, int64_t delta, double new_ttl,
                 int64_t *result, cache_err *);
 
@@ -173,6 +185,9 @@ struct cache_backend {
     double default_timeout; /* option default_timeout (common to all) */
     int ignore_errors;      /* option ignore_errors: delete_many goes on
                                past failures (common to all) */
+    /* The options of its cosocket path (co.h), or NULL: the backend has
+     * none (the binding then always calls it directly). */
+    const struct cache_co_opts *co;
 };
 
 /* A backend constructor: validates and takes its options, returns the new

@@ -1,32 +1,113 @@
 /*
- * codec.c - values as MessagePack: msgpack-c's packer writes, our own
- * bounded reader reads (see codec.h for why).
+ * codec.c - values as MessagePack: the project's one writer and its
+ * bounded reader (see codec.h for why).
  */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-#include <msgpack/pack.h>
-
 #include "codec.h"
 
 /* ---- encoding ------------------------------------------------------------ */
 
-static int write_to_buf(void *data, const char *p, size_t n)
+static unsigned char *put_be(unsigned char *p, uint64_t v, int bytes)
 {
-    cache_writer *w = data;
-    if (cache_buf_append(w->out, p, n)) {
-        w->failed = 1;
-        return -1;
-    }
-    return 0;
+    for (int i = bytes - 1; i >= 0; i--)
+        *p++ = (unsigned char)(v >> (8 * i));
+    return p;
 }
 
-/* msgpack-c keeps the packer in a struct we do not need to hold: it is two
- * pointers, rebuilt on every call. */
-#define PACKER(w)                                                          \
-    msgpack_packer pk;                                                     \
-    msgpack_packer_init(&pk, (w), write_to_buf)
+/* A head in its smallest form: fix (holding n) below fixmax, then the
+ * 8-bit (when the type has one), 16-bit and 32-bit forms. */
+static unsigned char *put_head(unsigned char *p, size_t n, unsigned fix,
+                               size_t fixmax, unsigned c8, unsigned c16,
+                               unsigned c32)
+{
+    if (n < fixmax)
+        *p++ = (unsigned char)(fix | n);
+    else if (c8 && n < 256)
+        *p++ = (unsigned char)c8, *p++ = (unsigned char)n;
+    else if (n < 65536)
+        *p++ = (unsigned char)c16, p = put_be(p, n, 2);
+    else
+        *p++ = (unsigned char)c32, p = put_be(p, n, 4);
+    return p;
+}
+
+unsigned char *cache_mp_nil(unsigned char *p)
+{
+    *p++ = 0xc0;
+    return p;
+}
+
+unsigned char *cache_mp_bool(unsigned char *p, int b)
+{
+    *p++ = b ? 0xc3 : 0xc2;
+    return p;
+}
+
+unsigned char *cache_mp_int(unsigned char *p, int64_t i)
+{
+    if (i < -(1LL << 5)) {
+        if (i < -(1LL << 31))
+            *p++ = 0xd3, p = put_be(p, (uint64_t)i, 8);
+        else if (i < -(1LL << 15))
+            *p++ = 0xd2, p = put_be(p, (uint64_t)i, 4);
+        else if (i < -(1LL << 7))
+            *p++ = 0xd1, p = put_be(p, (uint64_t)i, 2);
+        else
+            *p++ = 0xd0, *p++ = (unsigned char)i;
+    } else if (i < (1LL << 7)) {
+        *p++ = (unsigned char)i; /* positive or negative fixint */
+    } else if (i < (1LL << 8)) {
+        *p++ = 0xcc, *p++ = (unsigned char)i;
+    } else if (i < (1LL << 16)) {
+        *p++ = 0xcd, p = put_be(p, (uint64_t)i, 2);
+    } else if (i < (1LL << 32)) {
+        *p++ = 0xce, p = put_be(p, (uint64_t)i, 4);
+    } else {
+        *p++ = 0xcf, p = put_be(p, (uint64_t)i, 8);
+    }
+    return p;
+}
+
+unsigned char *cache_mp_float(unsigned char *p, double d)
+{
+    uint64_t bits;
+    memcpy(&bits, &d, sizeof bits);
+    *p++ = 0xcb;
+    return put_be(p, bits, 8);
+}
+
+unsigned char *cache_mp_str_head(unsigned char *p, size_t n)
+{
+    return put_head(p, n, 0xa0, 32, 0xd9, 0xda, 0xdb);
+}
+
+unsigned char *cache_mp_array_head(unsigned char *p, size_t n)
+{
+    return put_head(p, n, 0x90, 16, 0, 0xdc, 0xdd);
+}
+
+unsigned char *cache_mp_map_head(unsigned char *p, size_t n)
+{
+    return put_head(p, n, 0x80, 16, 0, 0xde, 0xdf);
+}
+
+/* Room for one item at the end of w's output, or NULL (w->failed). */
+static unsigned char *room(cache_writer *w, size_t n)
+{
+    if (w->failed || cache_buf_reserve(w->out, n) < 0) {
+        w->failed = 1;
+        return NULL;
+    }
+    return (unsigned char *)w->out->data + w->out->len;
+}
+
+static void wrote(cache_writer *w, unsigned char *end)
+{
+    w->out->len = (size_t)(end - (unsigned char *)w->out->data);
+}
 
 void cache_writer_init(cache_writer *w, cache_buf *out)
 {
@@ -36,52 +117,71 @@ void cache_writer_init(cache_writer *w, cache_buf *out)
 
 void cache_write_nil(cache_writer *w)
 {
-    PACKER(w);
-    msgpack_pack_nil(&pk);
+    unsigned char *p = room(w, 1);
+    if (p)
+        wrote(w, cache_mp_nil(p));
 }
 
 void cache_write_bool(cache_writer *w, int b)
 {
-    PACKER(w);
-    if (b)
-        msgpack_pack_true(&pk);
-    else
-        msgpack_pack_false(&pk);
+    unsigned char *p = room(w, 1);
+    if (p)
+        wrote(w, cache_mp_bool(p, b));
 }
 
 void cache_write_int(cache_writer *w, int64_t i)
 {
-    PACKER(w);
-    msgpack_pack_int64(&pk, i);
+    unsigned char *p = room(w, CACHE_MP_ITEM_MAX);
+    if (p)
+        wrote(w, cache_mp_int(p, i));
 }
 
 void cache_write_float(cache_writer *w, double d)
 {
-    PACKER(w);
-    msgpack_pack_double(&pk, d);
+    unsigned char *p = room(w, CACHE_MP_ITEM_MAX);
+    if (p)
+        wrote(w, cache_mp_float(p, d));
 }
 
 void cache_write_str(cache_writer *w, const char *s, size_t n)
 {
-    PACKER(w);
-    if (n > UINT32_MAX) {
+    unsigned char *p = n > UINT32_MAX ? NULL : room(w, 5 + n);
+    if (!p) {
         w->failed = 1;
         return;
     }
-    msgpack_pack_str(&pk, n);
-    msgpack_pack_str_body(&pk, s, n);
+    p = cache_mp_str_head(p, n);
+    if (n)
+        memcpy(p, s, n);
+    wrote(w, p + n);
 }
 
 void cache_write_array(cache_writer *w, size_t n)
 {
-    PACKER(w);
-    msgpack_pack_array(&pk, n);
+    unsigned char *p = n > UINT32_MAX ? NULL : room(w, 5);
+    if (!p) {
+        w->failed = 1;
+        return;
+    }
+    wrote(w, cache_mp_array_head(p, n));
 }
 
 void cache_write_map(cache_writer *w, size_t n)
 {
-    PACKER(w);
-    msgpack_pack_map(&pk, n);
+    unsigned char *p = n > UINT32_MAX ? NULL : room(w, 5);
+    if (!p) {
+        w->failed = 1;
+        return;
+    }
+    wrote(w, cache_mp_map_head(p, n));
+}
+
+int cache_encode_int(int64_t i, cache_buf *out, cache_err *err)
+{
+    cache_writer w;
+    cache_writer_init(&w, out);
+    cache_write_int(&w, i);
+    return w.failed ? cache_fail(err, CACHE_ENOMEM, "out of memory") : CACHE_OK;
 }
 
 /* ---- decoding ------------------------------------------------------------ */
@@ -336,6 +436,17 @@ int cache_value_as_int(cache_str value, int64_t *out)
         return 0;
     *out = it.i;
     return 1;
+}
+
+int cache_value_add(const cache_str *cur, int64_t delta, cache_buf *out,
+                    int64_t *sum, cache_err *err)
+{
+    int64_t base = 0;
+    if (cur && !cache_value_as_int(*cur, &base))
+        return cache_fail(err, CACHE_ENOTINT, "value is not an integer");
+    if (__builtin_add_overflow(base, delta, sum))
+        return cache_fail(err, CACHE_ENOTINT, "integer overflow");
+    return cache_encode_int(*sum, out, err);
 }
 
 int cache_external_encode(cache_str value, cache_buf *out)

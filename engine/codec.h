@@ -1,8 +1,11 @@
 /*
  * codec.h - the value codec: values as MessagePack bytes.
  *
- * Encoding goes through msgpack-c's packer. Decoding is our own bounded pull
- * reader: msgpack-c's unpacker stops at 32 levels and sizes its allocations
+ * Encoding is the one MessagePack writer of the project (the binding's value
+ * and memoize-argument writers use it too); it writes what msgpack-c's
+ * packer writes, the smallest form of every item, so stored values and keys
+ * keep their bytes. Decoding is our own bounded pull reader: msgpack-c's
+ * unpacker stops at 32 levels and sizes its allocations
  * from counts declared in the input, while ours allocates nothing, bounds
  * depth by CACHE_MAX_DEPTH and checks every count against the bytes left,
  * so that any byte string either validates or is reported corrupt.
@@ -23,6 +26,18 @@
 #define CACHE_MAX_DEPTH 100
 
 /* ---- encoding ------------------------------------------------------------ */
+/* Items and heads written at p, which must have CACHE_MP_ITEM_MAX bytes of
+ * room; each returns the end. For writers that reserve once for many
+ * items; the cache_write_* functions below reserve per item. */
+#define CACHE_MP_ITEM_MAX 9
+unsigned char *cache_mp_nil(unsigned char *p);
+unsigned char *cache_mp_bool(unsigned char *p, int b);
+unsigned char *cache_mp_int(unsigned char *p, int64_t i);
+unsigned char *cache_mp_float(unsigned char *p, double d);
+unsigned char *cache_mp_str_head(unsigned char *p, size_t n); /* n < 2^32 */
+unsigned char *cache_mp_array_head(unsigned char *p, size_t n);
+unsigned char *cache_mp_map_head(unsigned char *p, size_t n);
+
 typedef struct cache_writer {
     cache_buf *out;
     int failed; /* set when memory ran out; the output is then unusable */
@@ -36,6 +51,9 @@ void cache_write_float(cache_writer *w, double d);
 void cache_write_str(cache_writer *w, const char *s, size_t n);
 void cache_write_array(cache_writer *w, size_t n); /* n items follow */
 void cache_write_map(cache_writer *w, size_t n);   /* n key/value pairs follow */
+/* Appends the codec bytes of the integer i to out (incr's stored sum):
+ * CACHE_OK, or CACHE_ENOMEM with err set. */
+int cache_encode_int(int64_t i, cache_buf *out, cache_err *err);
 
 /* ---- decoding ------------------------------------------------------------ */
 typedef enum {
@@ -87,6 +105,12 @@ int cache_external_decode(cache_str external, cache_buf *out, cache_err *err);
 
 /* If encoded value bytes are exactly one integer, stores it and returns 1. */
 int cache_value_as_int(cache_str value, int64_t *out);
+/* The value an increment writes: the integer in cur plus delta (cur NULL:
+ * a missing entry, counted as 0), appended to out as codec bytes, the sum in
+ * *sum. CACHE_OK; CACHE_ENOTINT when cur is not exactly one integer or the
+ * sum leaves int64; CACHE_ENOMEM. */
+int cache_value_add(const cache_str *cur, int64_t delta, cache_buf *out,
+                    int64_t *sum, cache_err *err);
 /* Parses strict decimal text ("-12", no spaces, no '+', within int64). */
 int cache_parse_int(const char *s, size_t n, int64_t *out);
 

@@ -7,6 +7,7 @@
 #define OPENSSL_API_COMPAT 10101
 
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -24,9 +25,29 @@ static const struct {
     [CACHE_SHA512] = {"sha512", 64},
 };
 
+size_t cache_digest_count(void)
+{
+    return sizeof digests / sizeof digests[0];
+}
+
+void cache_digest_list(char *out, size_t cap)
+{
+    size_t o = 0;
+    if (cap == 0)
+        return;
+    out[0] = '\0';
+    for (size_t i = 0; i < cache_digest_count() && o < cap; i++) {
+        int w = snprintf(out + o, cap - o, "%s%s", i ? ", " : "",
+                         digests[i].name);
+        if (w < 0)
+            break;
+        o += (size_t)w;
+    }
+}
+
 int cache_digest_lookup(const char *name, cache_digest_kind *kind)
 {
-    for (int i = 0; i < (int)(sizeof digests / sizeof digests[0]); i++)
+    for (int i = 0; i < (int)cache_digest_count(); i++)
         if (strcmp(digests[i].name, name) == 0) {
             *kind = (cache_digest_kind)i;
             return 0;
@@ -127,9 +148,13 @@ size_t cache_digest(cache_digest_kind kind, size_t n, const void *const *parts,
     return ok ? len : 0;
 }
 
+const char cache_hex_digits[17] = "0123456789abcdef";
+const char cache_base64_alphabet[65] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
 void cache_hex(const unsigned char *bytes, size_t n, char *out)
 {
-    static const char digits[] = "0123456789abcdef";
+    const char *digits = cache_hex_digits;
     for (size_t i = 0; i < n; i++) {
         out[2 * i] = digits[bytes[i] >> 4];
         out[2 * i + 1] = digits[bytes[i] & 15];
@@ -151,8 +176,7 @@ int cache_key_digest_form(size_t n, const void *const *parts,
 
 void cache_base64(const unsigned char *bytes, size_t n, char *out)
 {
-    static const char abc[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const char *abc = cache_base64_alphabet;
     size_t o = 0, i = 0;
     for (; i + 2 < n; i += 3) {
         unsigned v = (unsigned)bytes[i] << 16 | (unsigned)bytes[i + 1] << 8 | bytes[i + 2];

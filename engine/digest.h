@@ -15,15 +15,24 @@ typedef enum {
     CACHE_SHA512
 } cache_digest_kind;
 
+/* The digests by name: the one list of names (the binding exports it as
+ * core.hash_methods). kind runs from 0 to cache_digest_count() - 1. */
+size_t cache_digest_count(void);
 /* "md5", "sha1", "sha256", "sha512": 0 and *kind set, or -1 if unknown. */
 int cache_digest_lookup(const char *name, cache_digest_kind *kind);
 const char *cache_digest_name(cache_digest_kind kind);
+/* The names for a message, "md5, sha1, sha256, sha512" (cut to cap). */
+void cache_digest_list(char *out, size_t cap);
 size_t cache_digest_size(cache_digest_kind kind);
 
 /* Digest of the concatenation of n parts. Returns the digest length, or 0
  * on failure. */
 size_t cache_digest(cache_digest_kind kind, size_t n, const void *const *parts,
                     const size_t *lens, unsigned char out[CACHE_DIGEST_MAX]);
+
+/* The one hex and the one Base64 alphabet every encoder indexes. */
+extern const char cache_hex_digits[17];
+extern const char cache_base64_alphabet[65];
 
 /* Lower-case hex of n bytes into out (2n chars plus NUL). */
 void cache_hex(const unsigned char *bytes, size_t n, char *out);

@@ -91,45 +91,31 @@ int cache_clear(cache_backend *b, cache_err *err)
 }
 
 /* The generic increment: read, decode, add, write back. Not atomic across
- * processes; backends that can do better provide vt->incr. The entry keeps
- * no expiry of its own here, so it is written with new_ttl. */
+ * processes; backends that can do better provide vt->incr. The vtable cannot
+ * tell an entry's expiry, so the sum is written with new_ttl: a backend whose
+ * entries expire provides vt->incr, or an existing entry would not keep its
+ * expiry as the contract says. */
 static int generic_incr(cache_backend *b, cache_str key, int64_t delta,
                         double new_ttl, int64_t *result, cache_err *err)
 {
-    cache_buf cur;
+    cache_buf cur, next;
     cache_buf_init(&cur);
-    int64_t base = 0;
+    cache_buf_init(&next);
+    int64_t sum = 0;
     int rc = cache_get(b, key, &cur, err);
-    if (rc == CACHE_OK) {
-        int64_t v;
-        if (!cache_value_as_int((cache_str){cur.data, cur.len}, &v)) {
-            cache_buf_free(&cur);
-            return cache_fail(err, CACHE_ENOTINT, "value is not an integer");
-        }
-        base = v;
-    } else if (rc != CACHE_MISS) {
-        cache_buf_free(&cur);
-        return rc;
+    if (rc == CACHE_OK || rc == CACHE_MISS) {
+        cache_str old = {cur.data, cur.len};
+        rc = cache_value_add(rc == CACHE_OK ? &old : NULL, delta, &next, &sum,
+                             err);
     }
-    int64_t sum;
-    if (__builtin_add_overflow(base, delta, &sum)) {
-        cache_buf_free(&cur);
-        return cache_fail(err, CACHE_ENOTINT, "integer overflow");
-    }
-    cur.len = 0;
-    cache_writer w;
-    cache_writer_init(&w, &cur);
-    cache_write_int(&w, sum);
-    if (w.failed) {
-        cache_buf_free(&cur);
-        return cache_fail(err, CACHE_ENOMEM, "out of memory");
-    }
-    rc = b->vt->set(b, key, (cache_str){cur.data, cur.len}, new_ttl, 0, err);
+    if (rc == CACHE_OK)
+        rc = b->vt->set(b, key, (cache_str){next.data, next.len}, new_ttl, 0,
+                        err);
+    if (rc == CACHE_OK)
+        *result = sum;
     cache_buf_free(&cur);
-    if (rc != CACHE_OK)
-        return rc;
-    *result = sum;
-    return CACHE_OK;
+    cache_buf_free(&next);
+    return rc;
 }
 
 int cache_incr(cache_backend *b, cache_str key, int64_t delta, double new_ttl,

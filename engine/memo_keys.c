@@ -6,20 +6,15 @@
 
 #include "memo_keys.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <unistd.h>
 
 /* ---- memoize keys --------------------------------------------------------- */
 
 size_t cache_memo_head(const unsigned char *digest, size_t n,
                        char out[CACHE_MEMO_HEAD_LEN + 1])
 {
-    static const char abc[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const char *abc = cache_base64_alphabet;
     if (n >= CACHE_MEMO_HEAD_LEN * 3 / 4) { /* every digest: 4 whole groups */
         for (int g = 0; g < CACHE_MEMO_HEAD_LEN / 4; g++) {
             const unsigned char *b = digest + 3 * g;
@@ -60,45 +55,12 @@ int cache_memo_key(cache_digest_kind kind, size_t nparts,
     return CACHE_OK;
 }
 
-/* Fills buf with n random bytes: getrandom() first, /dev/urandom when the
- * kernel lacks it. 0, or -1. */
-static int random_bytes(unsigned char *buf, size_t n)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = getrandom(buf + got, n - got, 0);
-        if (r > 0) {
-            got += (size_t)r;
-            continue;
-        }
-        if (r < 0 && errno == EINTR)
-            continue;
-        break;
-    }
-    if (got == n)
-        return 0;
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    got = 0;
-    while (got < n) {
-        ssize_t r = read(fd, buf + got, n - got);
-        if (r > 0)
-            got += (size_t)r;
-        else if (!(r < 0 && errno == EINTR))
-            break;
-    }
-    close(fd);
-    return got == n ? 0 : -1;
-}
-
 int cache_memo_version(char out[CACHE_VERSION_LEN + 1])
 {
     /* As Flask-Caching: Base64 of a 16-byte random token, cut to 6. */
     unsigned char raw[16];
     char b64[25];
-    if (random_bytes(raw, sizeof raw) < 0)
-        return -1;
+    cache_random_bytes(raw, sizeof raw);
     cache_base64(raw, sizeof raw, b64);
     memcpy(out, b64, CACHE_VERSION_LEN);
     out[CACHE_VERSION_LEN] = '\0';
@@ -149,7 +111,7 @@ static int py_repr(cache_str s, cache_buf *out)
             esc[1] = c == '\t' ? 't' : c == '\n' ? 'n' : 'r';
             el = 2;
         } else if (c < 0x20 || c == 0x7f) {
-            static const char hexd[] = "0123456789abcdef";
+            const char *hexd = cache_hex_digits;
             esc[0] = '\\';
             esc[1] = 'x';
             esc[2] = hexd[c >> 4];

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "co.h"
 #include "cache.h"
 
 int cache_fail(cache_err *err, int code, const char *fmt, ...)
@@ -97,7 +98,13 @@ static double clock_seconds(clockid_t id)
 
 double cache_monotonic_now(void) { return clock_seconds(CLOCK_MONOTONIC); }
 
-double cache_wall_now(void) { return clock_seconds(CLOCK_REALTIME); }
+/* An operation on the cosocket path sees the clock stopped at its start
+ * (co.h): each of its runs must ask the same. */
+double cache_wall_now(void)
+{
+    double t = cache_co_wall();
+    return t > 0 ? t : clock_seconds(CLOCK_REALTIME);
+}
 
 double cache_deadline(double ttl, double now)
 {

@@ -44,6 +44,7 @@ FUZZ_SRC_fs_entry    := fuzz/fuzz_fs_entry.c $(ENGINE_SRC)
 # headers change often and would rebuild everything).
 FUZZ_HDR             := $(wildcard engine/*.h)
 FUZZ_HDR_codec       := $(wildcard bindings/*.h)
+FUZZ_HDR_fs_entry    := $(wildcard backends/filesystem/*.h)
 FUZZ_HDR_uwsgi       := backends/uwsgi/uwsgi_proto.h
 FUZZ_HDR_redis_reply := backends/redis/redis_proto.h
 FUZZ_HDR_redis_topology := $(wildcard backends/redis/*.h)

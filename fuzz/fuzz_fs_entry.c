@@ -1,6 +1,6 @@
 /*
  * fuzz_fs_entry.c - libFuzzer target for the FileSystemCache entry reader
- * (backends/filesystem.c), through the engine as a binding calls it.
+ * (backends/filesystem/), through the engine as a binding calls it.
  *
  * The input bytes are written as the entry file of a fixed key (its md5 hex
  * name in a temporary cache_dir), then read with get, has and incr through

@@ -61,7 +61,7 @@ sed -n '/LEAK SUMMARY/,/suppressed/p;/ERROR SUMMARY/p' "$LOG" | sed 's/^==[0-9]*
 
 # valgrind prints basenames only: a frame is in cache code when it names a
 # source file of engine/, backends/ or bindings/.
-CODE_RE=$(ls engine/*.c backends/*.c bindings/*.c | xargs -n1 basename | sed 's/\./\\./' | paste -sd'|')
+CODE_RE=$(ls engine/*.c backends/*.c backends/*/*.c bindings/*.c | xargs -n1 basename | sed 's/\./\\./' | paste -sd'|')
 # Reads valgrind's records (separated by "==pid== " lines) and prints:
 #   <definitely lost bytes in cache code> <elsewhere> <memory errors in cache code> <elsewhere>
 read -r ours others memerr othererr < <(awk -v code="\\((${CODE_RE}):[0-9]+\\)" '

@@ -48,6 +48,12 @@ local function module_exists(name)
   return false
 end
 
+-- The OpenResty transport: network objects do their I/O with cosockets
+-- where nginx allows them (lua/cache/cosocket.lua).
+if module_exists("cache.cosocket") then
+  require("cache.cosocket").install(M)
+end
+
 if module_exists("cache.decorators") then
   require("cache.decorators").install(M)
 end

@@ -22,7 +22,6 @@ dependencies = {
 }
 external_dependencies = {
   HIREDIS = { header = "hiredis/hiredis.h", library = "hiredis" },
-  MSGPACK = { header = "msgpack.h", library = "msgpackc" },
   LIBMEMCACHED = { header = "libmemcached/memcached.h", library = "memcached" },
   OPENSSL = { header = "openssl/evp.h", library = "crypto" },
   LIBSSL = { header = "openssl/ssl.h", library = "ssl" },

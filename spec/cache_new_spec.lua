@@ -211,6 +211,15 @@ describe("cache.new", function()
       assert.matches("CACHE_HASH_METHOD", err)
     end)
 
+    it("takes the digest names from the engine (core.hash_methods)", function()
+      local core = require "cache.core"
+      assert.same({ md5 = true, sha1 = true, sha256 = true, sha512 = true }, core.hash_methods)
+      assert.equal(core.hash_methods, require("cache.config").hash_methods)
+      local ok, err = pcall(cache.new, { CACHE_HASH_METHOD = "crc32" })
+      assert.is_false(ok)
+      assert.matches("(md5, sha1, sha256, sha512, or a function)", err, 1, true)
+    end)
+
     it("points errors at the caller", function()
       local ok, err = pcall(function() cache.new{ CACHE_BAD = 1 } end)
       assert.is_false(ok)

@@ -229,7 +229,6 @@ describe("fault matrix", function()
           figure("%s: 64 MiB value stored in %.2f s", f.name, now() - t0)
           local got = c:get("big")
           assert.is_true(got == big, "64 MB value read back differs")
-          got = nil
         else
           assert.is_false(ok)
           assert.is_string(err)

@@ -1,6 +1,7 @@
--- FileSystemCache's read cache (backends/filesystem.c): a get served from
--- the bytes kept for a recently read entry must never differ from reading
--- the file. Two objects on one directory stand for two processes.
+-- FileSystemCache's read cache (backends/filesystem/fs_readcache.c): a get
+-- served from the bytes kept for a recently read entry must never differ
+-- from reading the file. Two objects on one directory stand for two
+-- processes.
 local cache = require "cache"
 local helpers = require "support.helpers"
 

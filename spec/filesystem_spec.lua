@@ -96,17 +96,28 @@ describe("FileSystemCache", function()
   it("prunes past threshold: expired first, then the oldest", function()
     local d = helpers.tmpdir("fsprune")
     local p = cache.FileSystemCache { cache_dir = d, threshold = 10 }
-    p:set("expired", 1, 0.05)
-    for i = 1, 9 do p:set("k" .. i, i) end
+    -- "oldest" is by mtime, which the kernel keeps in clock ticks: entries
+    -- written within one tick tie, and any of them may go. Each write here
+    -- lies well past the tick of the one before.
+    for i = 1, 9 do
+      p:set("k" .. i, i)
+      helpers.sleep(0.02)
+    end
+    p:set("expired", 1, 0.05) -- the newest
     helpers.sleep(0.1)
-    p:set("k10", 10) -- 11 entries would be over: the expired one goes first
+    -- 11 entries: pruned to 10 - 10 / 10 = 9, the expired one first, then
+    -- the oldest live one (by age alone k1 and k2 would go)
+    p:set("k10", 10)
     assert.is_false(p:has("expired"))
-    assert.equal(1, p:get("k1"))
+    assert.is_nil(p:get("k1"))
+    for i = 2, 10 do assert.equal(i, p:get("k" .. i)) end
+    assert.equal(9, #files(d))
     for i = 11, 40 do p:set("k" .. i, i) end
     local n = #files(d)
     assert.is_true(n <= 10, "entries: " .. n)
     assert.equal(40, p:get("k40"))
-    assert.is_nil(p:get("k1")) -- the oldest went
+    -- k2..k9 are older than every later entry: they went first
+    for i = 2, 9 do assert.is_nil(p:get("k" .. i)) end
   end)
 
   it("threshold 0 keeps everything", function()

@@ -159,13 +159,13 @@ local function suite(f)
   it("a memoized call returns its result while finalizers call it and use the object", function()
     local m_calls = 0
     local front = cache.new { CACHE_TYPE = function() return c end }
-    local SMALL = { "small", 2 }
+    local SMALL_ARG = { "small", 2 }
     local m = front:memoize { timeout = 0, name = "spec.finalizer." .. f.name }(function(n)
       m_calls = m_calls + 1
-      return n == 1 and BIG or SMALL
+      return n == 1 and BIG or SMALL_ARG
     end)
     assert.is_true(same(BIG, m(1)))
-    assert.is_true(same(SMALL, m(2)))
+    assert.is_true(same(SMALL_ARG, m(2)))
     local plain = busy(c)
     local k = 0
     local function work()

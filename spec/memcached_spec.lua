@@ -177,6 +177,8 @@ describe("memcached backends", function()
       c2:set("x", "same")
       assert.equal("same", c3:get("x"))
       assert.has_no.errors(function() cache.MemcachedCache { servers = { "[::1]:11211" } } end)
+      -- {host, port} pairs reach the backend bracketed when the host is IPv6.
+      assert.has_no.errors(function() cache.MemcachedCache { servers = { { "::1", 11211 } } } end)
       -- The default is 127.0.0.1:11211, used lazily (nothing listens there
       -- in the test machine, or something does: either way no raise).
       local d = cache.MemcachedCache {}

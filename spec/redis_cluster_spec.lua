@@ -6,13 +6,8 @@ local R = require "support.redis_helpers"
 
 local CLUSTER = os.getenv("CACHE_TEST_REDIS_CLUSTER")
 
-local function ports()
-  local list = {}
-  for p in (CLUSTER or ""):gmatch(":(%d+)") do list[#list + 1] = tonumber(p) end
-  return list
-end
+local function ports() return R.ports_of(CLUSTER) end
 
--- keys under prefix held by the node on port
 local function keys_on(port, prefix)
   local out = helpers.sh(("redis-cli -h 127.0.0.1 -p %d --scan --pattern %s 2>/dev/null")
     :format(port, R.q(prefix:gsub("[%*%?%[%]\\]", "\\%0") .. "*")))
@@ -22,22 +17,7 @@ local function keys_on(port, prefix)
 end
 
 -- the port of the master owning slot, from CLUSTER SLOTS
-local function owner_of(slot)
-  for _, p in ipairs(ports()) do
-    local nodes = R.cli(p, "CLUSTER", "NODES")
-    for line in nodes:gmatch("[^\n]+") do
-      local addr, flags, rest = line:match("^%x+ ([^ ]+) ([^ ]+) %S+ %S+ %S+ %S+ %S+(.*)$")
-      if addr and flags:find("master") then
-        local port = tonumber(addr:match(":(%d+)"))
-        for range in rest:gmatch("%S+") do
-          local a, b = range:match("^(%d+)%-(%d+)$")
-          a, b = tonumber(a or range:match("^(%d+)$")), tonumber(b or range:match("^(%d+)$"))
-          if a and slot >= a and slot <= b then return port end
-        end
-      end
-    end
-  end
-end
+local function owner_of(slot) return R.cluster_owner(ports(), slot) end
 
 describe("RedisClusterCache", function()
   if not CLUSTER then

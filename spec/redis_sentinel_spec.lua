@@ -16,20 +16,10 @@ local function read(path)
   return (s:gsub("%s+$", ""))
 end
 
-local function sentinel_ports()
-  local ports = {}
-  for p in SENTINELS:gmatch(":(%d+)") do ports[#ports + 1] = tonumber(p) end
-  return ports
-end
+local function sentinel_ports() return R.ports_of(SENTINELS) end
 
 -- The master's port as the sentinels see it now.
-local function master_port()
-  for _, sp in ipairs(sentinel_ports()) do
-    local out = R.cli(sp, "SENTINEL", "get-master-addr-by-name", MASTER)
-    local port = out:match("\n(%d+)")
-    if port then return tonumber(port) end
-  end
-end
+local function master_port() return R.sentinel_master_port(sentinel_ports(), MASTER) end
 
 -- The node name ("master" / "replica", as started) listening on port.
 local function node_on(port)

@@ -70,8 +70,9 @@ if [ ${#ONLY[@]} -gt 0 ]; then
         esac
     done
 fi
-# The engine's libraries, as the Makefile names them (DEPS_PC).
-DEPS_PC=$(sed -n 's/^DEPS_PC *:= *//p' Makefile)
+# The engine's libraries, as the Makefile names them (DEPS_PC), and
+# msgpack-c, which the C tests compare the engine's MessagePack bytes with.
+DEPS_PC="$(sed -n 's/^DEPS_PC *:= *//p' Makefile) msgpack"
 for t in "${c_tests[@]}"; do
     [ -e "$t" ] || continue
     name=$(basename "$t" .c)
@@ -101,7 +102,18 @@ export LUA_CPATH="$ROOT/$MODDIR/?.so;;"
 [ ${#lua_specs[@]} -gt 0 ] && $LUA_BIN /usr/bin/busted --lua="$LUA_BIN" -o "$ROOT/spec/support/output.lua" \
     --pattern=_spec "${lua_specs[@]}" || true
 
-# 4. The total.
+# 4. Lint: luacheck over the Lua sources with the committed .luacheckrc
+# (one test; a full run only, not a narrowed one).
+if [ ${#ONLY[@]} -eq 0 ]; then
+    echo "== luacheck"
+    if luacheck -q --no-color . >"$STATE/luacheck.out" 2>&1; then
+        echo "0 warnings"; echo "1 0 0" >>"$COUNTS"
+    else
+        cat "$STATE/luacheck.out"; echo "0 1 0" >>"$COUNTS"
+    fi
+fi
+
+# 5. The total.
 read -r passed failed skipped < <(awk '{p+=$1; f+=$2; s+=$3} END {print p+0, f+0, s+0}' "$COUNTS")
 [ -s "$COUNTS" ] || failed=1
 echo "$passed passed, $failed failed, $skipped skipped"

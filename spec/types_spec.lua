@@ -32,8 +32,7 @@ local function parse_types(text)
     elseif current and line:match("^%-%-%-@field") then
       local field = line:match("^%-%-%-@field%s+([%w_]+)")
       if field then current.fields[field] = true end
-    elseif line:match("^%-%-%-") then -- annotations or doc lines inside a block
-    elseif current then
+    elseif current and not line:match("^%-%-%-") then -- (other annotations and doc lines: skipped)
       local var = line:match("^local%s+([%w_]+)%s*=")
       if var then var_class[var] = current end
       current = nil

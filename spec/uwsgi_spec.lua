@@ -169,6 +169,24 @@ describe("UWSGICache on a server", function()
     assert.equal(3, c:get("n"))
   end)
 
+  it("inc/dec keep an existing entry's expiry; a new entry gets default_timeout", function()
+    -- c's default_timeout is 300 s, d's 1 s: an increment that wrote the
+    -- default would make "short" outlive 2 s and "forever" expire
+    local d = cache.UWSGICache { cache = "lazyc@" .. TCP, default_timeout = 1 }
+    local t0 = now()
+    assert.is_true(c:set("short", 42, 1))
+    assert.is_true(d:set("forever", 7, 0))
+    assert.equal(43, c:inc("short"))
+    assert.equal(8, d:inc("forever"))
+    assert.equal(-3, d:dec("fresh", 3))
+    assert.equal(42, c:dec("short"))
+    -- every deadline above is at most 2 s away (1 s rounded up to the second)
+    helpers.sleep(2.1 - (now() - t0))
+    assert.is_nil(c:get("short"))
+    assert.is_nil(d:get("fresh"))
+    assert.equal(8, d:get("forever"))
+  end)
+
   it("expires whole seconds: never early, gone within the next second", function()
     local t0 = now()
     assert.is_true(c:set("t", "v", 1))

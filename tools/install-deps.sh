@@ -4,9 +4,9 @@
 # Usage: tools/install-deps.sh [build|test|all]   (default: all)
 set -eu
 
-BUILD="gcc make pkg-config lua5.4 liblua5.4-dev libhiredis-dev libmsgpack-dev \
+BUILD="gcc make pkg-config lua5.4 liblua5.4-dev libhiredis-dev \
 libmemcached-dev libsasl2-dev libssl-dev"
-TEST="lua-busted luarocks lua5.1 liblua5.1-0-dev lua5.3 liblua5.3-dev redis-server redis-tools memcached libmemcached-tools \
+TEST="libmsgpack-dev lua-busted lua-check luarocks lua5.1 liblua5.1-0-dev lua5.3 liblua5.3-dev redis-server redis-tools memcached libmemcached-tools \
 sasl2-bin libsasl2-modules uwsgi-core nginx libnginx-mod-http-lua luajit2 libluajit2-5.1-dev \
 curl wrk valgrind clang llvm procps psmisc"
 

@@ -31,8 +31,15 @@
 ---@field hash_method? "md5"|"sha1"|"sha256"|"sha512" digest naming the files (default "md5")
 ---@field timeout? number seconds inc/dec wait for the directory lock (default 1.0; 0 = no limit)
 
+---Options of the backends with an OpenResty cosocket path.
+---@class cache.NetworkOptions : cache.BackendOptions
+---@field transport? "auto"|"cosocket"|"blocking" cosockets where the nginx phase allows them, or always, or never (default "auto")
+---@field pool_size? integer cosocket connections kept per server in each nginx worker (default 30)
+---@field backlog? integer connects that wait for a pooled connection when pool_size are busy (default: none, they open more)
+---@field keepalive_timeout? number seconds an idle pooled connection is kept (default 60; 0 = until the server closes it)
+
 ---Options of the Redis family's connections.
----@class cache.RedisConnectionOptions : cache.BackendOptions
+---@class cache.RedisConnectionOptions : cache.NetworkOptions
 ---@field password? string `AUTH` on every new connection
 ---@field username? string Redis 6 ACL user (without a password: `AUTH username ""`)
 ---@field ssl? boolean TLS (Sentinel: to the data nodes; Cluster: to every node; default false)
@@ -63,7 +70,7 @@
 ---@class cache.RedisClusterCacheOptions : cache.RedisConnectionOptions
 ---@field cluster string|string[] startup nodes, `"h:p,h:p"` or a list (required)
 
----@class cache.MemcachedCacheOptions : cache.BackendOptions
+---@class cache.MemcachedCacheOptions : cache.NetworkOptions
 ---@field servers? string|string[] `"host:port"`, `"[v6]:port"`, `"host"` or a socket path (default {"127.0.0.1:11211"})
 ---@field key_prefix? string prepended to every key
 
@@ -75,7 +82,7 @@
 ---@field chunksize? integer bytes per chunk (default 1048576)
 ---@field maxchunk? integer most chunks of one value (default 32)
 
----@class cache.UWSGICacheOptions : cache.BackendOptions
+---@class cache.UWSGICacheOptions : cache.NetworkOptions
 ---@field cache? string `"name@host:port"` or `"name@/path.sock"` (default "")
 ---@field timeout? number seconds per request (default 1.0)
 
@@ -195,6 +202,7 @@ function Backend:close() end
 ---@field CACHE_REDIS_SENTINEL_PASSWORD? string
 ---@field CACHE_REDIS_SENTINEL_USERNAME? string
 ---@field CACHE_REDIS_CLUSTER? string|string[]
+---@field CACHE_TRANSPORT? "auto"|"cosocket"|"blocking" the network backends' transport
 
 ---Options `cached` and `memoize` share.
 ---@class cache.DecoratorOptions

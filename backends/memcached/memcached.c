@@ -35,7 +35,9 @@
 #include "cache.h"
 #include "codec.h"
 #include "digest.h"
+#include "hostport.h"
 #include "memcached.h"
+#include "memcached_co.h"
 
 #define MC_DEFAULT_PORT 11211
 #define MC_THIRTY_DAYS 2592000.0
@@ -135,12 +137,8 @@ static void server_label(const memcached_instance_st *in, char *out, size_t cap)
     in_port_t port = memcached_server_port(in);
     if (!name)
         snprintf(out, cap, "?");
-    else if (name[0] == '/' || port == 0)
-        snprintf(out, cap, "%s", name);
-    else if (strchr(name, ':'))
-        snprintf(out, cap, "[%s]:%u", name, (unsigned)port);
     else
-        snprintf(out, cap, "%s:%u", name, (unsigned)port);
+        cache_hostport_format(out, cap, name, name[0] == '/' ? 0 : port);
 }
 
 /* The server that libmemcached's last error message of m names (it ends
@@ -191,6 +189,12 @@ static int fail_on(mc_backend *b, memcached_st *m, const mc_key *k,
     if (in)
         server_label(in, where, sizeof where);
     char why[160];
+    if (mcco_of(b)) { /* the cosocket path: not the handle's state */
+        if (rc == MCCO_PENDING)
+            return CACHE_PENDING;
+        clean_message(mcco_why(b, rc), why, sizeof why);
+        return cache_fail(err, CACHE_FAIL, "memcached %s: %s", where, why);
+    }
     if (memcached_last_error(m) != MEMCACHED_SUCCESS)
         clean_message(memcached_last_error_message(m), why, sizeof why);
     else
@@ -276,14 +280,6 @@ static int stored_int(const char *p, size_t n, int wrap, int64_t *out)
     return 1;
 }
 
-static int write_int(int64_t i, cache_buf *out, cache_err *err)
-{
-    cache_writer w;
-    cache_writer_init(&w, out);
-    cache_write_int(&w, i);
-    return w.failed ? cache_fail(err, CACHE_ENOMEM, "out of memory") : CACHE_OK;
-}
-
 int mc_decode(const char *p, size_t n, uint32_t flags, cache_buf *out,
               cache_err *err)
 {
@@ -298,7 +294,7 @@ int mc_decode(const char *p, size_t n, uint32_t flags, cache_buf *out,
     }
     if (flags == MC_FLAG_INT) {
         if (stored_int(p, n, 1, &i))
-            return write_int(i, out, err);
+            return cache_encode_int(i, out, err);
         cache_writer w;
         cache_writer_init(&w, out);
         cache_write_str(&w, p, n);
@@ -307,7 +303,7 @@ int mc_decode(const char *p, size_t n, uint32_t flags, cache_buf *out,
     }
     /* A foreign value. */
     if (stored_int(p, n, 0, &i))
-        return write_int(i, out, err);
+        return cache_encode_int(i, out, err);
     size_t start = out->len;
     int rc = cache_external_decode((cache_str){p, n}, out, err);
     if (rc == CACHE_FAIL) {
@@ -336,55 +332,17 @@ static int record_server(mc_backend *b, const char *host, in_port_t port,
 static int add_one_server(mc_backend *b, const char *s, size_t n,
                           cache_err *err)
 {
-    while (n > 0 && isspace((unsigned char)*s))
-        s++, n--;
-    while (n > 0 && isspace((unsigned char)s[n - 1]))
-        n--;
-    if (n == 0)
-        return cache_fail(err, CACHE_EINVAL, "servers: empty server name");
-    char buf[1100];
-    if (n >= sizeof buf)
-        return cache_fail(err, CACHE_EINVAL, "servers: name too long");
-    memcpy(buf, s, n);
-    buf[n] = '\0';
-    if (buf[0] != '/') {
-        char *host = buf, *port_s = NULL;
-        if (buf[0] == '[') { /* [v6addr]:port */
-            char *close = strchr(buf, ']');
-            if (!close)
-                return cache_fail(err, CACHE_EINVAL, "servers: bad address '%s'",
-                                  buf);
-            *close = '\0';
-            host = buf + 1;
-            if (close[1] == ':')
-                port_s = close + 2;
-            else if (close[1])
-                return cache_fail(err, CACHE_EINVAL, "servers: bad address '%s'",
-                                  s);
-        } else {
-            char *colon = strchr(buf, ':');
-            if (colon && strchr(colon + 1, ':'))
-                return cache_fail(err, CACHE_EINVAL,
-                                  "servers: write an IPv6 address as [addr]:port");
-            if (colon) {
-                *colon = '\0';
-                port_s = colon + 1;
-            }
-        }
-        long port = MC_DEFAULT_PORT;
-        if (port_s) {
-            char *end;
-            port = strtol(port_s, &end, 10);
-            if (!*port_s || *end || port < 1 || port > 65535)
-                return cache_fail(err, CACHE_EINVAL, "servers: bad port in '%.*s'",
-                                  (int)n, s);
-        }
-        if (!*host)
-            return cache_fail(err, CACHE_EINVAL, "servers: no host in '%.*s'",
-                              (int)n, s);
-        return record_server(b, host, (in_port_t)port, err);
-    }
-    return record_server(b, buf, 0, err);
+    cache_hostport hp;
+    int rc = cache_hostport_parse(s, n, CACHE_HP_PORT_OPTIONAL | CACHE_HP_UNIX,
+                                  MC_DEFAULT_PORT, &hp, "servers", err);
+    if (rc != CACHE_OK)
+        return rc;
+    if (hp.path)
+        rc = record_server(b, hp.path, 0, err);
+    else
+        rc = record_server(b, hp.host, (in_port_t)hp.port, err);
+    cache_hostport_free(&hp);
+    return rc;
 }
 
 /* One list element may hold several servers separated by commas. */
@@ -499,6 +457,9 @@ int mc_open(mc_backend *b, cache_opts *opts, int sasl, cache_err *err)
     size_t plen = 0;
     if ((rc = cache_opt_str(opts, "key_prefix", &prefix, &plen, err)) < 0)
         return rc;
+    if ((rc = cache_co_take_opts(opts, &b->co, err)) != CACHE_OK)
+        return rc;
+    b->base.co = &b->co;
     b->prefix = cache_strndup(prefix ? prefix : "", plen);
     b->prefix_len = plen;
     if (!b->prefix)
@@ -625,8 +586,9 @@ int mc_store(mc_backend *b, const mc_key *k, const char *v, size_t n,
         return rc == CACHE_MISS ? CACHE_OK : rc;
     }
     memcached_return_t rc =
-        only_if_absent ? memcached_add(b->m, k->s, k->len, v, n, exp, flags)
-                       : memcached_set(b->m, k->s, k->len, v, n, exp, flags);
+        mcco_of(b) ? mcco_store(b, k, v, n, exp, flags, only_if_absent, 0)
+        : only_if_absent ? memcached_add(b->m, k->s, k->len, v, n, exp, flags)
+                         : memcached_set(b->m, k->s, k->len, v, n, exp, flags);
     if (rc == MEMCACHED_SUCCESS)
         return CACHE_OK;
     if (only_if_absent && (rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_DATA_EXISTS))
@@ -637,7 +599,8 @@ int mc_store(mc_backend *b, const mc_key *k, const char *v, size_t n,
 int mc_delete(mc_backend *b, const mc_key *k, cache_err *err)
 {
     FORK_GUARD(b, err);
-    memcached_return_t rc = memcached_delete(b->m, k->s, k->len, 0);
+    memcached_return_t rc = mcco_of(b) ? mcco_delete(b, k)
+                                       : memcached_delete(b->m, k->s, k->len, 0);
     if (rc == MEMCACHED_SUCCESS)
         return CACHE_OK;
     if (rc == MEMCACHED_NOTFOUND)
@@ -651,7 +614,8 @@ int mc_delete(mc_backend *b, const mc_key *k, cache_err *err)
 int mc_exists(mc_backend *b, const mc_key *k, cache_err *err)
 {
     FORK_GUARD(b, err);
-    memcached_return_t rc = memcached_exist(b->m, k->s, k->len);
+    memcached_return_t rc = mcco_of(b) ? mcco_exist(b, k)
+                                       : memcached_exist(b->m, k->s, k->len);
     if (rc == MEMCACHED_SUCCESS)
         return CACHE_OK;
     if (rc == MEMCACHED_NOTFOUND)
@@ -665,6 +629,10 @@ int mc_exists(mc_backend *b, const mc_key *k, cache_err *err)
 int mc_flush(mc_backend *b, cache_err *err)
 {
     FORK_GUARD(b, err);
+    if (mcco_of(b)) {
+        memcached_return_t crc = mcco_flush(b);
+        return crc == MEMCACHED_SUCCESS ? CACHE_OK : mc_fail(b, NULL, crc, err);
+    }
     memcached_return_t rc = memcached_flush(b->m, 0);
     if (rc == MEMCACHED_SUCCESS)
         rc = memcached_last_error(b->m);
@@ -976,6 +944,8 @@ int mc_mget(mc_backend *b, size_t n, const mc_key *keys, mc_hit_fn hit,
             void *ctx, int *status, unsigned char *down, cache_err *err)
 {
     FORK_GUARD(b, err);
+    if (mcco_of(b))
+        return mcco_mget(b, n, keys, hit, ctx, status, down, err);
     return mget_on(b, b->m, &b->result, n, keys, hit, ctx, status, down, err);
 }
 
@@ -989,6 +959,18 @@ int mc_get_one(mc_backend *b, const mc_key *k, mc_hit_fn hit, void *ctx,
     size_t len = 0;
     uint32_t flags = 0;
     memcached_return_t rc;
+    if (mcco_of(b)) {
+        cache_buf got;
+        cache_buf_init(&got);
+        uint64_t cas;
+        rc = mcco_get(b, k, &got, &flags, &cas);
+        int st = rc == MEMCACHED_SUCCESS
+                     ? hit(ctx, 0, got.data ? got.data : "", got.len, flags)
+                     : rc == MEMCACHED_NOTFOUND ? CACHE_MISS
+                                                : mc_fail(b, k, rc, err);
+        cache_buf_free(&got);
+        return st == CACHE_ENOMEM ? cache_fail(err, CACHE_ENOMEM, "out of memory") : st;
+    }
     char *v = memcached_get(b->m, k->s, k->len, &len, &flags, &rc);
     if (rc == MEMCACHED_SUCCESS) {
         int st = hit(ctx, 0, v ? v : "", v ? len : 0, flags);
@@ -1020,6 +1002,8 @@ int mc_store_many(mc_backend *b, size_t n, const mc_key *keys,
     time_t exp;
     if (mc_expiry(ttl, &exp))
         return mc_delete_many_blind(b, n, keys, status, NULL, err);
+    if (mcco_of(b))
+        return mcco_store_many(b, n, keys, vals, flags, exp, status, err);
     uint32_t servers = memcached_server_count(b->m);
     uint32_t *srv = malloc(n * sizeof *srv);
     size_t *last = malloc((servers ? servers : 1) * sizeof *last);
@@ -1139,6 +1123,8 @@ int mc_delete_many_blind(mc_backend *b, size_t n, const mc_key *keys,
     FORK_GUARD(b, err);
     if (n == 0)
         return CACHE_OK;
+    if (mcco_of(b))
+        return mcco_delete_many(b, n, keys, status, down, err);
     memcached_st *d = deleter(b);
     uint32_t *srv = malloc(n * sizeof *srv);
     call_watch w;
@@ -1186,6 +1172,8 @@ int mc_delete_many_blind(mc_backend *b, size_t n, const mc_key *keys,
 static memcached_return_t server_incr(mc_backend *b, const mc_key *k,
                                       uint64_t offset, uint64_t *value)
 {
+    if (mcco_of(b))
+        return mcco_incr(b, k, offset, value);
     return memcached_increment_by_key(b->m, k->s, k->len, k->s, k->len, offset,
                                       value);
 }
@@ -1228,7 +1216,8 @@ static int counter_cas_hit(void *ctx, size_t i, const char *v, size_t len,
                            uint32_t flags)
 {
     counter *c = ctx;
-    c->cas = memcached_result_cas(&c->b->result); /* mc_mget fetches there */
+    /* mc_mget fetches into b->result; the cosocket path keeps the hit's cas */
+    c->cas = mcco_of(c->b) ? mcco_last_cas() : memcached_result_cas(&c->b->result);
     return counter_hit(ctx, i, v, len, flags);
 }
 
@@ -1290,8 +1279,10 @@ static int counter_swap(mc_backend *b, const mc_key *k, const counter *c,
     time_t exp;
     if (mc_expiry(new_ttl, &exp))
         exp = 0;
-    memcached_return_t crc = memcached_cas(b->m, k->s, k->len, text, (size_t)tn,
-                                           exp, MC_FLAG_INT, now.cas);
+    memcached_return_t crc =
+        mcco_of(b) ? mcco_store(b, k, text, (size_t)tn, exp, MC_FLAG_INT, 0, now.cas)
+                   : memcached_cas(b->m, k->s, k->len, text, (size_t)tn, exp,
+                                   MC_FLAG_INT, now.cas);
     if (crc == MEMCACHED_SUCCESS)
         return CACHE_OK;
     if (crc == MEMCACHED_DATA_EXISTS || crc == MEMCACHED_NOTFOUND)
@@ -1345,7 +1336,9 @@ static int incr_once(mc_backend *b, const mc_key *k, int64_t delta,
         char text[24];
         int tn = snprintf(text, sizeof text, "%" PRIu64, (uint64_t)delta);
         memcached_return_t rc =
-            memcached_add(b->m, k->s, k->len, text, (size_t)tn, exp, MC_FLAG_INT);
+            mcco_of(b) ? mcco_store(b, k, text, (size_t)tn, exp, MC_FLAG_INT, 1, 0)
+                       : memcached_add(b->m, k->s, k->len, text, (size_t)tn, exp,
+                                       MC_FLAG_INT);
         if (rc == MEMCACHED_SUCCESS) {
             *result = delta;
             return CACHE_OK;

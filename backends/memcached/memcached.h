@@ -13,6 +13,7 @@
 #include <libmemcached/memcached.h>
 
 #include "cache.h"
+#include "co.h"
 
 /* Item flags, the stored form of a value (documented in the README):
  *   MC_FLAG_INT    the integer as decimal text; negative integers as their
@@ -64,6 +65,7 @@ typedef struct mc_backend {
     /* batches of deletes (see mc_delete_many_blind), opened on first use */
     memcached_st *del_m;
     memcached_result_st del_result;
+    cache_co_opts co; /* the cosocket path (memcached_co.c) */
 } mc_backend;
 
 /* Opens the connection from the options servers, key_prefix and, when

@@ -22,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -60,18 +59,6 @@ static uint64_t get_be(const char *p, int bytes)
     for (int i = 0; i < bytes; i++)
         v = v << 8 | (unsigned char)p[i];
     return v;
-}
-
-static void new_tag(char tag[TAG_LEN])
-{
-    static uint64_t counter;
-    if (getrandom(tag, TAG_LEN, GRND_NONBLOCK) == TAG_LEN)
-        return;
-    /* No entropy yet (early boot): distinct enough to tell writes apart,
-     * which is all the tag is for. */
-    uint64_t v = (uint64_t)time(NULL) * 1000003u ^ (uint64_t)getpid() << 32 ^
-                 ++counter * 0x9e3779b97f4a7c15u;
-    put_be(tag, v, TAG_LEN);
 }
 
 /* ---- writing: the items of one value ---------------------------------------------- */
@@ -124,7 +111,7 @@ static int plan_make(spread *s, cache_str key, cache_str value, plan *p,
         return CACHE_OK;
     }
     char tag[TAG_LEN];
-    new_tag(tag);
+    cache_random_bytes(tag, TAG_LEN);
     char *w = p->mem;
     for (size_t i = 0; i < count; i++) {
         size_t off = i * s->chunksize;

@@ -15,17 +15,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "redis_co.h"
 #include "redis_common.h"
 
 typedef struct redis_backend {
     redis_single s; /* first: its base is the cache_backend */
     redis_conn conn;
+    cache_co_opts co; /* its cosocket path (redis_co.c) */
 } redis_backend;
 
 static int exchange(redis_single *s, redis_req *q, cache_err *err)
 {
     redis_backend *r = (redis_backend *)s;
-    return redis_conn_exchange(&r->conn, q, err);
+    return redis_exchange_on(&s->base, &r->conn, q, err);
 }
 
 static void redis_destroy(cache_backend *b)
@@ -144,8 +146,10 @@ cache_backend *cache_redis_create(cache_opts *opts, cache_err *err)
     redis_tls_opts_init(&t.tls);
     redis_tls *tls = NULL;
     redis_backend *r = NULL;
+    cache_co_opts co;
     if (redis_take_common_opts(opts, &common, err) != CACHE_OK ||
         read_target(opts, &t, err) != CACHE_OK ||
+        cache_co_take_opts(opts, &co, err) != CACHE_OK ||
         redis_tls_setup(&t.tls, 0, &tls, err) != CACHE_OK)
         goto fail;
     r = calloc(1, sizeof *r);
@@ -177,6 +181,14 @@ cache_backend *cache_redis_create(cache_opts *opts, cache_err *err)
         goto fail;
     }
     r->s.base.vt = &redis_vtable;
+    r->co = co;
+    if (redis_co_attach(&r->s.base, &r->co, tls != NULL, err) != CACHE_OK) {
+        redis_conn_free(&r->conn);
+        redis_single_free(&r->s);
+        free(r);
+        r = NULL;
+        goto fail;
+    }
     r->s.exchange = exchange;
     r->s.proto.label = r->conn.label;
     redis_tls_unref(tls); /* the connection holds it */

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "redis_co.h"
 #include "redis_common.h"
 
 #define MAX_REDIRECTS 5
@@ -57,6 +58,7 @@ typedef struct cluster_backend {
     cache_buf scratch; /* a value's external form */
     cache_buf keybuf;  /* a prefixed key, to hash */
     cache_buf pattern;
+    cache_co_opts co; /* its cosocket path (redis_co.c) */
 } cluster_backend;
 
 /* ---- nodes ----------------------------------------------------------------- */
@@ -204,7 +206,7 @@ static int refresh_map(cluster_backend *cb, cache_err *err)
         redis_req_reset(q);
         int rc = redis_req_addz(q, &last, 2, "CLUSTER", "SLOTS");
         if (rc == CACHE_OK)
-            rc = redis_conn_exchange(&n->conn, q, &last);
+            rc = redis_exchange_on(&cb->base, &n->conn, q, &last);
         if (rc == CACHE_OK)
             rc = parse_slots(cb, q->replies[0], n, map, &last);
         redis_req_reset(q);
@@ -212,6 +214,10 @@ static int refresh_map(cluster_backend *cb, cache_err *err)
             apply_map(cb, map);
             free(map);
             return CACHE_OK;
+        }
+        if (rc == CACHE_PENDING) { /* the cosocket driver has it to do */
+            free(map);
+            return rc;
         }
         if (rc == CACHE_ENOMEM)
             break;
@@ -240,8 +246,11 @@ static unsigned key_slot(cluster_backend *cb, cache_str key, cache_err *err,
 static int route(cluster_backend *cb, unsigned slot, cache_err *err)
 {
     if (!cb->map_ok) {
-        cache_err why;
-        if (refresh_map(cb, &why) != CACHE_OK && !cb->owner[slot])
+        cache_err why = {0, ""};
+        int rc = refresh_map(cb, &why);
+        if (rc == CACHE_PENDING)
+            return rc;
+        if (rc != CACHE_OK && !cb->owner[slot])
             return cache_fail(err, why.code, "%s", why.msg);
     }
     if (!cb->owner[slot])
@@ -265,7 +274,7 @@ static int exchange_asking(cluster_backend *cb, cnode *n, redis_req *q,
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
     a->ncmds += q->ncmds;
     if ((rc = redis_req_reserve_replies(q, err)) != CACHE_OK ||
-        (rc = redis_conn_exchange(&n->conn, a, err)) != CACHE_OK)
+        (rc = redis_exchange_on(&cb->base, &n->conn, a, err)) != CACHE_OK)
         return rc;
     rc = redis_reply_ok(a->replies[0], n->conn.label, err);
     if (rc == CACHE_OK) {
@@ -287,11 +296,14 @@ static int run_key(cluster_backend *cb, redis_req *q, unsigned slot,
     int target = -1, asking = 0, retried = 0;
     for (int hop = 0; hop <= MAX_REDIRECTS; hop++) {
         if (target < 0 && (target = route(cb, slot, err)) < 0)
-            return err ? err->code : CACHE_FAIL;
+            return target;
         cnode *n = cb->nodes[target];
         int rc = asking ? exchange_asking(cb, n, q, err)
-                        : redis_conn_exchange(&n->conn, q, err);
-        if (rc == CACHE_FAIL && !redis_conn_connected(&n->conn)) {
+                        : redis_exchange_on(&cb->base, &n->conn, q, err);
+        /* on the cosocket path a failed exchange has always lost its
+         * connection (co.c closes it) */
+        if (rc == CACHE_FAIL && (cache_co_of(&cb->base) ||
+                                 !redis_conn_connected(&n->conn))) {
             if (retried)
                 return rc;
             /* A failover may have moved the slot: read the map again. */
@@ -453,7 +465,7 @@ static void group_keys(cluster_backend *cb, size_t n, const batch *a,
         cb->nodes[j]->failed = 0;
     }
     for (size_t i = 0; i < n; i++) {
-        cache_err e;
+        cache_err e = {0, ""};
         int rc;
         unsigned slot = key_slot(cb, a->keys[i], &e, &rc);
         int t = rc == CACHE_OK ? route(cb, slot, &e) : -1;
@@ -463,7 +475,7 @@ static void group_keys(cluster_backend *cb, size_t n, const batch *a,
             if (rc == CACHE_OK && (rc = build_one(cb, &node->req, a, i, &e)) != CACHE_OK)
                 node->nidx--; /* nothing was added to the pipeline */
         } else {
-            rc = e.code;
+            rc = t == CACHE_PENDING ? t : e.code;
         }
         a->status[i] = rc == CACHE_OK ? CACHE_MISS : rc;
         if (rc != CACHE_OK && !first->code)
@@ -477,14 +489,14 @@ static void exchange_all(cluster_backend *cb)
     for (size_t j = 0; j < cb->nnodes; j++) {
         cnode *node = cb->nodes[j];
         if (node->req.ncmds &&
-            redis_conn_send(&node->conn, &node->req, &node->err) !=
+            redis_send_on(&cb->base, &node->conn, &node->req, &node->err) !=
                 CACHE_OK)
             node->failed = 1;
     }
     for (size_t j = 0; j < cb->nnodes; j++) {
         cnode *node = cb->nodes[j];
         if (node->req.ncmds && !node->failed &&
-            redis_conn_recv(&node->conn, &node->req, &node->err) !=
+            redis_recv_on(&cb->base, &node->conn, &node->req, &node->err) !=
                 CACHE_OK)
             node->failed = 1;
     }
@@ -585,23 +597,29 @@ static int cluster_del_many(cache_backend *b, size_t n, const cache_str *keys,
 
 /* ---- clear: every master ----------------------------------------------------------- */
 
+typedef struct node_ctx {
+    cluster_backend *cb;
+    cnode *n;
+} node_ctx;
+
 static int node_xchg(void *ctx, redis_req *q, cache_err *err)
 {
-    cnode *n = ctx;
-    return redis_conn_exchange(&n->conn, q, err);
+    node_ctx *x = ctx;
+    return redis_exchange_on(&x->cb->base, &x->n->conn, q, err);
 }
 
 static int clear_node(cluster_backend *cb, cnode *n, cache_err *err)
 {
     cb->proto.label = n->conn.label;
+    node_ctx x = {cb, n};
     if (cb->proto.plen)
         return redis_clear_prefix(&cb->proto, &cb->req, &cb->req2,
-                                  &cb->pattern, 1, node_xchg, n, err);
+                                  &cb->pattern, 1, node_xchg, &x, err);
     redis_req *q = &cb->req;
     redis_req_reset(q);
     int rc = redis_req_addz(q, err, 1, "FLUSHDB");
     if (rc == CACHE_OK)
-        rc = redis_conn_exchange(&n->conn, q, err);
+        rc = redis_exchange_on(&cb->base, &n->conn, q, err);
     if (rc == CACHE_OK)
         rc = redis_reply_ok(q->replies[0], n->conn.label, err);
     redis_req_reset(q);
@@ -619,7 +637,10 @@ static int cluster_clear(cache_backend *b, cache_err *err)
         if (!cb->nodes[j]->is_master)
             continue;
         cache_err e;
-        if (clear_node(cb, cb->nodes[j], &e) != CACHE_OK && !first.code)
+        int rc2 = clear_node(cb, cb->nodes[j], &e);
+        if (rc2 == CACHE_PENDING)
+            return rc2;
+        if (rc2 != CACHE_OK && !first.code)
             first = e;
     }
     if (first.code < 0)
@@ -707,7 +728,9 @@ cache_backend *cache_redis_cluster_create(cache_opts *opts, cache_err *err)
     if (rc != CACHE_OK ||
         redis_take_str(opts, "username", &cb->username, err) != CACHE_OK ||
         redis_take_str(opts, "password", &cb->password, err) != CACHE_OK ||
-        redis_each_address(opts, "cluster", 1, add_seed, cb, err) != CACHE_OK)
+        redis_each_address(opts, "cluster", 1, add_seed, cb, err) != CACHE_OK ||
+        cache_co_take_opts(opts, &cb->co, err) != CACHE_OK ||
+        redis_co_attach(&cb->base, &cb->co, cb->tls != NULL, err) != CACHE_OK)
         goto fail;
     return &cb->base;
 fail:

@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "codec.h"
+#include "hostport.h"
 #include "redis_common.h"
 
 /* ---- the shared part -------------------------------------------------------- */
@@ -454,63 +455,12 @@ int redis_tls_setup(const redis_tls_opts *t, int also, redis_tls **out,
 
 /* ---- addresses ------------------------------------------------------------------ */
 
-/* A decimal port 1-65535 from text. */
-static int parse_port(const char *s, size_t n, int *port)
-{
-    if (n == 0 || n > 5)
-        return -1;
-    int v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v < 1 || v > 65535)
-        return -1;
-    *port = v;
-    return 0;
-}
-
 static void trim(const char **s, size_t *n)
 {
     while (*n && isspace((unsigned char)**s))
         (*s)++, (*n)--;
     while (*n && isspace((unsigned char)(*s)[*n - 1]))
         (*n)--;
-}
-
-int redis_parse_hostport(const char *s, size_t n, char **host, int *port,
-                         const char *what, cache_err *err)
-{
-    trim(&s, &n);
-    const char *h = s, *colon;
-    size_t hn;
-    if (n && s[0] == '[') { /* [v6]:port */
-        const char *close = memchr(s, ']', n);
-        if (!close || close + 1 >= s + n || close[1] != ':')
-            goto bad;
-        h = s + 1;
-        hn = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = NULL;
-        for (size_t i = n; i > 0; i--)
-            if (s[i - 1] == ':') {
-                colon = s + i - 1;
-                break;
-            }
-        if (!colon)
-            goto bad;
-        hn = (size_t)(colon - s);
-    }
-    if (hn == 0 || memchr(h, '\0', hn) ||
-        parse_port(colon + 1, (size_t)(s + n - colon - 1), port) < 0)
-        goto bad;
-    *host = cache_strndup(h, hn);
-    return *host ? CACHE_OK : cache_fail(err, CACHE_ENOMEM, "out of memory");
-bad:
-    return cache_fail(err, CACHE_EINVAL, "%s: '%.*s' is not host:port", what,
-                      (int)(n < 100 ? n : 100), s);
 }
 
 int redis_each_address(cache_opts *o, const char *name, int required,
@@ -534,13 +484,12 @@ int redis_each_address(cache_opts *o, const char *name, int required,
             size_t n = (size_t)(stop - s);
             trim(&p, &n);
             if (n) {
-                char *host;
-                int port, rc = redis_parse_hostport(p, n, &host, &port, what,
-                                                    err);
+                cache_hostport hp;
+                int rc = cache_hostport_parse(p, n, 0, 0, &hp, what, err);
                 if (rc != CACHE_OK)
                     return rc;
-                rc = fn(ctx, host, port, err);
-                free(host);
+                rc = fn(ctx, hp.host, hp.port, err);
+                cache_hostport_free(&hp);
                 if (rc != CACHE_OK)
                     return rc;
                 count++;
@@ -657,34 +606,20 @@ static int url_userinfo(const char *s, size_t n, redis_url *u, cache_err *err)
 }
 
 /* "host", "host:port", "[v6]", "[v6]:port"; an empty host keeps the
- * default. */
+ * default, and so does a missing port. */
 static int url_hostport(const char *s, size_t n, redis_url *u, cache_err *err)
 {
-    const char *h = s, *port = NULL;
-    size_t hn = n;
-    if (n && s[0] == '[') {
-        const char *close = memchr(s, ']', n);
-        if (!close)
-            return url_bad(err, "unclosed '[' in the host");
-        h = s + 1;
-        hn = (size_t)(close - h);
-        if (close + 1 < s + n) {
-            if (close[1] != ':')
-                return url_bad(err, "junk after ']'");
-            port = close + 2;
-        }
-    } else {
-        const char *colon = memchr(s, ':', n);
-        if (colon) {
-            hn = (size_t)(colon - s);
-            port = colon + 1;
-        }
-    }
-    if (port && parse_port(port, (size_t)(s + n - port), &u->port) < 0)
-        return url_bad(err, "the port must be a number from 1 to 65535");
-    if (hn)
-        return url_text(h, hn, &u->host, "host", err);
-    return CACHE_OK;
+    cache_hostport hp;
+    int rc = cache_hostport_parse(s, n,
+                                  CACHE_HP_PORT_OPTIONAL | CACHE_HP_EMPTY_HOST,
+                                  u->port, &hp, "option 'url'", err);
+    if (rc != CACHE_OK)
+        return rc;
+    u->port = hp.port;
+    if (hp.host)
+        rc = url_text(hp.host, strlen(hp.host), &u->host, "host", err);
+    cache_hostport_free(&hp);
+    return rc;
 }
 
 /* A yes/no parameter: true/false, yes/no, 1/0 (any case). */

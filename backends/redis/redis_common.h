@@ -97,10 +97,6 @@ int redis_tls_setup(const redis_tls_opts *t, int also, redis_tls **out,
 
 /* ---- addresses --------------------------------------------------------------- */
 
-/* "host:port" or "[v6]:port" -> host (allocated) and port. CACHE_EINVAL with
- * a message naming what (e.g. "option 'sentinels'") when malformed. */
-int redis_parse_hostport(const char *s, size_t n, char **host, int *port,
-                         const char *what, cache_err *err);
 
 /* A list option whose items are "host:port" or several of them separated by
  * commas; calls fn for each address. An option that is given must name at

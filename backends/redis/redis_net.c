@@ -21,6 +21,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "hostport.h"
 #include "redis_net.h"
 
 /* ---- configuration ------------------------------------------------------- */
@@ -51,14 +52,14 @@ int redis_conn_init(redis_conn *c, const redis_conn_config *cfg,
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
     }
     const char *kind = cfg->kind ? cfg->kind : "redis";
-    if (c->path)
+    if (c->path) {
         snprintf(c->label, sizeof c->label, "%s unix:%s", kind, c->path);
-    else if (strchr(c->host, ':'))
-        snprintf(c->label, sizeof c->label, "%s [%s]:%d", kind, c->host,
-                 c->port);
-    else
-        snprintf(c->label, sizeof c->label, "%s %s:%d", kind, c->host,
-                 c->port);
+    } else {
+        int n = snprintf(c->label, sizeof c->label, "%s ", kind);
+        if (n > 0 && (size_t)n < sizeof c->label)
+            cache_hostport_format(c->label + n, sizeof c->label - (size_t)n,
+                                  c->host, c->port);
+    }
     return CACHE_OK;
 }
 
@@ -180,12 +181,11 @@ static int io_fail(redis_conn *c, redis_req *q, cache_err *err,
 
 /* Once connected, the socket blocks, each read and write bounded by the
  * socket's own timeouts (SO_RCVTIMEO / SO_SNDTIMEO = timeout): a request
- * then costs one send and one recv. Non-blocking, it cost a recv that found
- * nothing yet, a poll and a second recv whenever the reply was not already
- * there - always, with client and server on one CPU - which was 6% of a
- * loopback GET. The semantics stay those of the poll loop: a call fails
- * after `timeout` seconds without progress (EAGAIN then means exactly
- * that). 1 when set (0: the socket stays non-blocking, polled as before). */
+ * then costs one send and one recv, where a non-blocking socket would add a
+ * poll and a second recv whenever the reply is not there yet. The semantics
+ * are those of a poll loop: a call fails after `timeout` seconds without
+ * progress (EAGAIN then means exactly that). 1 when set (0: the socket stays
+ * non-blocking, and is polled). */
 static int make_blocking(int fd, double timeout)
 {
     if (timeout > 0) {

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "hostport.h"
 #include "redis_proto.h"
 
 /* ---- requests ------------------------------------------------------------ */
@@ -599,30 +600,21 @@ int redis_redirect(const redisReply *r, int *ask, unsigned *slot, char *host,
     if (p == digits || p >= end || *p != ' ' || v >= REDIS_SLOTS)
         return 0;
     p++;
-    const char *colon = NULL;
-    for (const char *c = end; c > p; c--)
-        if (c[-1] == ':') {
-            colon = c - 1;
-            break;
-        }
-    if (!colon)
+    cache_hostport hp;
+    if (cache_hostport_parse(p, (size_t)(end - p), CACHE_HP_EMPTY_HOST, 0, &hp,
+                             "MOVED", NULL) != CACHE_OK)
         return 0;
-    const char *h = p, *he = colon;
-    if (he > h && *h == '[' && he[-1] == ']')
-        h++, he--;
-    size_t hn = (size_t)(he - h);
-    long pv = 0;
-    for (const char *c = colon + 1; c < end; c++) {
-        if (*c < '0' || *c > '9' || pv > 65535)
-            return 0;
-        pv = pv * 10 + (*c - '0');
+    size_t hn = hp.host ? strlen(hp.host) : 0;
+    if (hn >= host_size) {
+        cache_hostport_free(&hp);
+        return 0;
     }
-    if (pv < 1 || pv > 65535 || hn >= host_size || colon + 1 == end)
-        return 0;
-    memcpy(host, h, hn);
+    if (hn)
+        memcpy(host, hp.host, hn);
     host[hn] = '\0';
+    *port = hp.port;
+    cache_hostport_free(&hp);
     *slot = (unsigned)v;
-    *port = (int)pv;
     return 1;
 }
 

@@ -4,10 +4,9 @@
  * replies read back into the engine's results.
  *
  * Bytes in, bytes out. Commands are formatted by hiredis's
- * redisFormatCommandArgv and replies parsed by hiredis's redisReader, so this
- * code serves the blocking transport of redis_net.c, an OpenResty cosocket
- * transport (Lua moves the bytes, C builds and finishes the operations) and
- * a fuzzer alike.
+ * redisFormatCommandArgv and replies parsed by hiredis's redisReader, with
+ * no socket here: the blocking transport of redis_net.c and the fuzzer share
+ * it, and any transport that moves bytes can.
  *
  * An operation is: redis_op_*_build() appends its command(s) to a request
  * (a pipeline: several commands written at once, one reply each), a

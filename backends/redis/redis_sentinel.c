@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "redis_co.h"
 #include "redis_common.h"
 
 typedef struct sentinel_backend {
@@ -42,6 +43,7 @@ typedef struct sentinel_backend {
     double connect_timeout, timeout;
     redis_req ask;   /* the question to the sentinels */
     char label[200]; /* until a master is known */
+    cache_co_opts co; /* its cosocket path (redis_co.c) */
 } sentinel_backend;
 
 /* ---- asking the sentinels ----------------------------------------------- */
@@ -110,7 +112,7 @@ static int ask_one(sentinel_backend *sb, redis_conn *sc, char **host,
     int rc = redis_req_addz(q, err, 3, "SENTINEL", "get-master-addr-by-name",
                             sb->master_name);
     if (rc == CACHE_OK)
-        rc = redis_conn_exchange(sc, q, err);
+        rc = redis_exchange_on(&sb->s.base, sc, q, err);
     if (rc == CACHE_OK)
         rc = master_from_reply(q->replies[0], host, port, sc->label, err);
     redis_req_reset(q);
@@ -127,6 +129,8 @@ static int resolve(sentinel_backend *sb, cache_err *err)
         int rc = ask_one(sb, &sb->sentinels[i], &host, &port, &last);
         if (rc == CACHE_ENOMEM)
             return cache_fail(err, rc, "out of memory");
+        if (rc == CACHE_PENDING)
+            return rc;
         if (rc != CACHE_OK)
             continue;
         if (i > 0) { /* the one that answered is asked first next time */
@@ -169,8 +173,11 @@ static int exchange(redis_single *s, redis_req *q, cache_err *err)
     if (!sb->have_master && (rc = resolve(sb, err)) != CACHE_OK)
         return rc;
     for (int attempt = 0;; attempt++) {
-        rc = redis_conn_exchange(&sb->master, q, err);
-        int lost = rc == CACHE_FAIL && !redis_conn_connected(&sb->master);
+        rc = redis_exchange_on(&sb->s.base, &sb->master, q, err);
+        /* on the cosocket path a failed exchange has always lost its
+         * connection (co.c closes it) */
+        int lost = rc == CACHE_FAIL && (cache_co_of(&sb->s.base) ||
+                                        !redis_conn_connected(&sb->master));
         int demoted = rc == CACHE_OK && not_master(q);
         if ((!lost && !demoted) || attempt == 1)
             return rc;
@@ -322,7 +329,9 @@ cache_backend *cache_redis_sentinel_create(cache_opts *opts, cache_err *err)
     }
     sb->s.base.vt = &sentinel_vtable;
     sb->s.exchange = exchange;
-    if (read_options(sb, opts, &common, err) != CACHE_OK) {
+    if (read_options(sb, opts, &common, err) != CACHE_OK ||
+        cache_co_take_opts(opts, &sb->co, err) != CACHE_OK ||
+        redis_co_attach(&sb->s.base, &sb->co, sb->tls != NULL, err) != CACHE_OK) {
         sentinel_destroy(&sb->s.base);
         return NULL;
     }

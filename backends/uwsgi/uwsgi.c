@@ -9,9 +9,9 @@
  * meaning of each cache operation on top of the server's commands.
  *
  * Atomic on the server: get, set (update), delete, has, clear, and add's
- * create-only store. Not atomic: inc/dec (uWSGI offers no remote increment,
- * so vt->incr is NULL and the engine does get + set), and add's answer when
- * the server refuses (see uw_add).
+ * create-only store. Not atomic: inc/dec (uWSGI offers no remote increment:
+ * get + update, see uw_incr), and add's answer when the server refuses (see
+ * uw_add).
  */
 #define _DEFAULT_SOURCE
 #include <errno.h>
@@ -28,6 +28,9 @@
 #include <netinet/in.h>
 
 #include "cache.h"
+#include "codec.h"
+#include "hostport.h"
+#include "uwsgi_co.h"
 #include "uwsgi_proto.h"
 
 #ifndef MSG_NOSIGNAL
@@ -43,40 +46,10 @@ typedef struct uw_backend {
     char *host;     /* TCP host (no brackets) and port, or NULL */
     char *port;
     double timeout; /* seconds, for connect and for the exchange */
+    cache_co_opts co; /* its cosocket path (uwsgi_co.c) */
 } uw_backend;
 
 /* ---- options ------------------------------------------------------------ */
-
-/* Splits "host:port" or "[v6]:port" into fresh strings. */
-static int parse_hostport(const char *a, char **host, char **port)
-{
-    const char *colon;
-    const char *h = a;
-    size_t hlen;
-    if (*a == '[') {
-        const char *end = strchr(a, ']');
-        if (!end || end[1] != ':')
-            return -1;
-        h = a + 1;
-        hlen = (size_t)(end - h);
-        colon = end + 1;
-    } else {
-        colon = strrchr(a, ':');
-        if (!colon)
-            return -1;
-        hlen = (size_t)(colon - a);
-    }
-    const char *p = colon + 1;
-    size_t plen = strlen(p);
-    if (hlen == 0 || plen == 0 || plen > 5 || strspn(p, "0123456789") != plen)
-        return -1;
-    long pn = strtol(p, NULL, 10);
-    if (pn < 1 || pn > 65535)
-        return -1;
-    *host = cache_strndup(h, hlen);
-    *port = cache_strndup(p, plen);
-    return (*host && *port) ? 0 : -2;
-}
 
 /* "name@address": the name up to the first '@' (as uWSGI splits it), the
  * address a unix socket path (starting with '/' or '.') or host:port. */
@@ -102,25 +75,26 @@ static int parse_spec(uw_backend *c, const char *s, size_t n, cache_err *err)
     if (!c->spec || !c->name)
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
     const char *addr = at + 1;
-    if (*addr == '/' || *addr == '.') {
-        size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
-        if (strlen(addr) > max)
-            return cache_fail(err, CACHE_EINVAL,
-                              "option 'cache': the unix socket path of %zu "
-                              "bytes is too long (max %zu)",
-                              strlen(addr), max);
-        c->path = cache_strndup(addr, strlen(addr));
-        return c->path ? CACHE_OK
-                       : cache_fail(err, CACHE_ENOMEM, "out of memory");
-    }
-    int rc = parse_hostport(addr, &c->host, &c->port);
-    if (rc == -2)
-        return cache_fail(err, CACHE_ENOMEM, "out of memory");
-    if (rc)
+    cache_hostport hp;
+    int rc = cache_hostport_parse(addr, strlen(addr), CACHE_HP_UNIX, 0, &hp,
+                                  "option 'cache'", err);
+    if (rc == CACHE_ENOMEM ||
+        (rc != CACHE_OK && cache_hostport_is_path(addr, strlen(addr))))
+        return rc;
+    if (rc != CACHE_OK)
         return cache_fail(err, CACHE_EINVAL,
                           "option 'cache': '%s': the address after '@' "
                           "must be host:port or /path/to.sock",
                           c->spec);
+    c->path = hp.path;
+    c->host = hp.host;
+    if (c->host) {
+        char port[8];
+        snprintf(port, sizeof port, "%d", hp.port);
+        c->port = cache_strndup(port, strlen(port));
+        if (!c->port)
+            return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    }
     return CACHE_OK;
 }
 
@@ -330,6 +304,13 @@ static void await_close(int fd, double deadline)
 static int roundtrip(uw_backend *c, const cache_buf *req, cache_buf *reply,
                      cache_err *err)
 {
+    cache_co *co = cache_co_of(&c->base);
+    if (co) {
+        char label[CACHE_ERRMSG_MAX / 2];
+        snprintf(label, sizeof label, "UWSGICache %s", c->spec);
+        return uwsgi_co_roundtrip(co, c->host, c->port ? atoi(c->port) : 0,
+                                  c->path, label, c->timeout, req, reply, err);
+    }
     double deadline = cache_monotonic_now() + c->timeout;
     int fd = c->path ? connect_unix(c, deadline, err)
                      : connect_tcp(c, deadline, err);
@@ -359,11 +340,12 @@ static int fail_reply(uw_backend *c, cache_err *err)
 enum { ANSWER_OK, ANSWER_NONE, ANSWER_RESET };
 
 /* Sends one command and classifies the answer: ANSWER_OK (status ok; a get's
- * value appended to out), ANSWER_NONE (closed without a reply, or
+ * value appended to out and, when deadline is given, the entry's absolute
+ * expiry stored there, 0 for none), ANSWER_NONE (closed without a reply, or
  * notfound), ANSWER_RESET (reset without a reply); or a negative failure. */
 static int command(uw_backend *c, uwsgi_cmd cmd, cache_str key,
                    cache_str value, uint64_t expires, cache_buf *out,
-                   cache_err *err)
+                   uint64_t *deadline, cache_err *err)
 {
     char digest[UWSGI_DIGEST_KEY_LEN + 1];
     cache_str wire_key = {NULL, 0};
@@ -394,6 +376,8 @@ static int command(uw_backend *c, uwsgi_cmd cmd, cache_str key,
         else
             answer = (out && !(r.has_value && r.value_len > 0)) ? ANSWER_NONE
                                                                  : ANSWER_OK;
+        if (answer == ANSWER_OK && deadline)
+            *deadline = r.expires;
     }
     cache_buf_free(&req);
     cache_buf_free(&reply);
@@ -426,7 +410,8 @@ static int uw_get(cache_backend *b, cache_str key, cache_buf *out,
 {
     uw_backend *c = (uw_backend *)b;
     size_t start = out->len;
-    int a = command(c, UWSGI_CMD_GET, key, (cache_str){NULL, 0}, 0, out, err);
+    int a = command(c, UWSGI_CMD_GET, key, (cache_str){NULL, 0}, 0, out, NULL,
+                    err);
     if (a == ANSWER_OK)
         return CACHE_OK;
     out->len = start;
@@ -437,14 +422,15 @@ static int uw_has(cache_backend *b, cache_str key, cache_err *err)
 {
     uw_backend *c = (uw_backend *)b;
     int a = command(c, UWSGI_CMD_EXISTS, key, (cache_str){NULL, 0}, 0, NULL,
-                    err);
+                    NULL, err);
     return a < 0 ? a : a == ANSWER_OK ? CACHE_OK : CACHE_MISS;
 }
 
 static int uw_del(cache_backend *b, cache_str key, cache_err *err)
 {
     uw_backend *c = (uw_backend *)b;
-    int a = command(c, UWSGI_CMD_DEL, key, (cache_str){NULL, 0}, 0, NULL, err);
+    int a = command(c, UWSGI_CMD_DEL, key, (cache_str){NULL, 0}, 0, NULL, NULL,
+                    err);
     return a < 0 ? a : a == ANSWER_OK ? CACHE_OK : CACHE_MISS;
 }
 
@@ -456,7 +442,7 @@ static int uw_del(cache_backend *b, cache_str key, cache_err *err)
 static int uw_add(uw_backend *c, cache_str key, cache_str value,
                   uint64_t expires, int *refused, cache_err *err)
 {
-    int a = command(c, UWSGI_CMD_SET, key, value, expires, NULL, err);
+    int a = command(c, UWSGI_CMD_SET, key, value, expires, NULL, NULL, err);
     if (a < 0)
         return a;
     if (a == ANSWER_OK)
@@ -467,6 +453,19 @@ static int uw_add(uw_backend *c, cache_str key, cache_str value,
     if (h < 0)
         return h;
     return refused_store(c, value.len, a == ANSWER_RESET, refused, err);
+}
+
+/* Create or overwrite with the `expires` var (relative seconds, 0 = never).
+ * *refused as for store. */
+static int update(uw_backend *c, cache_str key, cache_str value,
+                  uint64_t expires, int *refused, cache_err *err)
+{
+    int a = command(c, UWSGI_CMD_UPDATE, key, value, expires, NULL, NULL, err);
+    if (a < 0)
+        return a;
+    return a == ANSWER_OK ? CACHE_OK
+                          : refused_store(c, value.len, a == ANSWER_RESET,
+                                          refused, err);
 }
 
 /* set / add. *refused is set when a failure concerns this value only (the
@@ -495,12 +494,7 @@ static int store(uw_backend *c, cache_str key, cache_str value, double ttl,
     uint64_t expires = uwsgi_proto_expires(ttl, cache_wall_now());
     if (only_if_absent)
         return uw_add(c, key, value, expires, refused, err);
-    int a = command(c, UWSGI_CMD_UPDATE, key, value, expires, NULL, err);
-    if (a < 0)
-        return a;
-    return a == ANSWER_OK ? CACHE_OK
-                          : refused_store(c, value.len, a == ANSWER_RESET,
-                                          refused, err);
+    return update(c, key, value, expires, refused, err);
 }
 
 static int uw_set(cache_backend *b, cache_str key, cache_str value, double ttl,
@@ -509,6 +503,44 @@ static int uw_set(cache_backend *b, cache_str key, cache_str value, double ttl,
     int refused;
     return store((uw_backend *)b, key, value, ttl, only_if_absent, &refused,
                  err);
+}
+
+/* get + update, as uWSGI has no remote increment (so not atomic: concurrent
+ * increments from several clients can be lost). uWSGI's update always sets
+ * the TTL anew, so the deadline the get reported is sent back as what is
+ * left of it: an existing entry keeps its expiry. One that expired while the
+ * server still answered it (caches without lazy_expire answer expired
+ * entries until the sweeper runs) counts as missing. */
+static int uw_incr(cache_backend *b, cache_str key, int64_t delta,
+                   double new_ttl, int64_t *result, cache_err *err)
+{
+    uw_backend *c = (uw_backend *)b;
+    cache_buf cur, next;
+    cache_buf_init(&cur);
+    cache_buf_init(&next);
+    uint64_t deadline = 0, expires = 0;
+    int64_t sum = 0;
+    int refused;
+    int a = command(c, UWSGI_CMD_GET, key, (cache_str){NULL, 0}, 0, &cur,
+                    &deadline, err);
+    int live = a == ANSWER_OK &&
+               uwsgi_proto_keep_expires(deadline, cache_wall_now(),
+                                        &expires) == 0;
+    int rc = a < 0 ? a : CACHE_OK;
+    if (rc == CACHE_OK) {
+        cache_str old = {cur.data, cur.len};
+        rc = cache_value_add(live ? &old : NULL, delta, &next, &sum, err);
+    }
+    if (rc == CACHE_OK) {
+        cache_str v = {next.data, next.len};
+        rc = live ? update(c, key, v, expires, &refused, err)
+                  : store(c, key, v, new_ttl, 0, &refused, err);
+    }
+    if (rc == CACHE_OK)
+        *result = sum;
+    cache_buf_free(&cur);
+    cache_buf_free(&next);
+    return rc;
 }
 
 /* A failure other than a refused value means the server did not answer (or
@@ -554,7 +586,7 @@ static int uw_clear(cache_backend *b, cache_err *err)
 {
     uw_backend *c = (uw_backend *)b;
     int a = command(c, UWSGI_CMD_CLEAR, (cache_str){NULL, 0},
-                    (cache_str){NULL, 0}, 0, NULL, err);
+                    (cache_str){NULL, 0}, 0, NULL, NULL, err);
     if (a < 0)
         return a;
     if (a == ANSWER_OK)
@@ -585,7 +617,7 @@ static const cache_vtable uw_vtable = {
     .del = uw_del,
     .has = uw_has,
     .clear = uw_clear,
-    .incr = NULL, /* no remote increment in uWSGI: the engine's get + set */
+    .incr = uw_incr,
     .set_many = uw_set_many,
     .del_many = uw_del_many,
     .destroy = uw_destroy,
@@ -599,6 +631,9 @@ cache_backend *cache_uwsgi_create(cache_opts *opts, cache_err *err)
     if (cache_opt_str(opts, "cache", &spec, &spec_len, err) < 0 ||
         cache_opt_num(opts, "timeout", 0.001, 86400, &timeout, err) < 0)
         return NULL;
+    cache_co_opts co;
+    if (cache_co_take_opts(opts, &co, err) != CACHE_OK)
+        return NULL;
     uw_backend *c = calloc(1, sizeof *c);
     if (!c) {
         cache_fail(err, CACHE_ENOMEM, "out of memory");
@@ -606,6 +641,8 @@ cache_backend *cache_uwsgi_create(cache_opts *opts, cache_err *err)
     }
     c->base.vt = &uw_vtable;
     c->timeout = timeout;
+    c->co = co;
+    c->base.co = &c->co;
     if (parse_spec(c, spec, spec_len, err) != CACHE_OK) {
         uw_destroy(&c->base);
         return NULL;

@@ -59,6 +59,24 @@ uint64_t uwsgi_proto_expires(double ttl, double now)
     return (uint64_t)e;
 }
 
+int uwsgi_proto_keep_expires(uint64_t deadline, double now, uint64_t *expires)
+{
+    *expires = 0;
+    if (deadline == 0)
+        return 0;
+    if (!(now >= 0) || now >= EXPIRES_CAP) {
+        *expires = (uint64_t)EXPIRES_CAP;
+        return 0;
+    }
+    uint64_t second = (uint64_t)floor(now);
+    if (deadline <= second)
+        return -1;
+    *expires = deadline - second;
+    if (*expires > (uint64_t)EXPIRES_CAP)
+        *expires = (uint64_t)EXPIRES_CAP;
+    return 0;
+}
+
 /* ---- requests ------------------------------------------------------------- */
 
 static void put_u16le(unsigned char *p, size_t v)

@@ -23,7 +23,10 @@
  *
  * What the commands mean for a caller (see backends/uwsgi/uwsgi.c):
  *   get     ok+value = hit; no reply = miss
- *   update  create or overwrite (and reset the TTL); no reply = refused
+ *   update  create or overwrite, setting the TTL (none when expires is
+ *           absent); no reply = refused. There is no "keep the TTL": an
+ *           increment reads the deadline with get and sends what is left
+ *           (uwsgi_proto_keep_expires).
  *   set     create only; no reply = the key exists OR the store was refused
  *           (too large, cache full, unknown cache): ask `exists` to tell
  *   del     ok = deleted; no reply = there was no such key
@@ -90,6 +93,17 @@ int uwsgi_proto_map_key(cache_str key, char buf[UWSGI_DIGEST_KEY_LEN + 1],
  * lives at least ttl seconds and at most one second more (given clocks that
  * agree). 0 for ttl <= 0 or NaN (no expires var); capped at about 317 years. */
 uint64_t uwsgi_proto_expires(double ttl, double now);
+
+/* The `expires` var with which an update keeps the absolute deadline a get
+ * reply gave (server seconds since the epoch), sent at wall time `now`:
+ * deadline - floor(now), as the server adds its whole-second clock (given
+ * clocks that agree, the entry keeps its deadline, or gets one second more
+ * should the server's clock tick while the request travels). Returns 0 and
+ * sets *expires (0: no deadline, none to keep), or -1 when the deadline is
+ * not after floor(now): the entry has expired, whatever a server that sweeps
+ * lazily still answers. Capped like uwsgi_proto_expires. */
+int uwsgi_proto_keep_expires(uint64_t deadline, double now,
+                             uint64_t *expires);
 
 /* Appends a complete request packet to out: header, vars and, for set and
  * update, the value bytes. `name` may be empty (then no cache var is sent:

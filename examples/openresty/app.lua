@@ -8,8 +8,11 @@
 -- decorate the views there too. Every nginx worker is its own process with
 -- its own Lua VM, so
 --   * a SimpleCache is per worker (two workers = two independent caches);
---   * a RedisCache opens its socket lazily in the worker that uses it, so
---     both workers share the data through the server, never a socket. Do not
+--   * a RedisCache opens its connections lazily in the worker that uses it,
+--     so both workers share the data through the server, never a socket. In
+--     the phases that allow cosockets (rewrite, access, content, timer) its
+--     I/O goes through ngx.socket.tcp (transport = "auto", the default): a
+--     call yields while it waits, and the worker serves other requests. Do not
 --     create a network cache in init_by_lua: that runs in the master before
 --     the fork, and a connection made there would be inherited by every
 --     worker (RedisCache notices the fork and reconnects; a MemcachedCache
@@ -57,8 +60,9 @@ local function redis_config()
 end
 
 -- The other backends, for bench/openresty.sh: each is timed the same way as
--- Redis (/backend/set, /backend/time). All of them but SimpleCache do their
--- I/O with blocking calls, so they hold the worker for the duration.
+-- Redis (/backend/set, /backend/time). FileSystemCache does its I/O with
+-- blocking calls, so it holds the worker for the duration; Redis, memcached
+-- and uWSGI yield (cosockets) in a content handler.
 local others = {}
 
 local function open_others()
@@ -104,6 +108,7 @@ function M.init_worker()
   views.bench = local_cache:cached{ key_prefix = "bench/%s" }(
     function() return "hello world" end)
 
+  views.mbench = nil
   local cfg
   cfg, redis_why = redis_config()
   if cfg then
@@ -113,6 +118,12 @@ function M.init_worker()
       views.rpage = redis_cache:cached{ key_prefix = "rview/%s", response_hit_indication = true }(
         function() return ("rpage %s #%d"):format(ngx.var.uri, bump("rview:" .. ngx.var.uri)) end)
       views.rbench = redis_cache:cached{ key_prefix = "rbench/%s" }(
+        function() return "hello world" end)
+      -- the same view through the blocking transport, for the benchmark
+      local bcfg = {}
+      for k, v in pairs(cfg) do bcfg[k] = v end
+      bcfg.CACHE_TRANSPORT = "blocking"
+      views.rbench_blocking = cache.new(bcfg):cached{ key_prefix = "rbench/%s" }(
         function() return "hello world" end)
     else
       redis_why = "RedisCache: " .. tostring(c)
@@ -128,6 +139,22 @@ function M.init_worker()
       function() return ("down #%d"):format(bump("down:" .. ngx.var.uri)) end)
   end
   open_others()
+  if others.memcached then
+    views.mbench = cache.new{ CACHE_TYPE = "MemcachedCache",
+                              CACHE_MEMCACHED_SERVERS = { os.getenv("CACHE_TEST_MEMCACHED") },
+                              CACHE_KEY_PREFIX = "openresty-example:" }
+      :cached{ key_prefix = "mbench/%s" }(function() return "hello world" end)
+  end
+  -- bench/openresty.sh: Redis behind a proxy that delays every reply (a
+  -- server 20 ms away), through each transport; one pooled connection per
+  -- request in flight
+  local delayed = tonumber(os.getenv("CACHE_BENCH_DELAYED_PORT") or "")
+  if delayed then
+    local o = { port = delayed, pool_size = 200, timeout = 5, key_prefix = "openresty-example:" }
+    others.delayed = cache.RedisCache(o)
+    o.transport = "blocking"
+    others.delayed_blocking = cache.RedisCache(o)
+  end
 end
 
 -- Sends a one-line body with the worker's pid and computation count.
@@ -276,5 +303,61 @@ function M.bench_redis()
   if not need(views.rbench, redis_why or "no redis") then return end
   ngx.say(views.rbench())
 end
+
+-- /bench/redis_get: one RedisCache get per request; /bench/raw_cosocket:
+-- the same GET written by hand on ngx.socket.tcp (a minimal pure-Lua
+-- cosocket client: the in-run baseline of the cosocket transport).
+function M.bench_redis_get()
+  if not need(redis_cache, redis_why or "no redis") then return end
+  ngx.say(redis_cache:get("bench-get"))
+end
+
+local raw_key = "openresty-example:bench-get"
+local raw_request = ("*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n"):format(#raw_key, raw_key)
+function M.bench_raw_cosocket()
+  local sock = ngx.socket.tcp()
+  sock:settimeouts(1000, 1000, 1000)
+  local ok, err = sock:connect(os.getenv("CACHE_TEST_REDIS_HOST") or "127.0.0.1",
+                               tonumber(os.getenv("CACHE_TEST_REDIS_PORT")),
+                               { pool = "bench-raw", pool_size = 30 })
+  if not ok then return ngx.say("ERROR ", err) end
+  sock:send(raw_request)
+  local line = sock:receive("*l")
+  local n = line and tonumber(line:sub(2))
+  local body = n and n >= 0 and sock:receive(n + 2)
+  sock:setkeepalive(60000, 30)
+  ngx.say(body and body:sub(1, -3) or "MISS")
+end
+
+function M.bench_redis_blocking()
+  if not need(views.rbench_blocking, redis_why or "no redis") then return end
+  ngx.say(views.rbench_blocking())
+end
+
+function M.bench_memcached()
+  if not need(views.mbench, "no memcached") then return end
+  ngx.say(views.mbench())
+end
+
+-- /bench/delayed?b=delayed|delayed_blocking: one get through the slow proxy.
+function M.bench_delayed()
+  local b = others[ngx.var.arg_b or ""]
+  if not need(b, "no delayed backend") then return end
+  local v, err = b:get("delayed")
+  ngx.say(err and ("ERROR " .. err) or tostring(v))
+end
+
+-- /bench/stall: one get through a RedisCache (timeout 1 s) whose server is
+-- stopped; its worker's pid is kept where /bench/pid's callers can see it.
+function M.bench_stall()
+  stats:set("stalled_pid", ngx.worker.pid())
+  local c = cache.RedisCache{ host = os.getenv("CACHE_TEST_REDIS_HOST") or "127.0.0.1",
+                              port = tonumber(os.getenv("CACHE_TEST_REDIS_PORT")), timeout = 1 }
+  local t0 = core.monotonic()
+  local _, err = c:get("stall")
+  reply(("%.0f ms %s"):format((core.monotonic() - t0) * 1000, tostring(err)))
+end
+
+function M.stalled_pid() ngx.say(tostring(stats:get("stalled_pid"))) end
 
 return M

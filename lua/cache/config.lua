@@ -5,6 +5,8 @@
 -- Flask-Caching's short names, or a factory function) and the options its
 -- constructor gets, the way Flask-Caching's backend factories derive them
 -- (behaviour.md §4.2, §4.3).
+local core = require "cache.core"
+
 local C = {}
 
 -- Errors point at the user's code: the first frame that is neither C nor
@@ -42,7 +44,15 @@ C.short_names = {
 local classes = {}
 for _, class in pairs(C.short_names) do classes[class] = true end
 
-C.hash_methods = { md5 = true, sha1 = true, sha256 = true, sha512 = true }
+-- The digests hash_method names, from the engine's one table: a set, and
+-- the names in order for messages.
+C.hash_methods = core.hash_methods
+do
+  local names = {}
+  for name in pairs(C.hash_methods) do names[#names + 1] = name end
+  table.sort(names)
+  C.hash_method_names = table.concat(names, ", ")
+end
 
 -- Every key cache.new accepts, with the type its value must have.
 local known = {
@@ -72,6 +82,7 @@ local known = {
   CACHE_REDIS_SENTINEL_PASSWORD = "string",
   CACHE_REDIS_SENTINEL_USERNAME = "string",
   CACHE_REDIS_CLUSTER = "table|string",
+  CACHE_TRANSPORT = "string",
 }
 
 -- Flask-Caching keys this port deliberately does not offer, and why.
@@ -220,7 +231,7 @@ function C.resolve(config)
   end
   local hm = cfg.CACHE_HASH_METHOD
   if type(hm) == "string" and not C.hash_methods[hm] then
-    raise(("cache.new: CACHE_HASH_METHOD: unknown digest '%s' (md5, sha1, sha256, sha512, or a function)"):format(hm))
+    raise(("cache.new: CACHE_HASH_METHOD: unknown digest '%s' (%s, or a function)"):format(hm, C.hash_method_names))
   end
 
   -- Flask-Caching: {default_timeout, ignore errors} updated with CACHE_OPTIONS,
@@ -238,6 +249,9 @@ function C.resolve(config)
     raise(("cache.new: unknown CACHE_TYPE '%s'"):format(ctype))
   end
   derive[class](cfg, options)
+  -- the network backends' option transport ("auto", "cosocket", "blocking");
+  -- a backend without one rejects it by name
+  if cfg.CACHE_TRANSPORT ~= nil then options.transport = cfg.CACHE_TRANSPORT end
   return cfg, class, options
 end
 

@@ -241,7 +241,7 @@ local function check_option(who, k, v, want)
   elseif want == "list" then ok = type(v) == "table"
   else ok = type(v) == want end
   if not ok then
-    local what = ({ callable = "function", hash = "'md5', 'sha1', 'sha256', 'sha512' or a function",
+    local what = ({ callable = "function", hash = config.hash_method_names .. " or a function",
                     prefix = "string or function", list = "list of parameter names",
                     timeout = "number" })[want] or want
     raise(("%s: option '%s': %s expected, got %s"):format(who, k, what, got(v)))

@@ -1,5 +1,5 @@
 /*
- * test_filesystem.c - FileSystemCache (backends/filesystem.c) from plain C:
+ * test_filesystem.c - FileSystemCache (backends/filesystem/) from plain C:
  * options, every operation, the file format and names, modes, corrupt and
  * foreign files, clear, threshold pruning, write failures (RLIMIT_FSIZE,
  * a full file system) and several processes sharing one directory.
@@ -1182,6 +1182,115 @@ static void test_write_failure_fsize(void)
     CHECK(rc == 0);
 }
 
+/* Bytes this process has read so far (read(2) and the like, whatever the
+ * file), or -1 where the kernel does not count them. */
+static long long io_rchar(void)
+{
+    FILE *f = fopen("/proc/self/io", "r");
+    if (!f)
+        return -1;
+    long long n = -1;
+    char line[128];
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "rchar: %lld", &n) == 1)
+            break;
+    fclose(f);
+    return n;
+}
+
+#define HUGE_FOREIGN (100L << 20)
+
+/* A sparse HUGE_FOREIGN-byte file at key's name whose first bytes are not
+ * an entry's header. */
+static void make_huge_foreign(const char *dir, const char *key)
+{
+    char p[512];
+    entry_path(dir, key, p, sizeof p);
+    spit(p, "not an entry's header at all", 28);
+    if (truncate(p, HUGE_FOREIGN) != 0)
+        printf("  truncate %s: %s\n", p, strerror(errno));
+}
+
+/* ASan reserves terabytes of shadow memory: no RLIMIT_AS to speak of. */
+#if !defined(__SANITIZE_ADDRESS__)
+/* In a child whose address space may grow by only 32 MB: a get of the huge
+ * foreign file is a plain miss (reading it in full would run out of
+ * memory). Exit status 0 when that held. */
+static int huge_foreign_child(const char *dir, int unused)
+{
+    (void)unused;
+    cache_backend *b = open_fs(dir, -1, -1);
+    if (!b)
+        return 10;
+    make_huge_foreign(dir, "huge");
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0;
+    if (!f || fscanf(f, "%lu", &pages) != 1)
+        return 11;
+    fclose(f);
+    rlim_t as = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (32L << 20);
+    struct rlimit rl = {as, as};
+    if (setrlimit(RLIMIT_AS, &rl) != 0)
+        return 12;
+    cache_buf out;
+    cache_buf_init(&out);
+    cache_err err = {0};
+    int rc = cache_get(b, S("huge"), &out, &err);
+    if (rc != CACHE_MISS) {
+        printf("  get under RLIMIT_AS: %d %s\n", rc, err.msg);
+        return 13;
+    }
+    if (key_file_exists(dir, "huge"))
+        return 14;
+    cache_buf_free(&out);
+    cache_close(b);
+    return 0;
+}
+#endif
+
+/* A huge (sparse) foreign file at an entry's name whose header already
+ * shows it is not an entry is judged by that header: a miss and removed,
+ * without reading (or allocating) its size. */
+static void test_huge_foreign_file(void)
+{
+    char dir[256], p[512];
+    new_dir(dir, sizeof dir);
+    cache_backend *b = open_fs(dir, -1, -1);
+    CHECK(b != NULL);
+    if (!b)
+        return;
+    make_huge_foreign(dir, "huge");
+    entry_path(dir, "huge", p, sizeof p);
+    struct stat st;
+    CHECK(stat(p, &st) == 0 && st.st_size == HUGE_FOREIGN);
+    cache_buf out;
+    cache_buf_init(&out);
+    cache_err err = {0};
+    long long before = io_rchar();
+    CHECK(cache_get(b, S("huge"), &out, &err) == CACHE_MISS);
+    long long after = io_rchar();
+    CHECK(out.len == 0 && !exists(p));
+    CHECK(err.code == CACHE_FAIL && strstr(err.msg, "corrupt"));
+    if (before >= 0 && after >= 0) {
+        if (after - before >= (1LL << 20))
+            printf("  the get read %lld bytes\n", after - before);
+        CHECK(after - before < (1LL << 20));
+    }
+    CHECK(out.cap < (1u << 20));
+    cache_buf_free(&out);
+    /* has reads the header only, as ever */
+    make_huge_foreign(dir, "huge");
+    CHECK(cache_has(b, S("huge"), &err) == CACHE_MISS && !exists(p));
+    cache_close(b);
+#if !defined(__SANITIZE_ADDRESS__)
+    new_dir(dir, sizeof dir);
+    int rc = run_child(huge_foreign_child, dir, 0);
+    if (rc)
+        printf("  child failed with %d\n", rc);
+    CHECK(rc == 0);
+#endif
+}
+
 /* In a child with its own mount namespace: a 64 KiB tmpfs as cache_dir,
  * so that a write fails midway with ENOSPC. 77 = cannot set up (skip). */
 static int enospc_child(const char *dir, int unused)
@@ -1648,6 +1757,7 @@ int main(void)
     RUN(test_threshold_expired_first_then_oldest);
     RUN(test_threshold_small_and_amortised);
     RUN(test_write_failure_fsize);
+    RUN(test_huge_foreign_file);
     enospc_rc = geteuid() == 0 ? run_enospc_child() : 77;
     if (enospc_rc == 77)
         SKIP(test_write_failure_enospc,

@@ -294,16 +294,6 @@ static void urls(void)
                          "redis://[::1"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         CHECK(redis_url_parse(bad[i], strlen(bad[i]), &u, &err) == CACHE_EINVAL);
-    char *h;
-    int port;
-    CHECK(redis_parse_hostport(" 10.0.0.1:26379 ", 16, &h, &port, "x", &err) == CACHE_OK);
-    CHECK(strcmp(h, "10.0.0.1") == 0 && port == 26379);
-    free(h);
-    CHECK(redis_parse_hostport("[::1]:1", 7, &h, &port, "x", &err) == CACHE_OK);
-    CHECK(strcmp(h, "::1") == 0 && port == 1);
-    free(h);
-    CHECK(redis_parse_hostport("host", 4, &h, &port, "x", &err) == CACHE_EINVAL);
-    CHECK(redis_parse_hostport(":1", 2, &h, &port, "x", &err) == CACHE_EINVAL);
 }
 
 /* Parent and child both use a connection opened before fork(): each must

@@ -157,6 +157,21 @@ static void expires_rounding(void)
     CHECK(uwsgi_proto_expires(INFINITY, 1.0) == 10000000000ULL);
 }
 
+/* An increment sends back what is left of the deadline a get reported. */
+static void keep_expires(void)
+{
+    uint64_t e = 99;
+    CHECK(uwsgi_proto_keep_expires(0, 100.5, &e) == 0 && e == 0); /* none */
+    CHECK(uwsgi_proto_keep_expires(102, 100.0, &e) == 0 && e == 2);
+    /* the server adds floor(its clock): 100 + 2 = 102 again */
+    CHECK(uwsgi_proto_keep_expires(102, 100.99, &e) == 0 && e == 2);
+    CHECK(uwsgi_proto_keep_expires(101, 100.5, &e) == 0 && e == 1);
+    CHECK(uwsgi_proto_keep_expires(100, 100.5, &e) == -1); /* expired */
+    CHECK(uwsgi_proto_keep_expires(7, 100.5, &e) == -1);
+    CHECK(uwsgi_proto_keep_expires(UINT64_MAX, 100.5, &e) == 0 &&
+          e == 10000000000ULL);
+}
+
 /* A reply packet: vars from pairs, then a body. */
 static size_t reply(unsigned char *out, const char *const *kv, size_t n,
                     const char *body, size_t blen)
@@ -354,7 +369,7 @@ static void options_and_errors(void)
     cache_close(b);
     b = open_uwsgi("c@/tmp/x.sock", 1, &err);
     CHECK(b != NULL);
-    CHECK(b && b->vt->incr == NULL); /* no remote increment */
+    CHECK(b && b->vt->incr != NULL); /* get + update, keeping the expiry */
     cache_close(b);
 }
 
@@ -661,6 +676,7 @@ int main(void)
     RUN(request_limits);
     RUN(key_mapping);
     RUN(expires_rounding);
+    RUN(keep_expires);
     RUN(parse_fixtures);
     RUN(parse_random_and_mutated);
     RUN(options_and_errors);

@@ -12,6 +12,7 @@
  *   SILENT     nothing is sent (the client has to time out)
  *   CLOSE      the connection is closed without a byte
  *   THENCLOSE:text   text is sent, then the connection is closed
+ *   DELAY:ms:text    text is sent ms milliseconds later (a late reply)
  * Once the list is used up every request is answered "$-1\r\n" (a nil, as a
  * GET of a missing key). The process exits after 60 s without a connection.
  */
@@ -68,6 +69,14 @@ static int serve(int fd, int next, int argc, char **argv)
             continue;
         if (strcmp(r, "CLOSE") == 0)
             break;
+        if (strncmp(r, "DELAY:", 6) == 0) {
+            char *end;
+            long ms = strtol(r + 6, &end, 10);
+            if (*end == ':') {
+                poll(NULL, 0, (int)ms);
+                r = end + 1;
+            }
+        }
         int then_close = strncmp(r, "THENCLOSE:", 10) == 0;
         size_t len = unescape(then_close ? r + 10 : r, reply);
         if (write(fd, reply, len) < 0 || then_close)

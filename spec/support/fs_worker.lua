@@ -9,7 +9,9 @@ local cache = require "cache"
 
 local dir, seed, n, threshold = arg[1], tonumber(arg[2]), tonumber(arg[3]), tonumber(arg[4])
 math.randomseed(seed)
-local c = cache.FileSystemCache { cache_dir = dir, threshold = threshold, default_timeout = 0 }
+-- timeout: incr waits for the directory lock; these workers count lost
+-- updates, so a loaded machine must not turn a slow lock into a failure
+local c = cache.FileSystemCache { cache_dir = dir, threshold = threshold, default_timeout = 0, timeout = 30 }
 
 local NKEYS = 64
 

@@ -17,6 +17,9 @@
 # from DIR/app. CACHE_NGX_TREE=path uses a tree installed beforehand the same way
 # (spec/support/rocks.lua builds one per test run) instead of building.
 # CACHE_NGX_OWNER=PID stops nginx by itself once process PID has exited.
+# CACHE_NGX_CONF / CACHE_NGX_APP name another nginx.conf template and Lua app
+# (spec/cosocket_spec.lua's); such an app finds spec/support/*.lua and
+# spec/backends/*.lua under support/ and backends/ beside it.
 # The Redis parts of the example use CACHE_TEST_REDIS_HOST/PORT from the
 # environment when they are set. Recipe and gotchas: test-servers.md §8.
 set -u
@@ -55,15 +58,23 @@ install_rock() {
         echo "luarocks make for LuaJIT failed:" >&2; tail -n 20 "$DIR/logs/build.log" >&2; return 1; }
 }
 
+CONF_TEMPLATE=${CACHE_NGX_CONF:-$ROOT/examples/openresty/nginx.conf}
+APP=${CACHE_NGX_APP:-$ROOT/examples/openresty/app.lua}
+
 layout() {
     mkdir -p "$DIR"/{conf,logs,app,tmp,fscache}
     chmod 1777 "$DIR/fscache" # the example's FileSystemCache, written by the workers
-    cp "$ROOT/examples/openresty/app.lua" "$DIR/app/"
+    cp "$APP" "$DIR/app/"
+    if [ -n "${CACHE_NGX_APP:-}" ]; then
+        mkdir -p "$DIR/app/support" "$DIR/app/backends"
+        cp "$ROOT"/spec/support/*.lua "$DIR/app/support/"
+        cp "$ROOT"/spec/backends/*.lua "$DIR/app/backends/"
+    fi
 }
 
 render() { # port
     sed -e "s|@PREFIX@|$DIR|g" -e "s|@PORT@|$1|g" -e "s|@TREE@|$TREE|g" \
-        -e "s|@APP_DIR@|$DIR/app|g" "$ROOT/examples/openresty/nginx.conf" >"$DIR/conf/nginx.conf"
+        -e "s|@APP_DIR@|$DIR/app|g" "$CONF_TEMPLATE" >"$DIR/conf/nginx.conf"
 }
 
 # Starts nginx on port $1; returns 0 once it answers, 1 if the port was

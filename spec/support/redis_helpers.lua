@@ -205,4 +205,40 @@ function M.fake_redis(replies)
   }
 end
 
+--- The ports of a "host:port,host:port" list (CACHE_TEST_REDIS_CLUSTER,
+-- CACHE_TEST_SENTINELS).
+function M.ports_of(list)
+  local ports = {}
+  for p in (list or ""):gmatch(":(%d+)") do ports[#ports + 1] = tonumber(p) end
+  return ports
+end
+
+--- The port of the cluster master that owns slot (CLUSTER NODES of the
+-- nodes on ports).
+function M.cluster_owner(ports, slot)
+  for _, p in ipairs(ports) do
+    local nodes = M.cli(p, "CLUSTER", "NODES")
+    for line in nodes:gmatch("[^\n]+") do
+      local addr, flags, rest = line:match("^%x+ ([^ ]+) ([^ ]+) %S+ %S+ %S+ %S+ %S+(.*)$")
+      if addr and flags:find("master") then
+        local port = tonumber(addr:match(":(%d+)"))
+        for range in rest:gmatch("%S+") do
+          local a, b = range:match("^(%d+)%-(%d+)$")
+          a, b = tonumber(a or range:match("^(%d+)$")), tonumber(b or range:match("^(%d+)$"))
+          if a and slot >= a and slot <= b then return port end
+        end
+      end
+    end
+  end
+end
+
+--- The master's port as the sentinels on ports see it now.
+function M.sentinel_master_port(ports, master)
+  for _, sp in ipairs(ports) do
+    local out = M.cli(sp, "SENTINEL", "get-master-addr-by-name", master)
+    local port = out:match("\n(%d+)")
+    if port then return tonumber(port) end
+  end
+end
+
 return M
