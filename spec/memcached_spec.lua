@@ -290,7 +290,6 @@ describe("memcached backends", function()
 
     it("no key aliases another: a key shaped like a mapped one is mapped too", function()
       local hex = require("cache.core").hex_digest
-      local forms = {}
       for _, prefix in ipairs { "", helpers.unique("alias") } do
         local c = cache.MemcachedCache { servers = { A }, key_prefix = prefix }
         assert.is_true(c:set("a b", "victim"))
@@ -299,7 +298,6 @@ describe("memcached backends", function()
         assert.is_true(c:set(lookalike, "other"))
         assert.equal("victim", c:get("a b"))
         assert.equal("other", c:get(lookalike))
-        forms[#forms + 1] = prefix
       end
       -- an unprintable prefix is dropped in front of the digest: the key
       -- "#<hex>" of an object without a prefix must not reach its entries
@@ -368,7 +366,7 @@ describe("memcached backends", function()
       local v, err = c:get("k")
       assert.is_nil(v)
       assert.matches("memcached 127%.0%.0%.1:" .. s.port, err)
-      local ok
+      local ok, _
       ok, err = c:set("k", 1)
       assert.is_false(ok)
       assert.is_string(err)
@@ -435,7 +433,7 @@ describe("memcached backends", function()
       -- clear()'s flush_all, which the resumed server may run after a first
       -- new write (seen: "recovered" absent on the server itself), so
       -- recovery is a write that reads back.
-      local deadline, back = now() + 10, nil
+      local deadline, back = now() + 10
       repeat
         if c:set("recovered", "back") then back = c:get("recovered") end
         if back ~= "back" then helpers.sleep(0.2) end
@@ -474,10 +472,9 @@ describe("memcached backends", function()
       end
       -- and it comes back (empty)
       start_own(s2.port)
-      local deadline, back = now() + 10, false
+      local deadline, back = now() + 10
       repeat
-        local all = pool:set_many { x1 = 1, x2 = 2, x3 = 3, x4 = 4, x5 = 5, x6 = 6 }
-        back = all
+        back = pool:set_many { x1 = 1, x2 = 2, x3 = 3, x4 = 4, x5 = 5, x6 = 6 }
         if not back then helpers.sleep(0.2) end
       until back or now() > deadline
       assert.is_true(back)
@@ -612,7 +609,7 @@ describe("memcached backends", function()
       stop_own(s1) -- s1 fails once...
       assert.is_nil((pool:get(k1[1])))
       start_own(s1.port) -- ...and comes back empty
-      local deadline, back = now() + 10, false
+      local deadline, back = now() + 10
       repeat
         back = pool:set(k1[1], "back")
         if not back then helpers.sleep(0.2) end
@@ -800,6 +797,7 @@ describe("memcached backends", function()
       assert.equal(math.mininteger, c:dec("small"))
       v, err = c:dec("small")
       assert.is_nil(v)
+      assert.is_string(err)
       assert.equal(math.mininteger, c:get("small"))
     end)
 
