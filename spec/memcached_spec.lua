@@ -290,7 +290,6 @@ describe("memcached backends", function()
 
     it("no key aliases another: a key shaped like a mapped one is mapped too", function()
       local hex = require("cache.core").hex_digest
-      local forms = {}
       for _, prefix in ipairs { "", helpers.unique("alias") } do
         local c = cache.MemcachedCache { servers = { A }, key_prefix = prefix }
         assert.is_true(c:set("a b", "victim"))
@@ -299,7 +298,6 @@ describe("memcached backends", function()
         assert.is_true(c:set(lookalike, "other"))
         assert.equal("victim", c:get("a b"))
         assert.equal("other", c:get(lookalike))
-        forms[#forms + 1] = prefix
       end
       -- an unprintable prefix is dropped in front of the digest: the key
       -- "#<hex>" of an object without a prefix must not reach its entries
@@ -368,7 +366,7 @@ describe("memcached backends", function()
       local v, err = c:get("k")
       assert.is_nil(v)
       assert.matches("memcached 127%.0%.0%.1:" .. s.port, err)
-      local ok
+      local ok, _
       ok, err = c:set("k", 1)
       assert.is_false(ok)
       assert.is_string(err)
@@ -435,7 +433,7 @@ describe("memcached backends", function()
       -- clear()'s flush_all, which the resumed server may run after a first
       -- new write (seen: "recovered" absent on the server itself), so
       -- recovery is a write that reads back.
-      local deadline, back = now() + 10, nil
+      local deadline, back = now() + 10
       repeat
         if c:set("recovered", "back") then back = c:get("recovered") end
         if back ~= "back" then helpers.sleep(0.2) end
@@ -474,10 +472,9 @@ describe("memcached backends", function()
       end
       -- and it comes back (empty)
       start_own(s2.port)
-      local deadline, back = now() + 10, false
+      local deadline, back = now() + 10
       repeat
-        local all = pool:set_many { x1 = 1, x2 = 2, x3 = 3, x4 = 4, x5 = 5, x6 = 6 }
-        back = all
+        back = pool:set_many { x1 = 1, x2 = 2, x3 = 3, x4 = 4, x5 = 5, x6 = 6 }
         if not back then helpers.sleep(0.2) end
       until back or now() > deadline
       assert.is_true(back)
@@ -562,6 +559,142 @@ describe("memcached backends", function()
       assert.is_true(took < 2.5, "took " .. took)
       stop_own(s1)
       stop_own(s2)
+    end)
+
+    -- A batch of several steps (the heads, then the heads and pieces to
+    -- delete) asks a server that failed in one step nothing more.
+    it("Spread delete_many with a stalled member: one timeout, and the live member's values deleted", function()
+      local s1, s2 = start_own(), start_own()
+      local prefix = helpers.unique("spdm")
+      local opts = { servers = { s1.addr, s2.addr }, key_prefix = prefix, chunksize = 100 }
+      local c = cache.SpreadSASLMemcachedCache(opts)
+      local only1 = cache.MemcachedCache { servers = { s1.addr }, key_prefix = prefix }
+      local keys, on1 = {}, {}
+      for i = 1, 20 do
+        keys[i] = "k" .. i
+        -- every other value spans chunks (on both servers)
+        assert.is_true(c:set(keys[i], i % 2 == 0 and ("v"):rep(450) .. i or i))
+        on1[i] = only1:has(keys[i] .. ".0")
+      end
+      freeze(s2.pid)
+      local t0 = now()
+      local all, deleted, err = c:delete_many(unpack(keys))
+      local took = now() - t0
+      assert(ok_exec("kill -CONT " .. s2.pid))
+      assert.is_false(all)
+      local want = {}
+      for i = 1, 20 do if on1[i] then want[#want + 1] = keys[i] end end
+      table.sort(deleted)
+      table.sort(want)
+      assert.same(want, deleted)
+      assert.matches("^memcached 127%.0%.0%.1:" .. s2.port .. ": ", err)
+      assert.is_true(took < 2.5, "took " .. took)
+      local fresh = cache.SpreadSASLMemcachedCache(opts)
+      for i = 1, 20 do
+        if on1[i] then assert.is_nil(fresh:get(keys[i]), keys[i]) end
+      end
+      stop_own(s1)
+      stop_own(s2)
+    end)
+
+    -- libmemcached keeps a server's last error until that server fails
+    -- again: a member that failed in an earlier call must not be blamed
+    -- for a call in which only another member failed.
+    it("get_many and get_dict name only the member that failed in this call", function()
+      local pool, keys, on1, s1, s2 = pool_of_two("blame")
+      local k1, k2 = {}, {}
+      for i = 1, 20 do
+        if on1[i] then k1[#k1 + 1] = keys[i] else k2[#k2 + 1] = keys[i] end
+      end
+      stop_own(s1) -- s1 fails once...
+      assert.is_nil((pool:get(k1[1])))
+      start_own(s1.port) -- ...and comes back empty
+      local deadline, back = now() + 10
+      repeat
+        back = pool:set(k1[1], "back")
+        if not back then helpers.sleep(0.2) end
+      until back or now() > deadline
+      assert.is_true(back)
+      freeze(s2.pid) -- now only s2 fails
+      local r = helpers.pack(pool:get_many(k1[2], k2[1], k1[1]))
+      local d, derr = pool:get_dict(k1[2], k2[1], k1[1])
+      assert(ok_exec("kill -CONT " .. s2.pid))
+      assert.equal(4, r.n)
+      assert.is_nil(r[1])
+      assert.is_nil(r[2])
+      assert.equal("back", r[3])
+      assert.matches("^memcached 127%.0%.0%.1:" .. s2.port .. ": ", r[4])
+      assert.same({ [k1[1]] = "back" }, d)
+      assert.matches("^memcached 127%.0%.0%.1:" .. s2.port .. ": ", derr)
+      stop_own(s1)
+      stop_own(s2)
+    end)
+
+    -- libmemcached waits on several servers at once and gives up without
+    -- an error when none of them answers; their replies may still come.
+    it("two of three members stalled: get_many fails their keys once, and later calls read their own replies", function()
+      local s = { start_own(), start_own(), start_own() }
+      local prefix = helpers.unique("two")
+      local pool = cache.MemcachedCache { servers = { s[1].addr, s[2].addr, s[3].addr }, key_prefix = prefix }
+      local only1 = cache.MemcachedCache { servers = { s[1].addr }, key_prefix = prefix }
+      local keys, on1 = {}, {}
+      for i = 1, 30 do
+        keys[i] = "k" .. i
+        assert.is_true(pool:set(keys[i], i))
+        on1[i] = only1:get(keys[i]) == i
+      end
+      freeze(s[2].pid)
+      freeze(s[3].pid)
+      local t0 = now()
+      local r = helpers.pack(pool:get_many(unpack(keys)))
+      local took = now() - t0
+      assert(ok_exec("kill -CONT " .. s[2].pid))
+      assert(ok_exec("kill -CONT " .. s[3].pid))
+      assert.equal(31, r.n, "no error")
+      for i = 1, 30 do assert.equal(on1[i] and i or nil, r[i], keys[i]) end
+      assert.matches("^memcached 127%.0%.0%.1:", r[31])
+      assert.is_true(took < 2.5, "took " .. took)
+      -- the stalled members' late replies are not taken for later answers
+      for i = 1, 30 do
+        local v = pool:get(keys[i])
+        assert.equal(i, v, keys[i])
+        assert.is_true(pool:set(keys[i], "new" .. i), keys[i])
+        assert.equal("new" .. i, pool:get(keys[i]), keys[i])
+      end
+      for i = 1, 3 do stop_own(s[i]) end
+    end)
+  end)
+
+  describe("batches", function()
+    -- As SimpleCache, FileSystemCache, Redis and uWSGI: the first occurrence
+    -- of a key deletes it, a later one finds nothing, so the key is listed
+    -- once and not everything was deleted.
+    it("delete_many with a repeated key lists it once and is not all deleted", function()
+      local made = { MemcachedCache = function(prefix)
+        return cache.MemcachedCache { servers = { A, B }, key_prefix = prefix }
+      end }
+      if SASL then
+        for _, ctor in ipairs { "SASLMemcachedCache", "SpreadSASLMemcachedCache" } do
+          made[ctor] = function(prefix)
+            return cache[ctor] { servers = SASL, username = USER, password = PASS, key_prefix = prefix }
+          end
+        end
+      end
+      local wrong = {}
+      for name, make in pairs(made) do
+        local c = make(helpers.unique("dup"))
+        for _, keys in ipairs { { "t", "t" }, { "t", "t", "t" }, { "x", "t", "t" },
+                                { "t", "x", "t", "y", "t" } } do
+          assert.is_true(c:set("t", 1), name)
+          local all, deleted = c:delete_many(unpack(keys))
+          if all ~= false or #deleted ~= 1 or deleted[1] ~= "t" or c:has("t") then
+            wrong[#wrong + 1] = ("%s delete_many(%s) -> %s, {%s}"):format(name,
+              table.concat(keys, ", "), tostring(all), table.concat(deleted, ", "))
+          end
+        end
+      end
+      table.sort(wrong)
+      assert.same({}, wrong)
     end)
   end)
 
@@ -664,7 +797,41 @@ describe("memcached backends", function()
       assert.equal(math.mininteger, c:dec("small"))
       v, err = c:dec("small")
       assert.is_nil(v)
+      assert.is_string(err)
       assert.equal(math.mininteger, c:get("small"))
+    end)
+
+    -- memcached before 1.6.22 looks for a '-' past the end of a value of
+    -- 2^63 or more (a negative integer here) and may then refuse to
+    -- increment it: after values full of '-' were freed, the chunks reused
+    -- for counters hold '-' behind their text, and every such incr is
+    -- refused. An overflow must leave the stored value as it was all the same.
+    it("an overflowing inc/dec leaves the value as it was, over many tries on a pool of two", function()
+      if not math.maxinteger then return end -- LuaJIT: no 64-bit integers
+      local s1, s2 = start_own(), start_own()
+      local c = cache.MemcachedCache { servers = { s1.addr, s2.addr }, key_prefix = helpers.unique("ovf") }
+      local n = 200
+      for i = 1, n do assert.is_true(c:set("p" .. i, ("-"):rep(16 + i % 40))) end
+      for i = 1, n do assert.is_true(c:delete("p" .. i)) end
+      local wrapped = {}
+      local function check(k, want, v, err)
+        if v ~= nil or err ~= "integer overflow" or c:get(k) ~= want then
+          wrapped[#wrapped + 1] = ("%s: %s, %s, then %s"):format(k, tostring(v), tostring(err),
+            tostring(c:get(k)))
+        end
+      end
+      for i = 1, n do
+        local k = "n" .. i
+        assert.is_true(c:set(k, math.maxinteger))
+        check(k, math.maxinteger, c:inc(k, 1))
+        check(k, math.maxinteger, c:dec(k, -math.maxinteger))
+        assert.is_true(c:set(k, math.mininteger))
+        check(k, math.mininteger, c:dec(k, 1))
+        check(k, math.mininteger, c:inc(k, math.mininteger))
+      end
+      assert.equal(0, #wrapped, ("%d wrong, the first %s"):format(#wrapped, wrapped[1]))
+      stop_own(s1)
+      stop_own(s2)
     end)
 
     it("loses no increment between concurrent clients", function()

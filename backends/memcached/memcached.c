@@ -9,12 +9,15 @@
  *   auto.cc) when the server answers "authentication required", which a
  *   SASL server does to a connection that did not authenticate. incr is
  *   therefore only sent on a connection that just answered another command
- *   (see mc_incr), unless every connection authenticates as it opens.
+ *   (see mc_incr).
+ * - memcached before 1.6.22 may refuse incr on a value of 2^63 or more (it
+ *   looks for a '-' past the end of the value's text, into whatever the
+ *   memory holds); mc_incr neither relies on incr nor on undoing one.
  * - A quiet delete (DELETEQ) of a missing key leaves a reply libmemcached
  *   does not expect; it is then read as the answer to the next command and
  *   every later answer is off by one. Quiet sets are safe (libmemcached
  *   skips their error replies). Batches of deletes are therefore buffered
- *   deletes with replies, collected by a multi-get (mc_delete_many_blind).
+ *   deletes with replies, all read in one go (mc_delete_many_blind).
  * - Auto-ejecting failed servers (REMOVE_FAILED_SERVERS) moved keys
  *   unpredictably and did not recover; without it a dead server's keys fail
  *   with an error, the other servers' keys stay readable, and the server is
@@ -41,8 +44,10 @@
 /* Values above this size are sent with a reply even inside a batch, so that
  * "too large for the server" is reported for the right key. */
 #define MC_QUIET_MAX (256 * 1024)
-/* How often inc retries when the key keeps changing under it. */
+/* How often inc retries when the key keeps changing under it, and what a
+ * try returns to ask for that. */
 #define MC_INCR_ATTEMPTS 16
+#define MC_AGAIN 1
 
 /* ---- keys ------------------------------------------------------------------- */
 
@@ -332,12 +337,10 @@ static int add_one_server(mc_backend *b, const char *s, size_t n,
                                   MC_DEFAULT_PORT, &hp, "servers", err);
     if (rc != CACHE_OK)
         return rc;
-    if (hp.path) {
-        b->incr_unguarded = 0; /* libmemcached does no SASL on unix sockets */
+    if (hp.path)
         rc = record_server(b, hp.path, 0, err);
-    } else {
+    else
         rc = record_server(b, hp.host, (in_port_t)hp.port, err);
-    }
     cache_hostport_free(&hp);
     return rc;
 }
@@ -387,7 +390,6 @@ static int take_sasl(mc_backend *b, cache_opts *opts, cache_err *err)
     b->pass = cache_strndup(pass, pl);
     if (!b->user || !b->pass)
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
-    b->incr_unguarded = 1; /* until a unix socket is added */
     return CACHE_OK;
 }
 
@@ -637,7 +639,7 @@ int mc_flush(mc_backend *b, cache_err *err)
     return rc == MEMCACHED_SUCCESS ? CACHE_OK : mc_fail(b, NULL, rc, err);
 }
 
-/* ---- multi-get -------------------------------------------------------------------- */
+/* ---- the keys of a batch -------------------------------------------------------------- */
 
 typedef struct key_ref {
     const mc_key *k;
@@ -672,86 +674,279 @@ static size_t find_first(const key_ref *refs, size_t n_refs, const char *s,
     return lo;
 }
 
-static int server_failed(memcached_st *m, const mc_key *k)
+int mc_first_only(size_t n, const mc_key *keys, int *status, cache_err *err)
 {
-    memcached_return_t r2;
-    const memcached_instance_st *in = memcached_server_by_key(m, k->s, k->len, &r2);
-    return !in || memcached_failed(memcached_server_error_return(in));
+    if (n < 2)
+        return CACHE_OK;
+    key_ref *refs = malloc(n * sizeof *refs);
+    if (!refs)
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        refs[i] = (key_ref){&keys[i], i};
+    /* equal keys sort together, in the order they were given */
+    qsort(refs, n, sizeof *refs, ref_cmp);
+    for (size_t j = 1; j < n; j++)
+        if (key_cmp(refs[j].k->s, refs[j].k->len, refs[j - 1].k->s,
+                    refs[j - 1].k->len) == 0 &&
+            status[refs[j].i] == CACHE_OK)
+            status[refs[j].i] = CACHE_MISS;
+    free(refs);
+    return CACHE_OK;
 }
 
-/* mc_mget on handle m, fetching into res. */
+/* ---- which servers failed during a call ----------------------------------------------- */
+
+/* libmemcached keeps a server's last error until that server fails again,
+ * so it may be from an earlier call. What one call did to each server is
+ * read instead from what the call left behind:
+ *  - a server that was asked something but owes no reply right after the
+ *    requests went out: its connect or write failed;
+ *  - one that still owes a reply once the replies were read: libmemcached's
+ *    wait on several servers at once gives up without an error and
+ *    without closing anything;
+ *  - one whose connection is closed afterwards: libmemcached closes a
+ *    connection on every read or write error, an answer it refuses (such
+ *    as "authentication required") included (TCP only: a unix socket
+ *    shows no local port);
+ *  - the one that the handle's last error, always this call's, names.
+ * Two unix-socket servers failing on a read in one call are the one blind
+ * spot: only the last is seen. */
+#define W_ASKED 1u /* the call has keys on this server */
+#define W_SENT 2u  /* a reply was owed right after the requests went out */
+#define W_DOWN 4u  /* failed during the call, or during an earlier step of it */
+#define W_LATE 8u  /* still owed a reply when the call ended */
+
+typedef struct call_watch {
+    memcached_st *m;
+    uint32_t n;
+    unsigned char *flags; /* per server, by position */
+    unsigned char *down;  /* the caller's, shared by the steps of a batch, or NULL */
+    int stuck;            /* some server still owes a reply */
+} call_watch;
+
+static int watch_init(call_watch *w, memcached_st *m, unsigned char *down,
+                      cache_err *err)
+{
+    w->m = m;
+    w->n = memcached_server_count(m);
+    w->down = down;
+    w->stuck = 0;
+    w->flags = calloc(w->n ? w->n : 1, 1);
+    if (!w->flags)
+        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    for (uint32_t s = 0; down && s < w->n; s++)
+        w->flags[s] = down[s] ? W_DOWN : 0;
+    return CACHE_OK;
+}
+
+/* The position of k's server: every handle of a backend builds the same
+ * continuum (new_handle), so it is the same on each. */
+static uint32_t server_of(memcached_st *m, const mc_key *k)
+{
+    uint32_t s = memcached_generate_hash(m, k->s, k->len);
+    return s < memcached_server_count(m) ? s : 0;
+}
+
+uint32_t mc_server_of(mc_backend *b, const mc_key *k)
+{
+    return server_of(b->m, k);
+}
+
+unsigned char *mc_down_new(mc_backend *b)
+{
+    uint32_t n = memcached_server_count(b->m);
+    return calloc(n ? n : 1, 1);
+}
+
+static const memcached_instance_st *server_at(memcached_st *m, uint32_t s)
+{
+    return memcached_server_instance_by_position(m, s);
+}
+
+static int owes_reply(memcached_st *m, uint32_t s)
+{
+    return memcached_server_response_count(server_at(m, s)) > 0;
+}
+
+/* TCP (unix sockets show no local port) and its connection closed. */
+static int closed_tcp(memcached_st *m, uint32_t s)
+{
+    const memcached_instance_st *in = server_at(m, s);
+    return strcmp(memcached_server_type(in), "SOCKET") != 0 &&
+           memcached_server_srcport(in) == 0;
+}
+
+/* Right after the requests went out. */
+static void watch_sent(call_watch *w)
+{
+    for (uint32_t s = 0; s < w->n; s++)
+        if (owes_reply(w->m, s))
+            w->flags[s] |= W_SENT;
+}
+
+/* After the replies were read, before anything else runs on the handle:
+ * whether any server may have failed (cheap, without knowing which
+ * servers were asked). */
+static int watch_troubled(call_watch *w, memcached_return_t rc)
+{
+    if (rc != MEMCACHED_SUCCESS || memcached_last_error(w->m) != MEMCACHED_SUCCESS)
+        return 1;
+    for (uint32_t s = 0; s < w->n; s++)
+        if ((w->flags[s] & W_SENT) && (owes_reply(w->m, s) || closed_tcp(w->m, s)))
+            return 1;
+    return 0;
+}
+
+/* Marks W_DOWN on every asked server that failed during the call. */
+static void watch_judge(call_watch *w)
+{
+    const memcached_instance_st *named = named_in_last_error(w->m);
+    for (uint32_t s = 0; s < w->n; s++) {
+        unsigned char f = w->flags[s];
+        if (!(f & W_ASKED) || (f & W_DOWN))
+            continue;
+        int stuck = owes_reply(w->m, s);
+        if (!(f & W_SENT) || stuck || closed_tcp(w->m, s) || server_at(w->m, s) == named)
+            w->flags[s] |= W_DOWN | (stuck ? W_LATE : 0);
+        w->stuck |= stuck;
+    }
+}
+
+/* What to report for server s, which failed: rc when the handle recorded
+ * an error in this call (fail_on then shows its message), else what the
+ * watch saw (libmemcached records no error when it drops a connection over
+ * a reply it refuses, such as "authentication required"). */
+static memcached_return_t watch_reason(const call_watch *w, uint32_t s,
+                                       memcached_return_t rc)
+{
+    if (memcached_last_error(w->m) != MEMCACHED_SUCCESS)
+        return rc;
+    return w->flags[s] & W_LATE ? MEMCACHED_TIMEOUT : MEMCACHED_CONNECTION_FAILURE;
+}
+
+/* Closes every connection of m without waiting for what a stalled server
+ * still owes: setting BUFFER_REQUESTS makes libmemcached send QUIT and
+ * close each connection, draining replies first only while requests are
+ * buffered, so it is set to 0 first (and back on a buffered handle). */
+static void drop_connections(memcached_st *m)
+{
+    uint64_t buffered = memcached_behavior_get(m, MEMCACHED_BEHAVIOR_BUFFER_REQUESTS);
+    memcached_behavior_set(m, MEMCACHED_BEHAVIOR_BUFFER_REQUESTS, 0);
+    if (buffered)
+        memcached_behavior_set(m, MEMCACHED_BEHAVIOR_BUFFER_REQUESTS, 1);
+}
+
+/* Ends the call's watch (after its error message was taken from the
+ * handle): the servers that failed go into the caller's down, and a server
+ * that still owes a reply loses its connection, or the late reply would be
+ * read as the answer to a later request. */
+static void watch_done(call_watch *w)
+{
+    for (uint32_t s = 0; w->down && s < w->n; s++)
+        if (w->flags[s] & W_DOWN)
+            w->down[s] = 1;
+    if (w->stuck)
+        drop_connections(w->m);
+    free(w->flags);
+    w->flags = NULL;
+}
+
+/* ---- multi-get -------------------------------------------------------------------- */
+
+/* mc_mget on handle m, fetching into res_buf. */
 static int mget_on(mc_backend *b, memcached_st *m, memcached_result_st *res_buf,
                    size_t n, const mc_key *keys, mc_hit_fn hit, void *ctx,
-                   int *status, cache_err *err)
+                   int *status, unsigned char *down, cache_err *err)
 {
     if (n == 0)
         return CACHE_OK;
+    call_watch w;
     const char **ptrs = malloc(n * sizeof *ptrs);
     size_t *lens = malloc(n * sizeof *lens);
     key_ref *refs = malloc(n * sizeof *refs);
-    if (!ptrs || !lens || !refs) {
-        free(ptrs), free(lens), free(refs);
+    uint32_t *srv = malloc(n * sizeof *srv);
+    if (!ptrs || !lens || !refs || !srv || watch_init(&w, m, down, err) != CACHE_OK) {
+        free(ptrs), free(lens), free(refs), free(srv);
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
     }
+    int skip = 0; /* some server failed in an earlier step of this call */
+    for (uint32_t s = 0; s < w.n; s++)
+        skip |= w.flags[s] & W_DOWN;
+    size_t ns = 0, failed = 0;
     for (size_t i = 0; i < n; i++) {
-        ptrs[i] = keys[i].s;
-        lens[i] = keys[i].len;
-        refs[i] = (key_ref){&keys[i], i};
         status[i] = CACHE_MISS;
+        if (skip && (w.flags[srv[i] = server_of(m, &keys[i])] & W_DOWN)) {
+            status[i] = CACHE_FAIL; /* err tells why already */
+            failed++;
+            continue;
+        }
+        ptrs[ns] = keys[i].s;
+        lens[ns] = keys[i].len;
+        refs[ns++] = (key_ref){&keys[i], i};
     }
-    qsort(refs, n, sizeof *refs, ref_cmp);
-    memcached_return_t rc = memcached_mget(m, ptrs, lens, n);
-    int partial = rc != MEMCACHED_SUCCESS;
-    int hit_rc = CACHE_OK;
-    memcached_result_st *res;
-    memcached_return_t frc;
-    /* Fetch even after a failed mget: the servers that are up answer. */
-    while ((res = memcached_fetch_result(m, res_buf, &frc)) != NULL) {
-        const char *rk = memcached_result_key_value(res);
-        size_t rl = memcached_result_key_length(res);
-        for (size_t j = find_first(refs, n, rk, rl);
-             j < n && key_cmp(refs[j].k->s, refs[j].k->len, rk, rl) == 0; j++) {
-            size_t i = refs[j].i;
-            if (status[i] == CACHE_OK)
-                continue;
-            int hr = hit(ctx, i, memcached_result_value(res),
-                         memcached_result_length(res), memcached_result_flags(res));
-            if (hr < 0)
-                hit_rc = hr;
-            else
-                status[i] = hr;
+    int hit_rc = CACHE_OK, first_fail = -1;
+    if (ns > 0) {
+        qsort(refs, ns, sizeof *refs, ref_cmp);
+        memcached_return_t rc = memcached_mget(m, ptrs, lens, ns);
+        watch_sent(&w);
+        memcached_result_st *res;
+        memcached_return_t frc;
+        /* Fetch even after a failed mget: the servers that are up answer. */
+        while ((res = memcached_fetch_result(m, res_buf, &frc)) != NULL) {
+            const char *rk = memcached_result_key_value(res);
+            size_t rl = memcached_result_key_length(res);
+            for (size_t j = find_first(refs, ns, rk, rl);
+                 j < ns && key_cmp(refs[j].k->s, refs[j].k->len, rk, rl) == 0; j++) {
+                size_t i = refs[j].i;
+                if (status[i] == CACHE_OK)
+                    continue;
+                int hr = hit(ctx, i, memcached_result_value(res),
+                             memcached_result_length(res), memcached_result_flags(res));
+                if (hr < 0)
+                    hit_rc = hr;
+                else
+                    status[i] = hr;
+            }
+        }
+        if (frc != MEMCACHED_END && frc != MEMCACHED_NOTFOUND && frc != MEMCACHED_SUCCESS &&
+            rc == MEMCACHED_SUCCESS)
+            rc = frc;
+        if (watch_troubled(&w, rc)) {
+            for (size_t j = 0; j < ns; j++) {
+                size_t i = refs[j].i;
+                srv[i] = server_of(m, &keys[i]);
+                w.flags[srv[i]] |= W_ASKED;
+            }
+            watch_judge(&w);
+            for (size_t j = 0; j < ns; j++) {
+                size_t i = refs[j].i;
+                if (status[i] == CACHE_MISS && (w.flags[srv[i]] & W_DOWN)) {
+                    status[i] = CACHE_FAIL;
+                    failed++;
+                    if (first_fail < 0 || i < (size_t)first_fail)
+                        first_fail = (int)i;
+                }
+            }
+            if (first_fail >= 0)
+                fail_on(b, m, &keys[first_fail], watch_reason(&w, srv[first_fail], rc), err);
         }
     }
-    if (frc != MEMCACHED_END && frc != MEMCACHED_NOTFOUND && frc != MEMCACHED_SUCCESS)
-        partial = 1;
-    int failed = 0, first_fail = -1;
-    if (partial) {
-        for (size_t i = 0; i < n; i++)
-            if (status[i] == CACHE_MISS && server_failed(m, &keys[i])) {
-                status[i] = CACHE_FAIL;
-                failed++;
-                if (first_fail < 0)
-                    first_fail = (int)i;
-            }
-    }
-    free(ptrs), free(lens), free(refs);
-    if (first_fail >= 0)
-        fail_on(b, m, &keys[first_fail],
-                partial && rc != MEMCACHED_SUCCESS ? rc : frc, err);
+    watch_done(&w);
+    free(ptrs), free(lens), free(refs), free(srv);
     if (hit_rc < 0)
         return hit_rc;
-    if ((size_t)failed == n)
+    if (failed == n)
         return CACHE_FAIL;
     return CACHE_OK;
 }
 
 int mc_mget(mc_backend *b, size_t n, const mc_key *keys, mc_hit_fn hit,
-            void *ctx, int *status, cache_err *err)
+            void *ctx, int *status, unsigned char *down, cache_err *err)
 {
     FORK_GUARD(b, err);
     if (mcco_of(b))
-        return mcco_mget(b, n, keys, hit, ctx, status, err);
-    return mget_on(b, b->m, &b->result, n, keys, hit, ctx, status, err);
+        return mcco_mget(b, n, keys, hit, ctx, status, down, err);
+    return mget_on(b, b->m, &b->result, n, keys, hit, ctx, status, down, err);
 }
 
 /* One key: memcached_get asks with a plain GETK, one request and one
@@ -805,38 +1000,44 @@ int mc_store_many(mc_backend *b, size_t n, const mc_key *keys,
     if (n == 0)
         return CACHE_OK;
     time_t exp;
-    if (mc_expiry(ttl, &exp)) {
-        int rc = mc_delete_many_blind(b, n, keys, status, err);
-        return rc;
-    }
+    if (mc_expiry(ttl, &exp))
+        return mc_delete_many_blind(b, n, keys, status, NULL, err);
     if (mcco_of(b))
         return mcco_store_many(b, n, keys, vals, flags, exp, status, err);
     uint32_t servers = memcached_server_count(b->m);
     uint32_t *srv = malloc(n * sizeof *srv);
     size_t *last = malloc((servers ? servers : 1) * sizeof *last);
+    memcached_return_t *fail_rc = malloc((servers ? servers : 1) * sizeof *fail_rc);
     memcached_return_t *rcs = malloc(n * sizeof *rcs);
-    if (!srv || !last || !rcs) {
-        free(srv), free(last), free(rcs);
+    if (!srv || !last || !fail_rc || !rcs) {
+        free(srv), free(last), free(fail_rc), free(rcs);
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
     }
-    for (uint32_t s = 0; s < servers; s++)
+    for (uint32_t s = 0; s < servers; s++) {
         last[s] = SIZE_MAX;
+        fail_rc[s] = MEMCACHED_SUCCESS;
+    }
     for (size_t i = 0; i < n; i++) {
-        srv[i] = memcached_generate_hash(b->m, keys[i].s, keys[i].len);
-        if (srv[i] >= servers)
-            srv[i] = 0;
+        srv[i] = server_of(b->m, &keys[i]);
         if (vals[i].len <= MC_QUIET_MAX)
             last[srv[i]] = i;
     }
     int quiet = 0;
     for (size_t i = 0; i < n; i++) {
         int reply = vals[i].len > MC_QUIET_MAX || last[srv[i]] == i;
+        if (fail_rc[srv[i]] != MEMCACHED_SUCCESS) {
+            /* its server failed earlier in this batch: one wait is enough */
+            rcs[i] = fail_rc[srv[i]];
+            continue;
+        }
         if (quiet != !reply) {
             quiet = !reply;
             memcached_behavior_set(b->m, MEMCACHED_BEHAVIOR_NOREPLY, (uint64_t)quiet);
         }
         rcs[i] = memcached_set(b->m, keys[i].s, keys[i].len, vals[i].ptr,
                                vals[i].len, exp, flags[i]);
+        if (reply && rcs[i] != MEMCACHED_SUCCESS && !item_specific(rcs[i]))
+            fail_rc[srv[i]] = rcs[i];
     }
     if (quiet)
         memcached_behavior_set(b->m, MEMCACHED_BEHAVIOR_NOREPLY, 0);
@@ -858,7 +1059,7 @@ int mc_store_many(mc_backend *b, size_t n, const mc_key *keys,
             any_fail = 1;
         }
     }
-    free(srv), free(last), free(rcs);
+    free(srv), free(last), free(fail_rc), free(rcs);
     /* Any key that failed fails the batch, with the first one's reason;
      * status[] still tells which keys were stored. */
     return any_fail ? CACHE_FAIL : CACHE_OK;
@@ -874,7 +1075,7 @@ static int ignore_hit(void *ctx, size_t i, const char *v, size_t len,
 /* The handle for batches of deletes: one more of new_handle's (same
  * servers and credentials, its own connections) with buffered requests
  * always on, because switching BUFFER_REQUESTS closes every connection of
- * a handle, dropping what is still buffered. */
+ * a handle, dropping what is still buffered (drop_connections uses that). */
 static memcached_st *deleter(mc_backend *b)
 {
     if (b->del_m)
@@ -891,44 +1092,78 @@ static memcached_st *deleter(mc_backend *b)
     return d;
 }
 
+static uint64_t replies_owed(memcached_st *m)
+{
+    uint64_t owed = 0;
+    for (uint32_t s = 0; s < memcached_server_count(m); s++)
+        owed += memcached_server_response_count(server_at(m, s));
+    return owed;
+}
+
+/* Reads every reply the servers of m owe (buffered deletes).
+ * memcached_fetch_result reads them as it reads a multi-get's, and closes
+ * a server's connection on an error; it stops early after some errors, so
+ * it is called again while replies are owed, until a call reads nothing
+ * (its wait on several servers at once timed out). */
+static void drain_replies(memcached_st *m, memcached_result_st *res)
+{
+    uint64_t owed = replies_owed(m), before = UINT64_MAX;
+    while (owed > 0 && owed < before) {
+        memcached_return_t frc;
+        before = owed;
+        while (memcached_fetch_result(m, res, &frc) != NULL) {
+        }
+        owed = replies_owed(m);
+    }
+}
+
 int mc_delete_many_blind(mc_backend *b, size_t n, const mc_key *keys,
-                         int *status, cache_err *err)
+                         int *status, unsigned char *down, cache_err *err)
 {
     FORK_GUARD(b, err);
     if (n == 0)
         return CACHE_OK;
     if (mcco_of(b))
-        return mcco_delete_many(b, n, keys, status, err);
+        return mcco_delete_many(b, n, keys, status, down, err);
     memcached_st *d = deleter(b);
-    int *sent = malloc(n * sizeof *sent);
-    if (!d || !sent) {
-        free(sent);
+    uint32_t *srv = malloc(n * sizeof *srv);
+    call_watch w;
+    if (!d || !srv || watch_init(&w, d, down, err) != CACHE_OK) {
+        free(srv);
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
     }
+    int told = 0; /* err holds this call's first failure */
     for (size_t i = 0; i < n; i++) {
+        srv[i] = server_of(d, &keys[i]);
+        if (w.flags[srv[i]] & W_DOWN)
+            continue;
+        w.flags[srv[i]] |= W_ASKED;
         memcached_return_t rc = memcached_delete(d, keys[i].s, keys[i].len, 0);
-        sent[i] = rc == MEMCACHED_BUFFERED || rc == MEMCACHED_SUCCESS ||
-                  rc == MEMCACHED_NOTFOUND;
-    }
-    memcached_flush_buffers(d);
-    /* The multi-get reads the deletes' replies first, then proves the keys
-     * gone: one round trip for the whole batch. */
-    int rc = mget_on(b, d, &b->del_result, n, keys, ignore_hit, NULL, status,
-                     err);
-    int any_fail = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (status[i] == CACHE_MISS && sent[i]) {
-            status[i] = CACHE_OK;
-        } else {
-            any_fail = 1;
-            if (status[i] == CACHE_OK && err)
-                cache_fail(err, CACHE_FAIL, "memcached: key still present after delete");
-            status[i] = CACHE_FAIL;
+        if (rc != MEMCACHED_BUFFERED && rc != MEMCACHED_SUCCESS &&
+            rc != MEMCACHED_NOTFOUND) {
+            /* its connection failed: what was queued on it is lost too */
+            w.flags[srv[i]] |= W_DOWN;
+            if (!told++)
+                fail_on(b, d, &keys[i], rc, err);
         }
     }
-    free(sent);
-    if (rc < 0 && rc != CACHE_FAIL)
-        return rc;
+    memcached_flush_buffers(d);
+    watch_sent(&w);
+    /* A server that read all its deletes has none of the keys left: each
+     * was deleted or was not there. One round trip for the whole batch. */
+    drain_replies(d, &b->del_result);
+    watch_judge(&w);
+    int any_fail = 0;
+    for (size_t i = 0; i < n; i++) {
+        status[i] = w.flags[srv[i]] & W_DOWN ? CACHE_FAIL : CACHE_OK;
+        if (status[i] == CACHE_FAIL) {
+            any_fail = 1;
+            if ((w.flags[srv[i]] & W_ASKED) && !told++)
+                fail_on(b, d, &keys[i], watch_reason(&w, srv[i], MEMCACHED_FAILURE), err);
+        }
+    }
+    watch_done(&w);
+    free(srv);
     return any_fail ? CACHE_FAIL : CACHE_OK;
 }
 
@@ -948,163 +1183,232 @@ static int64_t as_signed(uint64_t v)
     return v > (uint64_t)INT64_MAX ? -(int64_t)(~v) - 1 : (int64_t)v;
 }
 
-/* incr answered r. The server adds modulo 2^64, so int64 overflow shows as
- * old + delta overflowing; it is undone (incr on the same, just proven
- * connection) and reported. */
-static int incr_done(mc_backend *b, const mc_key *k, int64_t delta, uint64_t r,
-                     int64_t *result, cache_err *err)
+/* memcached refused to add to the value (libmemcached reports the server's
+ * "non-numeric value" as a read failure). */
+static int refused(memcached_return_t rc)
 {
-    int64_t before = as_signed(r - (uint64_t)delta), sum;
-    if (__builtin_add_overflow(before, delta, &sum)) {
-        uint64_t back;
-        server_incr(b, k, (uint64_t)0 - (uint64_t)delta, &back);
-        return cache_fail(err, CACHE_ENOTINT, "integer overflow");
-    }
-    *result = as_signed(r);
+    return rc == MEMCACHED_UNKNOWN_READ_FAILURE || rc == MEMCACHED_CLIENT_ERROR ||
+           rc == MEMCACHED_PROTOCOL_ERROR;
+}
+
+/* A value read for an increment (cas: when read with its CAS). */
+typedef struct counter {
+    mc_backend *b;
+    cache_err *err;
+    cache_buf text;
+    uint32_t flags;
+    uint64_t cas;
+} counter;
+
+static int counter_hit(void *ctx, size_t i, const char *v, size_t len,
+                       uint32_t flags)
+{
+    counter *c = ctx;
+    (void)i;
+    c->flags = flags;
+    c->text.len = 0;
+    if (cache_buf_append(&c->text, v, len))
+        return cache_fail(c->err, CACHE_ENOMEM, "out of memory");
     return CACHE_OK;
 }
 
-typedef struct gets_ctx {
-    cache_buf *out;
-    uint32_t flags;
-    uint64_t cas;
-    mc_backend *b;
-} gets_ctx;
-
-static int gets_hit(void *ctx, size_t i, const char *v, size_t len,
-                    uint32_t flags)
+static int counter_cas_hit(void *ctx, size_t i, const char *v, size_t len,
+                           uint32_t flags)
 {
-    gets_ctx *g = ctx;
-    (void)i;
-    g->flags = flags;
-    g->cas = mcco_of(g->b) ? mcco_last_cas() : memcached_result_cas(&g->b->result);
-    return cache_buf_append(g->out, v, len) ? CACHE_ENOMEM : CACHE_OK;
+    counter *c = ctx;
+    /* mc_mget fetches into b->result; the cosocket path keeps the hit's cas */
+    c->cas = mcco_of(c->b) ? mcco_last_cas() : memcached_result_cas(&c->b->result);
+    return counter_hit(ctx, i, v, len, flags);
 }
 
-/* incr failed with rc. memcached refuses to increment a value that is not
- * unsigned decimal text and libmemcached reports it as a read failure: read
- * the value to tell "not an integer" from a negative integer another client
- * wrote as "-n", which is rewritten here with compare-and-swap (its expiry
- * then becomes new_ttl: memcached cannot tell a client the old one).
- * Returns CACHE_OK / a failure, or 1 to try again from the start. */
-static int incr_refused(mc_backend *b, const mc_key *k, memcached_return_t rc,
-                        int64_t delta, double new_ttl, int64_t *result,
+/* Reads k into c, with one GETK (no CAS): CACHE_OK, CACHE_MISS, or a
+ * failure. A connection that did not authenticate to a SASL server reads
+ * a miss here (libmemcached's mapping), and the add that follows a miss
+ * then fails with "authentication failure". */
+static int read_counter(mc_backend *b, const mc_key *k, counter *c,
                         cache_err *err)
 {
-    if (rc != MEMCACHED_UNKNOWN_READ_FAILURE && rc != MEMCACHED_CLIENT_ERROR &&
-        rc != MEMCACHED_PROTOCOL_ERROR)
-        return mc_fail(b, k, rc, err);
-    cache_buf cur;
-    cache_buf_init(&cur);
-    gets_ctx g = {&cur, 0, 0, b};
-    int st;
-    int grc = mc_mget(b, 1, k, gets_hit, &g, &st, err);
-    if (grc < 0 || st < 0) {
-        cache_buf_free(&cur);
-        return grc < 0 ? grc : st;
-    }
-    if (st == CACHE_MISS) {
-        cache_buf_free(&cur);
+    return mc_get_one(b, k, counter_hit, c, err);
+}
+
+/* The integer c holds: 1 and *v, or 0 when it holds no integer. */
+static int counter_value(const counter *c, int64_t *v)
+{
+    const char *p = c->text.data ? c->text.data : "";
+    size_t n = c->text.len;
+    if (c->flags == MC_FLAG_CODEC || c->flags == MC_FLAG_SPREAD_HEAD ||
+        c->flags == MC_FLAG_SPREAD_PART)
+        return 0;
+    if (stored_int(p, n, c->flags == MC_FLAG_INT, v))
         return 1;
-    }
-    int64_t v, sum;
-    int is_int = stored_int(cur.data ? cur.data : "", cur.len,
-                            g.flags == MC_FLAG_INT, &v) &&
-                 g.flags != MC_FLAG_CODEC && g.flags != MC_FLAG_SPREAD_HEAD &&
-                 g.flags != MC_FLAG_SPREAD_PART;
-    if (!is_int && g.flags != MC_FLAG_CODEC && g.flags != MC_FLAG_INT &&
-        cur.len > 0 && cur.data[0] == CACHE_MARKER) {
-        /* the engine's external form ('!' + codec bytes) of an integer? */
-        cache_buf dec;
-        cache_buf_init(&dec);
-        if (cache_external_decode((cache_str){cur.data, cur.len}, &dec, NULL) ==
-                CACHE_OK &&
-            cache_value_as_int((cache_str){dec.data, dec.len}, &v))
-            is_int = 1;
-        cache_buf_free(&dec);
-    }
-    cache_buf_free(&cur);
-    if (!is_int)
-        return cache_fail(err, CACHE_ENOTINT, "value is not an integer");
-    if (__builtin_add_overflow(v, delta, &sum))
-        return cache_fail(err, CACHE_ENOTINT, "integer overflow");
+    if (c->flags == MC_FLAG_INT || n == 0 || p[0] != CACHE_MARKER)
+        return 0;
+    /* another client's value in the engine's external form ('!' + codec
+     * bytes): an integer too when it decodes to one */
+    cache_buf dec;
+    cache_buf_init(&dec);
+    int is_int = cache_external_decode((cache_str){p, n}, &dec, NULL) == CACHE_OK &&
+                 cache_value_as_int((cache_str){dec.data, dec.len}, v);
+    cache_buf_free(&dec);
+    return is_int;
+}
+
+/* Writes bits (an integer's two's complement) as the counter k if it
+ * still holds what c read: the value is read again with its CAS (a GETK
+ * shows none) and compare-and-swapped. CACHE_OK, MC_AGAIN, or a failure.
+ * memcached cannot tell a client an entry's expiry, so the entry gets
+ * new_ttl. */
+static int counter_swap(mc_backend *b, const mc_key *k, const counter *c,
+                        uint64_t bits, double new_ttl, cache_err *err)
+{
+    counter now = {b, err, {0}, 0, 0};
+    cache_buf_init(&now.text);
+    int st;
+    int rc = mc_mget(b, 1, k, counter_cas_hit, &now, &st, NULL, err);
+    if (rc >= 0)
+        rc = st == CACHE_OK && now.flags == c->flags && now.text.len == c->text.len &&
+                     (c->text.len == 0 ||
+                      memcmp(now.text.data, c->text.data, c->text.len) == 0)
+                 ? CACHE_OK
+                 : st < 0 ? st : MC_AGAIN;
+    cache_buf_free(&now.text);
+    if (rc != CACHE_OK)
+        return rc;
     char text[24];
-    int tn = snprintf(text, sizeof text, "%" PRIu64, (uint64_t)sum);
+    int tn = snprintf(text, sizeof text, "%" PRIu64, bits);
     time_t exp;
     if (mc_expiry(new_ttl, &exp))
         exp = 0;
     memcached_return_t crc =
-        mcco_of(b) ? mcco_store(b, k, text, (size_t)tn, exp, MC_FLAG_INT, 0, g.cas)
+        mcco_of(b) ? mcco_store(b, k, text, (size_t)tn, exp, MC_FLAG_INT, 0, now.cas)
                    : memcached_cas(b->m, k->s, k->len, text, (size_t)tn, exp,
-                                   MC_FLAG_INT, g.cas);
-    if (crc == MEMCACHED_SUCCESS) {
-        *result = sum;
+                                   MC_FLAG_INT, now.cas);
+    if (crc == MEMCACHED_SUCCESS)
         return CACHE_OK;
-    }
     if (crc == MEMCACHED_DATA_EXISTS || crc == MEMCACHED_NOTFOUND)
-        return 1;
+        return MC_AGAIN;
     return mc_fail(b, k, crc, err);
 }
 
-/* Atomic on the server: incr adds delta modulo 2^64 to the stored two's
- * complement, which is exact signed arithmetic, keeps the entry's expiry,
- * and never loses a concurrent update. A missing key is created by add
- * with delta itself; losing that race to another client just means incr
- * again. */
-int mc_incr(mc_backend *b, const mc_key *k, int64_t delta, double new_ttl,
-            int64_t *result, cache_err *err)
+/* Takes back an increment by delta that overflowed because another client
+ * changed the value between the read and the incr: incr by -delta, or,
+ * when memcached refuses that (see mc_incr), compare-and-swap. Only a
+ * server failing right here leaves the wrapped value. */
+static int take_back(mc_backend *b, const mc_key *k, int64_t delta,
+                     double new_ttl, counter *c, cache_err *err)
 {
-    FORK_GUARD(b, err);
-    uint64_t offset = (uint64_t)delta, r;
-    memcached_return_t rc;
-    if (b->incr_unguarded) {
-        rc = server_incr(b, k, offset, &r);
-        if (rc == MEMCACHED_SUCCESS)
-            return incr_done(b, k, delta, r, result, err);
-        if (rc != MEMCACHED_NOTFOUND) {
-            int t = incr_refused(b, k, rc, delta, new_ttl, result, err);
-            if (t != 1)
-                return t;
-        }
-    }
-    char text[24];
-    int tn = snprintf(text, sizeof text, "%" PRIu64, offset);
+    uint64_t back;
+    memcached_return_t rc = server_incr(b, k, (uint64_t)0 - (uint64_t)delta, &back);
+    if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND)
+        return CACHE_OK;
+    if (!refused(rc))
+        return mc_fail(b, k, rc, err);
     for (int attempt = 0; attempt < MC_INCR_ATTEMPTS; attempt++) {
-        time_t exp;
-        if (mc_expiry(new_ttl, &exp)) {
-            /* Created already expired: report it, store nothing, unless the
-             * key exists, which then keeps counting. */
-            int e = mc_exists(b, k, err);
-            if (e == CACHE_MISS) {
-                *result = delta;
-                return CACHE_OK;
-            }
-            if (e < 0)
-                return e;
-            rc = MEMCACHED_NOTSTORED;
-        } else {
-            rc = mcco_of(b) ? mcco_store(b, k, text, (size_t)tn, exp, MC_FLAG_INT, 1, 0)
-                            : memcached_add(b->m, k->s, k->len, text, (size_t)tn,
-                                            exp, MC_FLAG_INT);
+        int64_t now;
+        int st = read_counter(b, k, c, err);
+        if (st != CACHE_OK)
+            return st == CACHE_MISS ? CACHE_OK : st;
+        if (!counter_value(c, &now))
+            return CACHE_OK; /* replaced by a value that is no integer */
+        st = counter_swap(b, k, c, (uint64_t)now - (uint64_t)delta, new_ttl, err);
+        if (st != MC_AGAIN)
+            return st;
+    }
+    return cache_fail(err, CACHE_FAIL,
+                      "memcached: integer overflow not taken back, the key kept changing");
+}
+
+/* One try of mc_incr: CACHE_OK, a failure, or MC_AGAIN when the key
+ * changed between the read and the write. */
+static int incr_once(mc_backend *b, const mc_key *k, int64_t delta,
+                     double new_ttl, counter *c, int64_t *result, cache_err *err)
+{
+    int st = read_counter(b, k, c, err);
+    if (st < 0)
+        return st;
+    time_t exp;
+    int born_expired = mc_expiry(new_ttl, &exp);
+    if (st == CACHE_MISS) {
+        if (born_expired) { /* created already expired: report it, store nothing */
+            *result = delta;
+            return CACHE_OK;
         }
+        char text[24];
+        int tn = snprintf(text, sizeof text, "%" PRIu64, (uint64_t)delta);
+        memcached_return_t rc =
+            mcco_of(b) ? mcco_store(b, k, text, (size_t)tn, exp, MC_FLAG_INT, 1, 0)
+                       : memcached_add(b->m, k->s, k->len, text, (size_t)tn, exp,
+                                       MC_FLAG_INT);
         if (rc == MEMCACHED_SUCCESS) {
             *result = delta;
             return CACHE_OK;
         }
-        if (rc != MEMCACHED_NOTSTORED && rc != MEMCACHED_DATA_EXISTS)
-            return mc_fail(b, k, rc, err);
-        /* The server has just answered this connection without asking for
-         * authentication, so incr cannot meet libmemcached's assert. */
-        rc = server_incr(b, k, offset, &r);
-        if (rc == MEMCACHED_SUCCESS)
-            return incr_done(b, k, delta, r, result, err);
-        if (rc == MEMCACHED_NOTFOUND)
-            continue; /* deleted in between: add again */
-        int t = incr_refused(b, k, rc, delta, new_ttl, result, err);
-        if (t != 1)
-            return t;
+        if (rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_DATA_EXISTS)
+            return MC_AGAIN;
+        return mc_fail(b, k, rc, err);
     }
-    return cache_fail(err, CACHE_FAIL, "memcached: inc gave up, the key kept changing");
+    int64_t v, sum;
+    if (!counter_value(c, &v))
+        return cache_fail(err, CACHE_ENOTINT, "value is not an integer");
+    if (__builtin_add_overflow(v, delta, &sum))
+        return cache_fail(err, CACHE_ENOTINT, "integer overflow");
+    /* memcached's incr where it can: decimal digits, which stay an integer
+     * here after the sum (another client's flags read decimal text only up
+     * to 2^63 - 1). */
+    const char *p = c->text.data;
+    if (p && p[0] >= '0' && p[0] <= '9' && (c->flags == MC_FLAG_INT || sum >= 0)) {
+        uint64_t r;
+        memcached_return_t rc = server_incr(b, k, (uint64_t)delta, &r);
+        if (rc == MEMCACHED_SUCCESS) {
+            /* r - delta is the value read, unless another client changed
+             * it in between, which may make this increment overflow */
+            int64_t before = as_signed(r - (uint64_t)delta);
+            if (!__builtin_add_overflow(before, delta, &sum)) {
+                *result = sum;
+                return CACHE_OK;
+            }
+            int t = take_back(b, k, delta, new_ttl, c, err);
+            return t < 0 ? t : cache_fail(err, CACHE_ENOTINT, "integer overflow");
+        }
+        if (rc == MEMCACHED_NOTFOUND)
+            return MC_AGAIN;
+        if (!refused(rc))
+            return mc_fail(b, k, rc, err);
+    }
+    /* "-n" (another client's negative), the '!' form, or a value memcached
+     * refused: the sum written over the value read */
+    st = counter_swap(b, k, c, (uint64_t)sum, new_ttl, err);
+    if (st == CACHE_OK)
+        *result = sum;
+    return st;
+}
+
+/* Read, then change: the sum is checked in C before anything is written,
+ * so an overflow leaves the value as it was. The change is memcached's
+ * incr, which adds delta modulo 2^64 to the stored two's complement (exact
+ * signed arithmetic), keeps the entry's expiry and loses no concurrent
+ * update. memcached before 1.6.22 may refuse to add to a value of 2^63 or
+ * more (it looks for a '-' past the end of the value's text), so a
+ * negative counter is then rewritten by compare-and-swap instead. A
+ * missing key is created by add; losing that race to another client just
+ * means reading again.
+ *
+ * incr is sent only after the read answered on the same connection: a
+ * connection that did not authenticate to a SASL server fails the read,
+ * and libmemcached abort()s in incr on an authentication error. */
+int mc_incr(mc_backend *b, const mc_key *k, int64_t delta, double new_ttl,
+            int64_t *result, cache_err *err)
+{
+    FORK_GUARD(b, err);
+    counter c = {b, err, {0}, 0, 0};
+    cache_buf_init(&c.text);
+    int rc = MC_AGAIN;
+    for (int attempt = 0; attempt < MC_INCR_ATTEMPTS && rc == MC_AGAIN; attempt++)
+        rc = incr_once(b, k, delta, new_ttl, &c, result, err);
+    cache_buf_free(&c.text);
+    if (rc == MC_AGAIN)
+        return cache_fail(err, CACHE_FAIL, "memcached: inc gave up, the key kept changing");
+    return rc;
 }
 
 /* ---- the MemcachedCache / SASLMemcachedCache vtable ----------------------------------------- */
@@ -1195,7 +1499,7 @@ static int mcb_get_many(cache_backend *base, size_t n, const cache_str *keys,
     if (!ks)
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
     decode_ctx d = {out, 1, err};
-    int rc = mc_mget(b, n, ks, decode_hit, &d, status, err);
+    int rc = mc_mget(b, n, ks, decode_hit, &d, status, NULL, err);
     free(ks);
     return rc;
 }
@@ -1227,12 +1531,20 @@ static int mcb_del_many(cache_backend *base, size_t n, const cache_str *keys,
     mc_backend *b = (mc_backend *)base;
     if (n <= 2) { /* one round trip each is no more than the batch's two */
         int rc = CACHE_OK;
+        uint32_t failed_server = UINT32_MAX;
         for (size_t i = 0; i < n; i++) {
-            status[i] = mcb_del(base, keys[i], err);
+            mc_key k;
+            mc_key_make(b, keys[i], NULL, 0, &k);
+            if (failed_server != UINT32_MAX && mc_server_of(b, &k) == failed_server) {
+                status[i] = CACHE_FAIL; /* its server just failed: err says so */
+                continue;
+            }
+            status[i] = mc_delete(b, &k, err);
             if (status[i] < 0) {
                 rc = status[i];
                 if (!b->base.ignore_errors)
                     return rc;
+                failed_server = mc_server_of(b, &k);
             }
         }
         return rc == CACHE_OK || b->base.ignore_errors ? CACHE_OK : rc;
@@ -1241,15 +1553,17 @@ static int mcb_del_many(cache_backend *base, size_t n, const cache_str *keys,
     int *gone = malloc(n * sizeof *gone);
     mc_key *doomed = malloc(n * sizeof *doomed);
     size_t *map = malloc(n * sizeof *map);
+    unsigned char *down = mc_down_new(b);
     int rc;
-    if (!ks || !gone || !doomed || !map) {
+    if (!ks || !gone || !doomed || !map || !down) {
         rc = cache_fail(err, CACHE_ENOMEM, "out of memory");
         goto out;
     }
-    /* Which keys exist (a delete's own answer is lost in the pipeline), then
-     * delete those. */
-    rc = mc_mget(b, n, ks, ignore_hit, NULL, status, err);
-    if (rc < 0)
+    /* Which keys exist (a batch of deletes tells only per server that it
+     * is done), then delete those; a server that failed in the first step
+     * is not asked again. */
+    rc = mc_mget(b, n, ks, ignore_hit, NULL, status, down, err);
+    if (rc < 0 || (rc = mc_first_only(n, ks, status, err)) < 0)
         goto out;
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
@@ -1257,7 +1571,9 @@ static int mcb_del_many(cache_backend *base, size_t n, const cache_str *keys,
             doomed[m] = ks[i];
             map[m++] = i;
         }
-    rc = mc_delete_many_blind(b, m, doomed, gone, err);
+    rc = mc_delete_many_blind(b, m, doomed, gone, down, err);
+    if (rc < 0 && rc != CACHE_FAIL)
+        goto out;
     for (size_t j = 0; j < m; j++)
         status[map[j]] = gone[j];
     rc = CACHE_OK;
@@ -1265,7 +1581,7 @@ static int mcb_del_many(cache_backend *base, size_t n, const cache_str *keys,
         if (status[i] < 0)
             rc = status[i];
 out:
-    free(ks), free(gone), free(doomed), free(map);
+    free(ks), free(gone), free(doomed), free(map), free(down);
     return rc;
 }
 

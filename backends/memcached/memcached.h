@@ -56,11 +56,6 @@ typedef struct mc_backend {
     memcached_st *m;
     char *prefix;
     size_t prefix_len;
-    /* 1 when every connection is SASL-authenticated by libmemcached as it
-     * opens (credentials given, TCP servers only): incr may then be sent
-     * first. Otherwise an add must prove the connection first, because
-     * libmemcached abort()s in incr/decr on an authentication error. */
-    int incr_unguarded;
     /* Why the last server failed, kept so that "disabled until retry" can
      * say what disabled it (e.g. an authentication failure). */
     char last_cause[100];
@@ -118,34 +113,51 @@ int mc_flush(mc_backend *b, cache_err *err);
 int mc_incr(mc_backend *b, const mc_key *k, int64_t delta, double new_ttl,
             int64_t *result, cache_err *err);
 
+/* The position of k's server in the pool (the same on every handle). */
+uint32_t mc_server_of(mc_backend *b, const mc_key *k);
+
+/* A batch that takes several steps shares one "down" array (one flag per
+ * server, from mc_down_new, freed by the caller) between them: a server
+ * that failed in one step is not asked again in the next, so that the
+ * batch waits for a stalled server at most once. Its keys get CACHE_FAIL,
+ * and err keeps the reason the first step gave. NULL: a call of one step. */
+unsigned char *mc_down_new(mc_backend *b);
+
 /* One multi-get of n mapped keys. hit(ctx, i, value, len, flags) is called
  * for every key found (once per index, duplicates included); status[i] is
- * CACHE_OK for a hit, CACHE_MISS, or CACHE_FAIL when its server failed.
- * Returns CACHE_OK, or a failure when no server answered. */
+ * CACHE_OK for a hit, CACHE_MISS, or CACHE_FAIL when its server failed
+ * during this call (or is in down). Returns CACHE_OK, or a failure when no
+ * key could be read. */
 typedef int (*mc_hit_fn)(void *ctx, size_t i, const char *v, size_t len,
                          uint32_t flags);
 int mc_mget(mc_backend *b, size_t n, const mc_key *keys, mc_hit_fn hit,
-            void *ctx, int *status, cache_err *err);
+            void *ctx, int *status, unsigned char *down, cache_err *err);
 
 /* The same for one key (faster than mc_mget of one): hit's status, or a
  * failure. */
 int mc_get_one(mc_backend *b, const mc_key *k, mc_hit_fn hit, void *ctx,
                cache_err *err);
 
+/* A key given again in one batch: every occurrence after the first whose
+ * status[] is CACHE_OK becomes CACHE_MISS, as the first occurrence deletes
+ * the key and a later one finds nothing. CACHE_OK, or CACHE_ENOMEM. */
+int mc_first_only(size_t n, const mc_key *keys, int *status, cache_err *err);
+
 /* Pipelined sets: quiet (noreply) sets, except the last key of each server,
  * whose reply comes after the server has processed all of them, and values
- * larger than 256 KiB, which are sent with a reply. status[i] per key; the
- * return is CACHE_OK when every key was stored, else a failure with the
- * first failed key's reason in err. */
+ * larger than 256 KiB, which are sent with a reply; once a server failed,
+ * its later keys fail unsent. status[i] per key; the return is CACHE_OK
+ * when every key was stored, else a failure with the first failed key's
+ * reason in err. */
 int mc_store_many(mc_backend *b, size_t n, const mc_key *keys,
                   const cache_str *vals, const uint32_t *flags, double ttl,
                   int *status, cache_err *err);
 /* Pipelined deletes: buffered deletes (on a second handle of the same
- * servers), then one multi-get of the same keys that collects the replies
- * and proves each key gone. status[i] is CACHE_OK
- * when the key is absent afterwards, CACHE_FAIL otherwise; the return is
- * CACHE_OK when every key is gone, else a failure. */
+ * servers) and their replies read, one round trip. status[i] is CACHE_OK
+ * when the key is gone (deleted, or not there), CACHE_FAIL when its server
+ * failed (or is in down); the return is CACHE_OK when every key is gone,
+ * else a failure. */
 int mc_delete_many_blind(mc_backend *b, size_t n, const mc_key *keys,
-                         int *status, cache_err *err);
+                         int *status, unsigned char *down, cache_err *err);
 
 #endif

@@ -257,14 +257,6 @@ static void server_at(const mc_backend *b, uint32_t i, server *s)
         snprintf(s->label, sizeof s->label, "memcached %s:%d", s->name, s->port);
 }
 
-/* The server libmemcached's continuum picks for a key. */
-static uint32_t server_of(const mc_backend *b, const mc_key *k)
-{
-    uint32_t n = memcached_server_count(b->m);
-    uint32_t i = memcached_generate_hash(b->m, k->s, k->len);
-    return i < n ? i : 0;
-}
-
 /* The pool: the server, the user and a digest of the password. */
 static void pool_name(const mc_backend *b, const server *s, char *out,
                       size_t size)
@@ -387,7 +379,7 @@ static memcached_return_t single(mc_backend *b, const mc_key *k, cache_buf *req,
     cache_co *co = mcco_of(b);
     cache_co_io *io;
     cache_err e = {0, ""};
-    int got = exchange(b, co, server_of(b, k), req, 0, 0, &io, &e);
+    int got = exchange(b, co, mc_server_of(b, k), req, 0, 0, &io, &e);
     cache_buf_free(req);
     if (got == CACHE_PENDING || got == 0)
         return MCCO_PENDING;
@@ -552,6 +544,14 @@ static void batch_each(const batch *t, uint32_t s,
     }
 }
 
+/* The servers whose exchange failed go into down (when given). */
+static void mark_down(const batch *t, unsigned char *down)
+{
+    for (uint32_t s = 0; down && s < t->nservers; s++)
+        if (t->io[s] && t->io[s]->rc != CACHE_OK)
+            down[s] = 1;
+}
+
 typedef struct mget_ctx {
     size_t n;
     const mc_key *keys;
@@ -577,7 +577,7 @@ static void mget_one(void *vctx, const resp *r)
 }
 
 int mcco_mget(mc_backend *b, size_t n, const mc_key *keys, mc_hit_fn hit,
-              void *ctx, int *status, cache_err *err)
+              void *ctx, int *status, unsigned char *down, cache_err *err)
 {
     if (n == 0)
         return CACHE_OK;
@@ -587,9 +587,15 @@ int mcco_mget(mc_backend *b, size_t n, const mc_key *keys, mc_hit_fn hit,
         rc = cache_fail(err, CACHE_ENOMEM, "out of memory");
         goto out;
     }
+    size_t failed = 0;
     for (size_t i = 0; i < n; i++) {
         status[i] = CACHE_MISS;
-        t.srv[i] = server_of(b, &keys[i]);
+        t.srv[i] = mc_server_of(b, &keys[i]);
+        if (down && down[t.srv[i]]) {
+            status[i] = CACHE_FAIL; /* err tells why already */
+            failed++;
+            continue;
+        }
         if (put_req(&t.req[t.srv[i]], OP_GETKQ, keys[i].s, keys[i].len, NULL,
                     0, NULL, 0, (uint32_t)i, 0)) {
             rc = cache_fail(err, CACHE_ENOMEM, "out of memory");
@@ -609,14 +615,13 @@ int mcco_mget(mc_backend *b, size_t n, const mc_key *keys, mc_hit_fn hit,
     if (rc != 1)
         goto out;
     mget_ctx m = {n, keys, hit, ctx, status, CACHE_OK};
-    size_t failed = 0;
     int first_fail = -1;
     for (uint32_t s = 0; s < t.nservers; s++)
         if (t.io[s] && t.io[s]->rc == CACHE_OK)
             batch_each(&t, s, mget_one, &m);
     for (size_t i = 0; i < n; i++) {
         const cache_co_io *io = t.io[t.srv[i]];
-        if (io && io->rc != CACHE_OK) {
+        if (io && io->rc != CACHE_OK && status[i] != CACHE_FAIL) {
             status[i] = CACHE_FAIL;
             failed++;
             if (first_fail < 0) {
@@ -625,6 +630,7 @@ int mcco_mget(mc_backend *b, size_t n, const mc_key *keys, mc_hit_fn hit,
             }
         }
     }
+    mark_down(&t, down);
     if (first_fail >= 0)
         mc_fail(b, &keys[first_fail], MEMCACHED_CONNECTION_FAILURE, err);
     rc = m.hit_rc < 0 ? m.hit_rc : failed == n ? CACHE_FAIL : CACHE_OK;
@@ -632,6 +638,9 @@ out:
     batch_free(&t);
     return rc;
 }
+
+/* rcs[i] of a key run_each did not send: its server is in down. */
+#define MCCO_SKIPPED ((memcached_return_t)1001)
 
 typedef struct status_ctx {
     size_t n;
@@ -649,7 +658,7 @@ static void note_status(void *vctx, const resp *r)
  * server, and sets rcs[i] from each answer (or the exchange's failure). */
 static int run_each(mc_backend *b, size_t n, const mc_key *keys,
                     int (*make)(cache_buf *req, size_t i, void *ctx), void *ctx,
-                    memcached_return_t *rcs, cache_err *err)
+                    memcached_return_t *rcs, unsigned char *down, cache_err *err)
 {
     batch t = {0};
     int rc;
@@ -658,7 +667,11 @@ static int run_each(mc_backend *b, size_t n, const mc_key *keys,
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
-        t.srv[i] = server_of(b, &keys[i]);
+        t.srv[i] = mc_server_of(b, &keys[i]);
+        if (down && down[t.srv[i]]) {
+            rcs[i] = MCCO_SKIPPED;
+            continue;
+        }
         t.last[t.srv[i]] = (uint32_t)i;
         rcs[i] = MEMCACHED_PROTOCOL_ERROR; /* unless an answer says */
         if (make(&t.req[t.srv[i]], i, ctx)) {
@@ -675,9 +688,10 @@ static int run_each(mc_backend *b, size_t n, const mc_key *keys,
             batch_each(&t, s, note_status, &c);
     for (size_t i = 0; i < n; i++) {
         const cache_co_io *io = t.io[t.srv[i]];
-        if (io && io->rc != CACHE_OK)
+        if (io && io->rc != CACHE_OK && rcs[i] != MCCO_SKIPPED)
             rcs[i] = transport_failed(io);
     }
+    mark_down(&t, down);
     rc = CACHE_OK;
 out:
     batch_free(&t);
@@ -715,6 +729,8 @@ static int statuses(mc_backend *b, size_t n, const mc_key *keys,
             continue;
         }
         status[i] = CACHE_FAIL;
+        if (rc == MCCO_SKIPPED)
+            continue; /* its server failed in an earlier step; err says so */
         if (!any_fail)
             mc_fail(b, &keys[i], rc, err);
         any_fail = 1;
@@ -732,7 +748,7 @@ int mcco_store_many(mc_backend *b, size_t n, const mc_key *keys,
     if (!rcs)
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
     store_ctx c = {keys, vals, flags, exp};
-    int rc = run_each(b, n, keys, make_set, &c, rcs, err);
+    int rc = run_each(b, n, keys, make_set, &c, rcs, NULL, err);
     if (rc == CACHE_OK)
         rc = statuses(b, n, keys, rcs, 0, status, err);
     free(rcs);
@@ -748,14 +764,14 @@ static int make_delete(cache_buf *req, size_t i, void *vctx)
 
 /* A delete's own answer says it: gone (deleted, or there was none). */
 int mcco_delete_many(mc_backend *b, size_t n, const mc_key *keys, int *status,
-                     cache_err *err)
+                     unsigned char *down, cache_err *err)
 {
     if (n == 0)
         return CACHE_OK;
     memcached_return_t *rcs = malloc(n * sizeof *rcs);
     if (!rcs)
         return cache_fail(err, CACHE_ENOMEM, "out of memory");
-    int rc = run_each(b, n, keys, make_delete, (void *)keys, rcs, err);
+    int rc = run_each(b, n, keys, make_delete, (void *)keys, rcs, down, err);
     if (rc == CACHE_OK)
         rc = statuses(b, n, keys, rcs, 1, status, err);
     free(rcs);

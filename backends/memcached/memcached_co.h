@@ -43,14 +43,16 @@ memcached_return_t mcco_incr(mc_backend *b, const mc_key *k, uint64_t offset,
                              uint64_t *value);
 
 /* What mget_on, mc_store_many and mc_delete_many_blind do, with the same
- * statuses: GETKQ + NOOP, SET, DELETE pipelines per server. */
+ * statuses: GETKQ + NOOP, SET, DELETE pipelines per server. down is theirs
+ * (see mc_down_new): a key on a server in it gets CACHE_FAIL unsent, err
+ * untouched for it, and a server whose exchange failed is added to it. */
 int mcco_mget(mc_backend *b, size_t n, const mc_key *keys, mc_hit_fn hit,
-              void *ctx, int *status, cache_err *err);
+              void *ctx, int *status, unsigned char *down, cache_err *err);
 int mcco_store_many(mc_backend *b, size_t n, const mc_key *keys,
                     const cache_str *vals, const uint32_t *flags, time_t exp,
                     int *status, cache_err *err);
 int mcco_delete_many(mc_backend *b, size_t n, const mc_key *keys, int *status,
-                     cache_err *err);
+                     unsigned char *down, cache_err *err);
 /* The cas of the last hit mcco_mget handed to its callback. */
 uint64_t mcco_last_cas(void);
 

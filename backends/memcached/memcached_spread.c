@@ -61,13 +61,6 @@ static uint64_t get_be(const char *p, int bytes)
     return v;
 }
 
-static int ignore_hit(void *ctx, size_t i, const char *v, size_t len,
-                      uint32_t flags)
-{
-    (void)ctx, (void)i, (void)v, (void)len, (void)flags;
-    return CACHE_OK;
-}
-
 /* ---- writing: the items of one value ---------------------------------------------- */
 
 typedef struct plan {
@@ -146,16 +139,39 @@ static int plan_make(spread *s, cache_str key, cache_str value, plan *p,
 
 /* ---- reading --------------------------------------------------------------------------- */
 
-/* One requested key while reading. */
-typedef struct slot {
-    cache_buf *out;
-    int state; /* CACHE_OK, CACHE_MISS, CACHE_FAIL, or PENDING */
+/* What a head ("<key>.0" under MC_FLAG_SPREAD_HEAD) says. */
+typedef struct head_info {
     char tag[TAG_LEN];
     size_t count, piece; /* pieces, and the size of all but the last */
     uint64_t total;
     uint32_t flags; /* of the whole stored value */
-    size_t first;   /* index of its piece 1 among the requested parts */
-    size_t got;     /* pieces in place */
+} head_info;
+
+/* 1 and *h when v is a head this object could have written, else 0. The
+ * count bounds what a read allocates, so a foreign or corrupt head may not
+ * claim more pieces than maxchunk; every piece but the last is as long as
+ * piece 0. */
+static int parse_head(const char *v, size_t len, size_t maxchunk, head_info *h)
+{
+    if (len <= HEAD_LEN || memcmp(v, HEAD_MAGIC, 4) != 0)
+        return 0;
+    memcpy(h->tag, v + 4, TAG_LEN);
+    h->count = (size_t)get_be(v + 4 + TAG_LEN, 4);
+    h->total = get_be(v + 8 + TAG_LEN, 8);
+    h->flags = (uint32_t)get_be(v + 16 + TAG_LEN, 4);
+    h->piece = len - HEAD_LEN;
+    return h->count >= 2 && h->count <= maxchunk &&
+           h->total > (uint64_t)(h->count - 1) * h->piece &&
+           h->total <= (uint64_t)h->count * h->piece;
+}
+
+/* One requested key while reading. */
+typedef struct slot {
+    cache_buf *out;
+    int state; /* CACHE_OK, CACHE_MISS, CACHE_FAIL, or PENDING */
+    head_info h;
+    size_t first; /* index of its piece 1 among the requested parts */
+    size_t got;   /* pieces in place */
     char *raw;
 } slot;
 
@@ -180,24 +196,12 @@ static int head_hit(void *ctx, size_t i, const char *v, size_t len,
         return sl->state = rc;
     }
     sl->state = CACHE_MISS;
-    if (len <= HEAD_LEN || memcmp(v, HEAD_MAGIC, 4) != 0)
+    if (!parse_head(v, len, r->maxchunk, &sl->h))
         return CACHE_MISS;
-    memcpy(sl->tag, v + 4, TAG_LEN);
-    sl->count = (size_t)get_be(v + 4 + TAG_LEN, 4);
-    sl->total = get_be(v + 8 + TAG_LEN, 8);
-    sl->flags = (uint32_t)get_be(v + 16 + TAG_LEN, 4);
-    sl->piece = len - HEAD_LEN;
-    /* Every piece but the last is as long as piece 0. */
-    /* The count bounds the allocation below, so a foreign or corrupt head
-     * may not claim more pieces than this object ever writes. */
-    if (sl->count < 2 || sl->count > r->maxchunk ||
-        sl->total <= (uint64_t)(sl->count - 1) * sl->piece ||
-        sl->total > (uint64_t)sl->count * sl->piece)
-        return CACHE_MISS;
-    sl->raw = malloc((size_t)sl->total);
+    sl->raw = malloc((size_t)sl->h.total);
     if (!sl->raw)
         return CACHE_ENOMEM;
-    memcpy(sl->raw, v + HEAD_LEN, sl->piece);
+    memcpy(sl->raw, v + HEAD_LEN, sl->h.piece);
     sl->got = 1;
     sl->state = PENDING;
     return CACHE_OK;
@@ -211,10 +215,10 @@ static int part_hit(void *ctx, size_t i, const char *v, size_t len,
     if (sl->state != PENDING)
         return CACHE_MISS;
     size_t j = i - sl->first + 1; /* piece number */
-    size_t off = j * sl->piece;
-    size_t want = j + 1 < sl->count ? sl->piece : (size_t)sl->total - off;
+    size_t off = j * sl->h.piece;
+    size_t want = j + 1 < sl->h.count ? sl->h.piece : (size_t)sl->h.total - off;
     if (flags != MC_FLAG_SPREAD_PART || len != TAG_LEN + want ||
-        memcmp(v, sl->tag, TAG_LEN) != 0) {
+        memcmp(v, sl->h.tag, TAG_LEN) != 0) {
         sl->state = CACHE_MISS; /* another write's piece: torn */
         return CACHE_MISS;
     }
@@ -236,6 +240,7 @@ static int read_values(spread *s, size_t n, const cache_str *keys,
     mc_key *parts = NULL;
     size_t *owner = NULL;
     int *pst = NULL;
+    unsigned char *down = NULL;
     int rc;
     if (!heads || !slots) {
         rc = cache_fail(err, CACHE_ENOMEM, "out of memory");
@@ -247,20 +252,25 @@ static int read_values(spread *s, size_t n, const cache_str *keys,
         slots[i].state = CACHE_MISS;
     }
     read_ctx r = {slots, NULL, err, s->maxchunk};
+    down = mc_down_new(&s->mc); /* the pieces skip a server the heads found down */
+    if (!down) {
+        rc = cache_fail(err, CACHE_ENOMEM, "out of memory");
+        goto out;
+    }
     if (n == 1) {
         status[0] = mc_get_one(&s->mc, &heads[0], head_hit, &r, err);
         rc = status[0] == CACHE_ENOMEM ? CACHE_ENOMEM : CACHE_OK;
         if (status[0] < 0)
             rc = status[0];
     } else {
-        rc = mc_mget(&s->mc, n, heads, head_hit, &r, status, err);
+        rc = mc_mget(&s->mc, n, heads, head_hit, &r, status, down, err);
     }
     if (rc < 0)
         goto out;
     size_t np = 0;
     for (size_t i = 0; i < n; i++)
         if (slots[i].state == PENDING)
-            np += slots[i].count - 1;
+            np += slots[i].h.count - 1;
     if (np > 0) {
         parts = malloc(np * sizeof *parts);
         owner = malloc(np * sizeof *owner);
@@ -274,13 +284,13 @@ static int read_values(spread *s, size_t n, const cache_str *keys,
             if (slots[i].state != PENDING)
                 continue;
             slots[i].first = k;
-            for (size_t j = 1; j < slots[i].count; j++, k++) {
+            for (size_t j = 1; j < slots[i].h.count; j++, k++) {
                 chunk_key(s, keys[i], j, &parts[k]);
                 owner[k] = i;
             }
         }
         r.owner = owner;
-        rc = mc_mget(&s->mc, np, parts, part_hit, &r, pst, err);
+        rc = mc_mget(&s->mc, np, parts, part_hit, &r, pst, down, err);
         if (rc < 0 && rc != CACHE_FAIL)
             goto out;
         for (size_t k2 = 0; k2 < np; k2++)
@@ -291,8 +301,8 @@ static int read_values(spread *s, size_t n, const cache_str *keys,
     for (size_t i = 0; i < n; i++) {
         slot *sl = &slots[i];
         if (sl->state == PENDING) {
-            if (sl->got == sl->count) {
-                int d = mc_decode(sl->raw, (size_t)sl->total, sl->flags, sl->out, err);
+            if (sl->got == sl->h.count) {
+                int d = mc_decode(sl->raw, (size_t)sl->h.total, sl->h.flags, sl->out, err);
                 if (d == CACHE_ENOMEM)
                     rc = d;
                 sl->state = d == CACHE_OK ? CACHE_OK : CACHE_MISS;
@@ -307,7 +317,7 @@ out:
     if (slots)
         for (size_t i = 0; i < n; i++)
             free(slots[i].raw);
-    free(heads), free(slots), free(parts), free(owner), free(pst);
+    free(heads), free(slots), free(parts), free(owner), free(pst), free(down);
     return rc;
 }
 
@@ -327,68 +337,96 @@ static int sp_get_many(cache_backend *base, size_t n, const cache_str *keys,
     return read_values((spread *)base, n, keys, out, status, err);
 }
 
-/* Deletes every chunk key of the keys whose exists[i] is CACHE_OK;
- * status[i] becomes CACHE_OK when all are gone. */
-static int delete_chunks(spread *s, size_t n, const cache_str *keys,
+/* How many items a value's head names (1 for a value in one item). */
+typedef struct count_ctx {
+    size_t *count;
+    size_t maxchunk;
+} count_ctx;
+
+static int count_hit(void *ctx, size_t i, const char *v, size_t len,
+                     uint32_t flags)
+{
+    count_ctx *c = ctx;
+    head_info h;
+    c->count[i] = flags == MC_FLAG_SPREAD_HEAD && parse_head(v, len, c->maxchunk, &h)
+                      ? h.count
+                      : 1;
+    return CACHE_OK;
+}
+
+/* Deletes n values: a multi-get of the heads (which values exist, and the
+ * pieces each names), then one batch of deletes of those heads and pieces.
+ * A value is deleted when its head is: no piece is read without it. A
+ * piece on a server that failed in the first step is not asked for (the
+ * batch waits for a server at most once); it is left to expire, as the
+ * pieces beyond a smaller value's count are. status[i]: CACHE_OK deleted,
+ * CACHE_MISS absent, CACHE_FAIL. */
+static int delete_values(spread *s, size_t n, const cache_str *keys,
                          int *status, cache_err *err)
 {
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++)
-        if (status[i] == CACHE_OK)
-            m++;
-    if (m == 0)
-        return CACHE_OK;
-    size_t total = m * s->maxchunk;
-    mc_key *ks = malloc(total * sizeof *ks);
-    int *gone = malloc(total * sizeof *gone);
-    if (!ks || !gone) {
-        free(ks), free(gone);
-        return cache_fail(err, CACHE_ENOMEM, "out of memory");
+    mc_key *heads = calloc(n ? n : 1, sizeof *heads);
+    size_t *count = calloc(n ? n : 1, sizeof *count);
+    unsigned char *down = mc_down_new(&s->mc);
+    mc_key *ks = NULL;
+    size_t *head_at = NULL;
+    int *gone = NULL;
+    int rc;
+    if (!heads || !count || !down) {
+        rc = cache_fail(err, CACHE_ENOMEM, "out of memory");
+        goto out;
     }
-    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        chunk_key(s, keys[i], 0, &heads[i]);
+    count_ctx cc = {count, s->maxchunk};
+    rc = mc_mget(&s->mc, n, heads, count_hit, &cc, status, down, err);
+    if (rc < 0 || (rc = mc_first_only(n, heads, status, err)) < 0)
+        goto out;
+    size_t total = 0;
     for (size_t i = 0; i < n; i++)
         if (status[i] == CACHE_OK)
-            for (size_t j = 0; j < s->maxchunk; j++)
-                chunk_key(s, keys[i], j, &ks[k++]);
-    int rc = mc_delete_many_blind(&s->mc, total, ks, gone, err);
-    k = 0;
+            total += count[i];
+    ks = malloc((total ? total : 1) * sizeof *ks);
+    head_at = malloc((n ? n : 1) * sizeof *head_at);
+    gone = malloc((total ? total : 1) * sizeof *gone);
+    if (!ks || !head_at || !gone) {
+        rc = cache_fail(err, CACHE_ENOMEM, "out of memory");
+        goto out;
+    }
+    size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         if (status[i] != CACHE_OK)
             continue;
-        for (size_t j = 0; j < s->maxchunk; j++, k++)
-            if (gone[k] != CACHE_OK)
-                status[i] = CACHE_FAIL;
+        head_at[i] = m;
+        ks[m++] = heads[i];
+        for (size_t j = 1; j < count[i]; j++) {
+            chunk_key(s, keys[i], j, &ks[m]);
+            if (!down[mc_server_of(&s->mc, &ks[m])])
+                m++;
+        }
     }
-    free(ks), free(gone);
-    return rc < 0 && rc != CACHE_FAIL ? rc : CACHE_OK;
+    rc = mc_delete_many_blind(&s->mc, m, ks, gone, down, err);
+    if (rc < 0 && rc != CACHE_FAIL)
+        goto out;
+    rc = CACHE_OK;
+    for (size_t i = 0; i < n; i++)
+        if (status[i] == CACHE_OK)
+            status[i] = gone[head_at[i]];
+out:
+    free(heads), free(count), free(down), free(ks), free(head_at), free(gone);
+    return rc;
 }
 
 static int sp_del(cache_backend *base, cache_str key, cache_err *err)
 {
-    spread *s = (spread *)base;
-    mc_key head;
-    chunk_key(s, key, 0, &head);
-    int st = mc_exists(&s->mc, &head, err);
-    if (st != CACHE_OK)
-        return st; /* absent (its stale pieces are unreachable) or failed */
-    int rc = delete_chunks(s, 1, &key, &st, err);
+    int st;
+    int rc = delete_values((spread *)base, 1, &key, &st, err);
     return rc < 0 ? rc : st;
 }
 
 static int sp_del_many(cache_backend *base, size_t n, const cache_str *keys,
                        int *status, cache_err *err)
 {
-    spread *s = (spread *)base;
-    mc_key *heads = calloc(n ? n : 1, sizeof *heads);
-    if (!heads)
-        return cache_fail(err, CACHE_ENOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++)
-        chunk_key(s, keys[i], 0, &heads[i]);
-    int rc = mc_mget(&s->mc, n, heads, ignore_hit, NULL, status, err);
-    free(heads);
-    if (rc < 0)
-        return rc;
-    rc = delete_chunks(s, n, keys, status, err);
+    int rc = delete_values((spread *)base, n, keys, status, err);
     if (rc < 0)
         return rc;
     for (size_t i = 0; i < n; i++)
