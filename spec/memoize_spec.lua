@@ -462,7 +462,7 @@ describe("memoize", function()
     it("forced_update(...) recomputes and stores", function()
       local force = false
       local got
-      local f, count = counter()
+      local f = counter()
       local m = c:memoize{ forced_update = function(a) got = a; return force end }(
         function(a) return f(a) end)
       assert.equal(1, m("x"))
@@ -635,7 +635,7 @@ describe("memoize", function()
 
   describe("delete_memoized_verhash", function()
     it("deletes the version key; the next call starts a new version", function()
-      local f, count = counter()
+      local f = counter()
       local m = c:memoize{ name = "vh" }(function() return f() end)
       m()
       local old = backend.data["vh_memver"]
@@ -674,7 +674,7 @@ describe("memoize", function()
     end)
 
     it("fail open: the function runs, its result is returned, logged once per burst", function()
-      local f, count = counter()
+      local f = counter()
       local m = c:memoize(function(a) return f(a) end)
       backend.fail = "connection refused"
       assert.equal(1, m(1))
@@ -690,7 +690,7 @@ describe("memoize", function()
     end)
 
     it("a failing write still returns the result", function()
-      local f, count = counter()
+      local f = counter()
       local m = c:memoize(function(a) return f(a) end)
       m.make_cache_key(1) -- version exists
       local set = backend.set
