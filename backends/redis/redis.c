@@ -38,21 +38,8 @@ static void redis_destroy(cache_backend *b)
     free(r);
 }
 
-static const cache_vtable redis_vtable = {
-    .name = "RedisCache",
-    .values_checked = 1,
-    .get = redis_single_get,
-    .set = redis_single_set,
-    .del = redis_single_del,
-    .has = redis_single_has,
-    .clear = redis_single_clear,
-    .incr = redis_single_incr,
-    .get_many = redis_single_get_many,
-    .set_many = redis_single_set_many,
-    .del_many = redis_single_del_many,
-    .del_if = redis_single_del_if,
-    .destroy = redis_destroy,
-};
+static const cache_vtable redis_vtable =
+    REDIS_SINGLE_VTABLE("RedisCache", redis_destroy);
 
 /* Where to connect and as whom, from the options. */
 typedef struct target {

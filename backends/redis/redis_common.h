@@ -53,6 +53,19 @@ int redis_single_del_many(cache_backend *b, size_t n, const cache_str *keys,
 int redis_single_del_if(cache_backend *b, cache_str key, cache_str value,
                         cache_err *err);
 
+/* The vtable of a backend on one data node at a time (RedisCache,
+ * RedisSentinelCache): every operation is redis_single's; only the class
+ * name and how the backend is destroyed differ. */
+#define REDIS_SINGLE_VTABLE(class_name, destroy_fn)                           \
+    {                                                                        \
+        .name = class_name, .values_checked = 1, .get = redis_single_get,    \
+        .set = redis_single_set, .del = redis_single_del,                    \
+        .has = redis_single_has, .clear = redis_single_clear,                \
+        .incr = redis_single_incr, .get_many = redis_single_get_many,        \
+        .set_many = redis_single_set_many, .del_many = redis_single_del_many, \
+        .del_if = redis_single_del_if, .destroy = destroy_fn,                \
+    }
+
 /* Deletes every key under p's prefix through fn (one server): SCAN MATCH
  * <escaped prefix>* COUNT 1000 in batches, each round trip carrying the
  * UNLINK of the previous batch (one multi-key UNLINK, or one per key when

@@ -223,21 +223,8 @@ static void sentinel_destroy(cache_backend *b)
     free(sb);
 }
 
-static const cache_vtable sentinel_vtable = {
-    .name = "RedisSentinelCache",
-    .values_checked = 1,
-    .get = redis_single_get,
-    .set = redis_single_set,
-    .del = redis_single_del,
-    .has = redis_single_has,
-    .clear = redis_single_clear,
-    .incr = redis_single_incr,
-    .get_many = redis_single_get_many,
-    .set_many = redis_single_set_many,
-    .del_many = redis_single_del_many,
-    .del_if = redis_single_del_if,
-    .destroy = sentinel_destroy,
-};
+static const cache_vtable sentinel_vtable =
+    REDIS_SINGLE_VTABLE("RedisSentinelCache", sentinel_destroy);
 
 /* The sentinels get TLS when sentinel_ssl asked for it. */
 typedef struct sentinel_add {
